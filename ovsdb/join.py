@@ -1,7 +1,140 @@
-"""`dvn join` / `dvn leave`: run on a node (written by the controller owner)."""
+"""`dvn join` and `dvn leave`, run on a node against its own Open_vSwitch database.
+
+Join is one transaction: the node's identity (system-id, tunnel IP), br-int
+(fail_mode=secure, OpenFlow 1.5, in-band control off) with dvn as its OpenFlow
+controller, and dvn as an OVSDB manager of the node. Both connections are
+opened by the node, so a node behind NAT joins as well as any other. With
+fail_mode=secure the flows stay when dvn is away.
+"""
+
+import os
+import socket
+
+from ovsdbapp.backend.ovs_idl import connection
+from ovsdbapp.schema.open_vswitch import impl_idl
+
+from ovsdb.node import BRIDGE, ENCAP_IP_KEY, PEER_KEY
+
+OPENFLOW_PORT = 6653
+OVSDB_PORT = 6640
+# Reconnect within a second after dvn comes back (OVS's default backs off to 8 s).
+MAX_BACKOFF_MS = 1000
+INACTIVITY_PROBE_MS = 5000
+PROTOCOLS = ["OpenFlow10", "OpenFlow13", "OpenFlow14", "OpenFlow15"]
+
+
+class JoinError(Exception):
+    pass
+
+
+def default_db():
+    rundir = os.environ.get("OVS_RUNDIR", "/var/run/openvswitch")
+    return "unix:%s/db.sock" % rundir
+
+
+def default_datapath_type():
+    """`system` where the kernel datapath exists, `netdev` (userspace) elsewhere."""
+    return "system" if os.path.exists("/sys/module/openvswitch") else "netdev"
+
+
+def _api(db, timeout=10):
+    idl = connection.OvsdbIdl.from_server(db, "Open_vSwitch")
+    return impl_idl.OvsdbIdl(connection.Connection(idl, timeout=timeout))
+
+
+def _targets(controller, of_port, db_port):
+    host = controller
+    if ":" in host and not host.startswith("["):
+        host = "[%s]" % host  # IPv6 literal
+    return "tcp:%s:%d" % (host, of_port), "tcp:%s:%d" % (host, db_port)
+
+
+def join(controller, encap_ip, system_id=None, db=None, datapath_type=None,
+         of_port=OPENFLOW_PORT, db_port=OVSDB_PORT):
+    """Configure this node to be managed by the dvn at ``controller``."""
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in encap_ip else socket.AF_INET, encap_ip)
+    except OSError:
+        raise JoinError("--encap-ip %r is not an IP address" % encap_ip)
+    api = _api(db or default_db())
+    of_target, db_target = _targets(controller, of_port, db_port)
+    ovs = api.db_list("Open_vSwitch", columns=["_uuid", "external_ids", "manager_options"]).execute(check_error=True)[0]
+    ext = {ENCAP_IP_KEY: encap_ip, "hostname": socket.gethostname()}
+    if system_id:
+        ext["system-id"] = system_id
+    elif not ovs["external_ids"].get("system-id"):
+        raise JoinError("this node has no external_ids:system-id; give --system-id")
+    managers = api.db_find("Manager", ("target", "=", db_target), columns=["_uuid"]).execute(check_error=True)
+    with api.transaction(check_error=True) as txn:
+        txn.add(api.db_set("Open_vSwitch", ovs["_uuid"], ("external_ids", ext)))
+        txn.add(api.add_br(BRIDGE, may_exist=True, datapath_type=datapath_type or default_datapath_type()))
+        txn.add(api.db_set("Bridge", BRIDGE,
+                           ("fail_mode", "secure"), ("protocols", PROTOCOLS),
+                           ("other_config", {"disable-in-band": "true"})))
+        ctl = txn.add(api.db_create("Controller", target=of_target, max_backoff=MAX_BACKOFF_MS,
+                                    inactivity_probe=INACTIVITY_PROBE_MS))
+        txn.add(api.db_set("Bridge", BRIDGE, ("controller", [ctl])))
+        if not managers:
+            mgr = txn.add(api.db_create("Manager", target=db_target, max_backoff=MAX_BACKOFF_MS,
+                                        inactivity_probe=INACTIVITY_PROBE_MS))
+            txn.add(api.db_add("Open_vSwitch", ovs["_uuid"], "manager_options", mgr))
+    api.ovsdb_connection.stop()
+    return of_target, db_target
+
+
+def leave(controller=None, db=None, db_port=OVSDB_PORT):
+    """Disconnect this node from dvn and remove what dvn put on it.
+
+    br-int and the VM ports stay (so does their traffic until flows are
+    removed); dvn's tunnel ports, its controller and its manager go.
+    """
+    api = _api(db or default_db())
+    ovs = api.db_list("Open_vSwitch", columns=["_uuid"]).execute(check_error=True)[0]
+    tunnels = api.db_find("Interface", ("type", "=", "geneve"),
+                          columns=["name", "external_ids"]).execute(check_error=True)
+    managers = api.db_list("Manager", columns=["_uuid", "target"]).execute(check_error=True)
+    with api.transaction(check_error=True) as txn:
+        for iface in tunnels:
+            if PEER_KEY in iface["external_ids"]:
+                txn.add(api.del_port(iface["name"], bridge=BRIDGE, if_exists=True))
+        txn.add(api.del_controller(BRIDGE))
+        for mgr in managers:
+            if controller is None or mgr["target"].endswith(":%s:%d" % (controller, db_port)):
+                txn.add(api.db_remove("Open_vSwitch", ovs["_uuid"], "manager_options", mgr["_uuid"]))
+        txn.add(api.db_remove("Open_vSwitch", ovs["_uuid"], "external_ids", ENCAP_IP_KEY))
+    api.ovsdb_connection.stop()
+
+
+def _cmd_join(args):
+    try:
+        of_target, db_target = join(args.controller, args.encap_ip, args.system_id, args.db,
+                                    args.datapath_type, args.openflow_port, args.ovsdb_port)
+    except JoinError as exc:
+        print("dvn join: %s" % exc)
+        return 2
+    print("joined: OpenFlow %s, OVSDB manager %s" % (of_target, db_target))
+    return 0
+
+
+def _cmd_leave(args):
+    leave(args.controller, args.db)
+    print("left: dvn's tunnels, controller and manager removed")
+    return 0
 
 
 def register(subparsers):
-    p = subparsers.add_parser("join", help="join this node to a dvn controller")
-    p.set_defaults(func=lambda args: print("not yet"))
+    p = subparsers.add_parser("join", help="join this node to a dvn controller (run on the node)")
+    p.add_argument("--controller", required=True, help="address of the dvn controller")
+    p.add_argument("--encap-ip", required=True, help="this node's tunnel (underlay) IP")
+    p.add_argument("--system-id", help="this node's id (default: external_ids:system-id)")
+    p.add_argument("--db", help="this node's OVSDB (default: unix:$OVS_RUNDIR/db.sock)")
+    p.add_argument("--datapath-type", choices=["system", "netdev"],
+                   help="br-int datapath (default: system if the kernel module is loaded)")
+    p.add_argument("--openflow-port", type=int, default=OPENFLOW_PORT)
+    p.add_argument("--ovsdb-port", type=int, default=OVSDB_PORT)
+    p.set_defaults(func=_cmd_join)
+    q = subparsers.add_parser("leave", help="disconnect this node from dvn (run on the node)")
+    q.add_argument("--controller", help="only the manager of this controller")
+    q.add_argument("--db", help="this node's OVSDB (default: unix:$OVS_RUNDIR/db.sock)")
+    q.set_defaults(func=_cmd_leave)
     return p

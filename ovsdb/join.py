@@ -7,6 +7,7 @@ opened by the node, so a node behind NAT joins as well as any other. With
 fail_mode=secure the flows stay when dvn is away.
 """
 
+import hashlib
 import os
 import socket
 
@@ -37,9 +38,25 @@ def default_datapath_type():
     return "system" if os.path.exists("/sys/module/openvswitch") else "netdev"
 
 
+def datapath_id(system_id):
+    """A stable datapath id for br-int, so a restarted vswitchd keeps its identity.
+
+    16 hex digits from the system-id; the top byte is 0xd0 so it never looks
+    like a MAC-derived id."""
+    digest = hashlib.sha256(system_id.encode()).hexdigest()
+    return "d0" + digest[:14]
+
+
+class _NodeDb(impl_idl.OvsdbIdl):
+    """ovsdbapp keeps its connection on the class (one per process); dvn keeps
+    it on the instance, so two joins in one process talk to their own nodes."""
+
+    ovsdb_connection = None
+
+
 def _api(db, timeout=10):
     idl = connection.OvsdbIdl.from_server(db, "Open_vSwitch")
-    return impl_idl.OvsdbIdl(connection.Connection(idl, timeout=timeout))
+    return _NodeDb(connection.Connection(idl, timeout=timeout))
 
 
 def _targets(controller, of_port, db_port):
@@ -70,7 +87,9 @@ def join(controller, encap_ip, system_id=None, db=None, datapath_type=None,
         txn.add(api.add_br(BRIDGE, may_exist=True, datapath_type=datapath_type or default_datapath_type()))
         txn.add(api.db_set("Bridge", BRIDGE,
                            ("fail_mode", "secure"), ("protocols", PROTOCOLS),
-                           ("other_config", {"disable-in-band": "true"})))
+                           ("other_config", {"disable-in-band": "true",
+                                             "datapath-id": datapath_id(ext.get("system-id")
+                                                                        or ovs["external_ids"]["system-id"])})))
         ctl = txn.add(api.db_create("Controller", target=of_target, max_backoff=MAX_BACKOFF_MS,
                                     inactivity_probe=INACTIVITY_PROBE_MS))
         txn.add(api.db_set("Bridge", BRIDGE, ("controller", [ctl])))

@@ -1,0 +1,170 @@
+"""dvn join and the node OVSDB session against a real ovsdb-server and ovs-vswitchd.
+
+No namespace is needed: one Open vSwitch in a temporary run directory, whose
+ovsdb-server dials the listener (ovs-vsctl set-manager, done by `dvn join`).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ovsdb.join import datapath_id, join, leave
+from ovsdb.node import tunnel_port_name
+
+pytestmark = pytest.mark.lab
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Ovs:
+    """ovsdb-server + ovs-vswitchd in a namespace of their own: a userspace
+    vswitchd creates tap devices with fixed names, so two must never share one."""
+
+    def __init__(self, path):
+        self.dir = str(path)
+        self.ns = "dvn-t%d" % os.getpid()
+        self.env = dict(os.environ, OVS_RUNDIR=self.dir, OVS_DBDIR=self.dir, OVS_LOGDIR=self.dir)
+        self.db = "unix:%s/db.sock" % self.dir
+
+    def run(self, *args):
+        return subprocess.run(("ip", "netns", "exec", self.ns) + args, env=self.env, check=True,
+                              capture_output=True, text=True).stdout
+
+    def start(self):
+        subprocess.run(["ip", "netns", "add", self.ns], check=True)
+        subprocess.run(["ip", "-n", self.ns, "link", "set", "lo", "up"], check=True)
+        self.run("ovsdb-tool", "create", self.dir + "/conf.db", "/usr/share/openvswitch/vswitch.ovsschema")
+        self.run("ovsdb-server", self.dir + "/conf.db", "-vconsole:off", "--remote=punix:" + self.dir + "/db.sock",
+                 "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
+                 "--pidfile", "--detach", "--no-chdir", "--log-file")
+        self.run("ovs-vsctl", "--no-wait", "init")
+        self.run("ovs-vswitchd", self.db, "-vconsole:off", "--pidfile", "--detach", "--no-chdir",
+                 "--log-file", "--disable-system")
+
+    def stop(self):
+        for name in ("ovs-vswitchd", "ovsdb-server"):
+            try:
+                with open("%s/%s.pid" % (self.dir, name)) as f:
+                    os.kill(int(f.read()), 15)
+            except (OSError, ValueError):
+                pass
+        subprocess.run(["ip", "netns", "del", self.ns], check=False)
+
+    def vsctl(self, *args):
+        return self.run("ovs-vsctl", *args).strip()
+
+
+class Probe:
+    """The listener runs in the node's namespace, where 127.0.0.1 is the node's loopback."""
+
+    def __init__(self, ns):
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "tests.node_probe"],
+                                     cwd=ROOT, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
+        self.port = self.read()["port"]
+        self.last = {}
+
+    def read(self):
+        line = self.proc.stdout.readline()
+        assert line, "node probe exited"
+        return json.loads(line)
+
+    def wait(self, predicate, timeout=10):
+        """The first message (or the latest session state) that satisfies ``predicate``."""
+        if self.last and predicate(self.last):
+            return self.last
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = self.read()
+            if "system_id" in msg:
+                self.last = msg
+            if predicate(msg):
+                return msg
+        raise AssertionError("no matching update; last: %s" % self.last)
+
+    def command(self, obj):
+        self.proc.stdin.write(json.dumps(obj) + "\n")
+        self.proc.stdin.flush()
+        while True:  # session updates may come before the reply; they update self.last
+            msg = self.read()
+            if "system_id" in msg:
+                self.last = msg
+            elif "ops" in msg or "error" in msg:
+                return msg
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def node(tmp_path):
+    ovs = Ovs(tmp_path)
+    ovs.start()
+    probe = Probe(ovs.ns)
+    yield ovs, probe
+    probe.stop()
+    ovs.stop()
+
+
+def test_join_configures_br_int_and_the_node_connects_out(node):
+    ovs, probe = node
+    join("127.0.0.1", "10.9.0.1", system_id="n1", db=ovs.db, datapath_type="netdev",
+         of_port=1, db_port=probe.port)
+    msg = probe.wait(lambda m: m.get("dpid") is not None)
+    assert msg["system_id"] == "n1" and msg["encap_ip"] == "10.9.0.1"
+    assert msg["dpid"] == int(datapath_id("n1"), 16)
+    assert ovs.vsctl("get", "Bridge", "br-int", "fail_mode") == "secure"
+    assert "OpenFlow15" in ovs.vsctl("get", "Bridge", "br-int", "protocols")
+    assert ovs.vsctl("get", "Controller", "br-int", "max_backoff") == "1000"
+
+
+def test_tunnel_mesh_is_diffed_and_applied_in_one_transaction(node):
+    ovs, probe = node
+    join("127.0.0.1", "10.9.0.1", system_id="n1", db=ovs.db, datapath_type="netdev",
+         of_port=1, db_port=probe.port)
+    probe.wait(lambda m: m.get("dpid") is not None)
+    assert probe.command({"tunnels": {"n2": "10.9.0.2", "n3": "10.9.0.3"}})["ops"] > 0
+    msg = probe.wait(lambda m: m.get("tunnels") and all(m["tunnels"].values()) and len(m["tunnels"]) == 2)
+    assert set(msg["tunnels"]) == {"n2", "n3"}
+    name = tunnel_port_name("n2")
+    assert ovs.vsctl("get", "Interface", name, "options:remote_ip") == '"10.9.0.2"'
+    assert ovs.vsctl("get", "Interface", name, "type") == "geneve"
+    # The same mesh again: nothing to send.
+    assert probe.command({"tunnels": {"n2": "10.9.0.2", "n3": "10.9.0.3"}})["ops"] == 0
+    # n3 leaves, n2 moves: one transaction updates one port and removes the other.
+    assert probe.command({"tunnels": {"n2": "10.9.0.22"}})["ops"] > 0
+    probe.wait(lambda m: set(m.get("tunnels") or {}) == {"n2"})
+    assert ovs.vsctl("get", "Interface", name, "options:remote_ip") == '"10.9.0.22"'
+    assert tunnel_port_name("n3") not in ovs.vsctl("list-ports", "br-int").split()
+
+
+def test_vm_interfaces_are_reported_by_iface_id(node):
+    ovs, probe = node
+    join("127.0.0.1", "10.9.0.1", system_id="n1", db=ovs.db, datapath_type="netdev",
+         of_port=1, db_port=probe.port)
+    probe.wait(lambda m: m.get("dpid") is not None)
+    ovs.vsctl("add-port", "br-int", "vm1", "--", "set", "Interface", "vm1", "type=internal",
+              "external_ids:iface-id=port-1")
+    msg = probe.wait(lambda m: "port-1" in (m.get("bindings") or {}))
+    assert msg["bindings"]["port-1"] > 0
+    ovs.vsctl("del-port", "br-int", "vm1")
+    probe.wait(lambda m: "bindings" in m and "port-1" not in m["bindings"])
+
+
+def test_leave_removes_what_dvn_put_on_the_node(node):
+    ovs, probe = node
+    join("127.0.0.1", "10.9.0.1", system_id="n1", db=ovs.db, datapath_type="netdev",
+         of_port=1, db_port=probe.port)
+    probe.wait(lambda m: m.get("dpid") is not None)
+    probe.command({"tunnels": {"n2": "10.9.0.2"}})
+    probe.wait(lambda m: m.get("tunnels"))
+    leave(db=ovs.db)
+    probe.wait(lambda m: "closed" in m)
+    assert ovs.vsctl("get-manager") == ""
+    assert ovs.vsctl("get-controller", "br-int") == ""
+    assert tunnel_port_name("n2") not in ovs.vsctl("list-ports", "br-int").split()

@@ -1,0 +1,173 @@
+"""Flows as values: matches, actions, flows, flow sets and their difference.
+
+A flow's identity is (table, priority, match), as for OpenFlow itself. Values
+are tuples, so they hash and compare fast and can key the encoder's cache.
+"""
+
+import zlib
+from typing import NamedTuple, Optional
+
+# Match fields, in the order they are written (and rendered).
+FIELDS = ("in_port", "tun_id", "metadata", "reg0", "reg1", "reg2", "reg3", "reg4", "reg5",
+          "reg6", "reg7", "eth_dst", "eth_src", "eth_type")
+_ORDER = {f: i for i, f in enumerate(FIELDS)}
+MAC_FIELDS = ("eth_dst", "eth_src")
+
+BROADCAST_MASK = "01:00:00:00:00:00"
+
+# Cookie categories: what kind of object owns a flow.
+PIPELINE, NODE, NETWORK, PORT = 1, 2, 3, 4
+CATEGORY_NAMES = {PIPELINE: "pipeline", NODE: "node", NETWORK: "network", PORT: "port"}
+
+
+class FlowError(Exception):
+    """Two different flows with one identity, or a malformed flow."""
+
+
+def _norm(field, value, mask):
+    if field in MAC_FIELDS:
+        value = value.lower()
+        if mask is not None:
+            mask = mask.lower()
+            if mask == "ff:ff:ff:ff:ff:ff":
+                mask = None
+    elif mask is not None:
+        width = 64 if field in ("metadata", "tun_id") else 32
+        if mask == (1 << width) - 1:
+            mask = None
+        elif value & ~mask:
+            raise FlowError("%s=%#x has bits outside its mask %#x" % (field, value, mask))
+    return value, mask
+
+
+def match(**fields):
+    """A match: ``match(in_port=5, eth_dst=("01:00:00:00:00:00", BROADCAST_MASK))``."""
+    items = []
+    for field, spec in fields.items():
+        if field not in _ORDER:
+            raise FlowError("unknown match field %r" % field)
+        value, mask = spec if isinstance(spec, tuple) else (spec, None)
+        value, mask = _norm(field, value, mask)
+        items.append((field, value, mask))
+    items.sort(key=lambda item: _ORDER[item[0]])
+    return tuple(items)
+
+
+# Actions (applied in order).
+def output(port):
+    return ("output", port)
+
+
+def set_field(field, value, mask=None):
+    return ("set_field", field, value, mask)
+
+
+def resubmit(table):
+    return ("resubmit", table)
+
+
+class Flow(NamedTuple):
+    table: str
+    priority: int
+    match: tuple
+    actions: tuple = ()
+    metadata: Optional[int] = None   # write_metadata instruction
+    goto: Optional[str] = None       # goto_table instruction
+    cookie: int = 0
+
+    @property
+    def key(self):
+        return (self.table, self.priority, self.match)
+
+    def jumps(self):
+        targets = [a[1] for a in self.actions if a[0] == "resubmit"]
+        if self.goto is not None:
+            targets.append(self.goto)
+        return targets
+
+    def describe(self):
+        from flows.render import render_flow
+        return render_flow(self)
+
+
+def owner_hash(owner_id):
+    return zlib.crc32(owner_id.encode()) & 0x0FFFFFFF
+
+
+def make_flow(table, priority, match_, category, owner_id, actions=(), metadata=None, goto=None):
+    """A flow with its cookie: category | owner | digest of what it does."""
+    digest = zlib.crc32(repr((actions, metadata, goto)).encode())
+    cookie = (category << 60) | (owner_hash(owner_id) << 32) | digest
+    return Flow(table, priority, match_, tuple(actions), metadata, goto, cookie)
+
+
+def cookie_category(cookie):
+    return CATEGORY_NAMES.get(cookie >> 60, "unknown")
+
+
+def cookie_owner(cookie):
+    return (cookie >> 32) & 0x0FFFFFFF
+
+
+class FlowSet:
+    """An immutable set of flows, indexed by identity."""
+
+    __slots__ = ("_flows",)
+
+    def __init__(self, flows=()):
+        index = {}
+        for flow in flows:
+            have = index.get(flow.key)
+            if have is not None and have != flow:
+                raise FlowError("two flows with one identity: %s / %s" % (have.describe(), flow.describe()))
+            index[flow.key] = flow
+        self._flows = index
+
+    def __iter__(self):
+        return iter(self._flows.values())
+
+    def __len__(self):
+        return len(self._flows)
+
+    def __contains__(self, flow):
+        return self._flows.get(flow.key) == flow
+
+    def __eq__(self, other):
+        return isinstance(other, FlowSet) and self._flows == other._flows
+
+    def get(self, key):
+        return self._flows.get(key)
+
+    def keys(self):
+        return self._flows.keys()
+
+    def union(self, *others):
+        flows = list(self)
+        for other in others:
+            flows.extend(other)
+        return FlowSet(flows)
+
+
+class FlowDiff(NamedTuple):
+    add: list
+    modify: list
+    delete: list
+
+    def __bool__(self):
+        return bool(self.add or self.modify or self.delete)
+
+
+def diff(old, new):
+    """What turns ``old`` into ``new``: flows to add, to modify (same identity,
+    other actions or cookie) and to delete."""
+    add, modify, delete = [], [], []
+    for flow in new:
+        have = old.get(flow.key)
+        if have is None:
+            add.append(flow)
+        elif have != flow:
+            modify.append(flow)
+    for flow in old:
+        if new.get(flow.key) is None:
+            delete.append(flow)
+    return FlowDiff(add, modify, delete)

@@ -1,0 +1,257 @@
+"""OpenFlow 1.5 bytes for flow values, and flow-desc replies back to keys.
+
+Flow values are immutable, so each is serialized once (``encode_flow_mod``
+caches per flow and command); pieces that repeat across flows (a field with a
+value, an action) are cached too. A bundle re-sends cached bytes with only the
+4 xid bytes patched. Pure: struct and bytes only.
+"""
+
+import functools
+import struct
+from typing import NamedTuple
+
+from flows import pipeline
+
+VERSION = 6
+OFPT_FLOW_MOD = 14
+OFPT_MULTIPART_REQUEST = 18
+OFPT_BARRIER_REQUEST = 20
+OFPT_BUNDLE_CONTROL = 33
+OFPT_BUNDLE_ADD_MESSAGE = 34
+ADD, MODIFY_STRICT, DELETE_STRICT = 0, 2, 4
+OFPMP_FLOW_DESC = 1
+NO_BUFFER = 0xFFFFFFFF
+ANY = 0xFFFFFFFF
+OFPTT_ALL = 0xFF
+OFPP_IN_PORT = 0xFFF8
+BUNDLE_FLAGS = 3  # ATOMIC | ORDERED
+BUNDLE_OPEN, BUNDLE_COMMIT, BUNDLE_DISCARD = 0, 4, 6
+NX_VENDOR = 0x00002320
+NXAST_RESUBMIT_TABLE = 14
+
+# field -> (oxm class, field number, width in bytes), as OVS reports them in OF1.5.
+OXM = {
+    "in_port": (0x8000, 0, 4),
+    "metadata": (0x8000, 2, 8),
+    "eth_dst": (0x8000, 3, 6),
+    "eth_src": (0x8000, 4, 6),
+    "eth_type": (0x8000, 5, 2),
+    "tun_id": (0x8000, 38, 8),
+}
+for _i in range(8):
+    OXM["reg%d" % _i] = (0x0001, _i, 4)
+
+
+class EncodeError(Exception):
+    pass
+
+
+def _value_bytes(field, value, width):
+    if isinstance(value, str):
+        return bytes(int(b, 16) for b in value.split(":"))
+    return value.to_bytes(width, "big")
+
+
+@functools.lru_cache(maxsize=None)
+def oxm_tlv(field, value, mask=None):
+    cls, num, width = OXM[field]
+    body = _value_bytes(field, value, width)
+    if mask is not None:
+        body += _value_bytes(field, mask, width)
+    return struct.pack("!HBB", cls, (num << 1) | (mask is not None), len(body)) + body
+
+
+def _pad8(data):
+    return data + b"\0" * (-len(data) % 8)
+
+
+XREG_CLASS = 0x8001
+
+
+@functools.lru_cache(maxsize=None)
+def match_tlvs(match):
+    """The OXM TLVs of a match, as OVS reports them in OpenFlow 1.5.
+
+    OVS reports the 32-bit registers as halves of the 64-bit packet registers
+    (OXM_OF_PKT_REG: reg0 is the high half of xreg0, reg1 the low half), so
+    they are encoded that way too and the reported match compares equal."""
+    tlvs, xregs = [], {}
+    for field, value, mask in match:
+        if field.startswith("reg"):
+            n = int(field[3:])
+            shift = 0 if n % 2 else 32
+            m = 0xFFFFFFFF if mask is None else mask
+            v0, m0 = xregs.get(n // 2, (0, 0))
+            xregs[n // 2] = (v0 | value << shift, m0 | m << shift)
+        else:
+            tlvs.append(oxm_tlv(field, value, mask))
+    for x, (value, mask) in sorted(xregs.items()):
+        if mask == 0xFFFFFFFFFFFFFFFF:
+            tlvs.append(struct.pack("!HBBQ", XREG_CLASS, x << 1, 8, value))
+        else:
+            tlvs.append(struct.pack("!HBBQQ", XREG_CLASS, x << 1 | 1, 16, value, mask))
+    return tuple(tlvs)
+
+
+@functools.lru_cache(maxsize=None)
+def encode_match(match):
+    oxms = b"".join(match_tlvs(match))
+    return _pad8(struct.pack("!HH", 1, 4 + len(oxms)) + oxms)
+
+
+def match_key_of(match):
+    """The canonical key of a match: the same as decode gives for the switch's copy."""
+    return frozenset(match_tlvs(match))
+
+
+@functools.lru_cache(maxsize=None)
+def encode_action(action):
+    kind = action[0]
+    if kind == "output":
+        return struct.pack("!HHIH6x", 0, 16, action[1], 0xFFFF)
+    if kind == "set_field":
+        _, field, value, mask = action
+        tlv = oxm_tlv(field, value, mask)
+        return _pad8(struct.pack("!HH", 25, (4 + len(tlv) + 7) // 8 * 8) + tlv)
+    if kind == "resubmit":
+        return struct.pack("!HHIHHB3x", 0xFFFF, 16, NX_VENDOR, NXAST_RESUBMIT_TABLE, OFPP_IN_PORT,
+                           pipeline.table_id(action[1]))
+    raise EncodeError("unknown action %r" % (action,))
+
+
+def encode_instructions(flow):
+    out = b""
+    if flow.actions:
+        acts = b"".join(encode_action(a) for a in flow.actions)
+        out += struct.pack("!HH4x", 4, 8 + len(acts)) + acts
+    if flow.metadata is not None:
+        out += struct.pack("!HH4xQQ", 2, 24, flow.metadata, 0xFFFFFFFFFFFFFFFF)
+    if flow.goto is not None:
+        out += struct.pack("!HHB3x", 1, 8, pipeline.table_id(flow.goto))
+    return out
+
+
+_FLOW_MOD_HEAD = struct.Struct("!BBHIQQBBHHHIIIHH")
+_cache = {}
+
+
+def encode_flow_mod(flow, command, xid=0):
+    """OFPT_FLOW_MOD bytes for ``flow`` (cached per flow and command)."""
+    key = (flow, command)
+    data = _cache.get(key)
+    if data is None:
+        body = encode_match(flow.match)
+        if command != DELETE_STRICT:
+            body += encode_instructions(flow)
+        cookie_mask = 0xFFFFFFFFFFFFFFFF if command == DELETE_STRICT else 0
+        cookie = flow.cookie
+        length = _FLOW_MOD_HEAD.size + len(body)
+        data = _FLOW_MOD_HEAD.pack(VERSION, OFPT_FLOW_MOD, length, 0, cookie, cookie_mask,
+                                   pipeline.table_id(flow.table), command, 0, 0, flow.priority,
+                                   NO_BUFFER, ANY, ANY, 0, 0) + body
+        if len(_cache) > 500000:
+            _cache.clear()
+        _cache[key] = data
+    if xid:
+        return data[:4] + xid.to_bytes(4, "big") + data[8:]
+    return data
+
+
+def encode_delete_strict_raw(table_id, priority, raw_match):
+    """Delete exactly the flow a switch reported (its match bytes as they came)."""
+    body = raw_match
+    return _FLOW_MOD_HEAD.pack(VERSION, OFPT_FLOW_MOD, _FLOW_MOD_HEAD.size + len(body), 0, 0, 0,
+                               table_id, DELETE_STRICT, 0, 0, priority, NO_BUFFER, ANY, ANY,
+                               0, 0) + body
+
+
+def wire_key(flow):
+    """(table id, priority, match key): a flow's identity as a switch reports it."""
+    return (pipeline.table_id(flow.table), flow.priority, match_key_of(flow.match))
+
+
+def _header(msg_type, length, xid):
+    return struct.pack("!BBHI", VERSION, msg_type, length, xid)
+
+
+def barrier_request(xid):
+    return _header(OFPT_BARRIER_REQUEST, 8, xid)
+
+
+def _bundle_ctrl(bundle_id, ctrl_type, xid):
+    return _header(OFPT_BUNDLE_CONTROL, 16, xid) + struct.pack("!IHH", bundle_id, ctrl_type, BUNDLE_FLAGS)
+
+
+def bundle_open(bundle_id, xid):
+    return _bundle_ctrl(bundle_id, BUNDLE_OPEN, xid)
+
+
+def bundle_commit(bundle_id, xid):
+    return _bundle_ctrl(bundle_id, BUNDLE_COMMIT, xid)
+
+
+def bundle_discard(bundle_id, xid):
+    return _bundle_ctrl(bundle_id, BUNDLE_DISCARD, xid)
+
+
+def bundle_add(bundle_id, inner, xid):
+    """Wrap ``inner`` (its xid patched to ``xid``, as OVS requires)."""
+    xb = xid.to_bytes(4, "big")
+    return (_header(OFPT_BUNDLE_ADD_MESSAGE, 16 + len(inner), xid)
+            + struct.pack("!IHH", bundle_id, 0, BUNDLE_FLAGS) + inner[:4] + xb + inner[8:])
+
+
+def flow_desc_request(xid):
+    body = struct.pack("!HH4xB3xII4xQQ", OFPMP_FLOW_DESC, 0, OFPTT_ALL, ANY, ANY, 0, 0)
+    body += struct.pack("!HH4x", 1, 4)  # empty OXM match
+    return _header(OFPT_MULTIPART_REQUEST, 8 + len(body), xid) + body
+
+
+class FlowDesc(NamedTuple):
+    table_id: int
+    priority: int
+    cookie: int
+    match_key: frozenset
+    raw_match: bytes
+    duration_sec: int
+
+
+def _tlvs(oxms):
+    out, i = [], 0
+    while i + 4 <= len(oxms):
+        length = oxms[i + 3]
+        out.append(bytes(oxms[i:i + 4 + length]))
+        i += 4 + length
+    return out
+
+
+def decode_flow_desc_reply(msg):
+    """The flows of one OFPMP_FLOW_DESC reply message (header included)."""
+    found = []
+    pos = 16
+    while pos + 24 <= len(msg):
+        (length,) = struct.unpack_from("!H", msg, pos)
+        table_id = msg[pos + 4]
+        priority, = struct.unpack_from("!H", msg, pos + 6)
+        cookie, = struct.unpack_from("!Q", msg, pos + 16)
+        mtype, mlen = struct.unpack_from("!HH", msg, pos + 24)
+        match_end = pos + 24 + mlen
+        raw_match = bytes(msg[pos + 24:pos + 24 + (mlen + 7) // 8 * 8])
+        oxms = msg[pos + 28:match_end]
+        stats = pos + 24 + (mlen + 7) // 8 * 8
+        duration = 0
+        _res, slen = struct.unpack_from("!HH", msg, stats)
+        for tlv in _tlvs(msg[stats + 4:stats + slen]):
+            cls, fld = struct.unpack_from("!HB", tlv)
+            if cls == 0x8002 and fld >> 1 == 0:
+                duration = struct.unpack_from("!I", tlv, 4)[0]
+        found.append(FlowDesc(table_id, priority, cookie, frozenset(_tlvs(oxms)), raw_match, duration))
+        if length == 0:
+            break
+        pos += length
+    return found
+
+
+def describe_desc(desc):
+    return "table %d priority %d cookie %#x (on the switch, not desired)" % (
+        desc.table_id, desc.priority, desc.cookie)

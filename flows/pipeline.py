@@ -1,0 +1,60 @@
+"""br-int's pipeline, declared once. Table numbers come from the order here
+and appear nowhere else: flows name their table, the encoder looks it up."""
+
+from dataclasses import dataclass
+
+
+class PipelineViolation(Exception):
+    """A flow that does not fit the declared pipeline."""
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    doc: str
+    miss: str  # "drop" or "next": what a packet that matches no flow does
+
+
+TABLES = (
+    Table("classify", "Where a packet comes from: a local VM port (its network goes to metadata) "
+          "or a tunnel from a peer (flagged in reg0).", "drop"),
+    Table("tunnel_classify", "Packets from a tunnel: the GENEVE VNI (tun_id) names the network.", "drop"),
+    Table("in_port_security", "Anti-spoofing for packets from local ports (placeholder).", "next"),
+    Table("in_acl", "The sending port's egress firewall (placeholder).", "next"),
+    Table("vip_lb", "Distributed load balancer VIPs (placeholder).", "next"),
+    Table("l2_lookup", "Destination MAC within the network: a local port (reg7), a tunnel to the "
+          "port's node, or flooding for broadcast and unknown unicast.", "drop"),
+    Table("out_acl", "The receiving port's ingress firewall (placeholder).", "next"),
+    Table("out_deliver", "Output to the local port named by reg7.", "drop"),
+)
+
+_IDS = {t.name: i for i, t in enumerate(TABLES)}
+
+
+def table_id(name):
+    try:
+        return _IDS[name]
+    except KeyError:
+        raise PipelineViolation("unknown table %r" % (name,)) from None
+
+
+def table(name):
+    return TABLES[table_id(name)]
+
+
+def next_table(name):
+    i = table_id(name)
+    if i + 1 >= len(TABLES):
+        raise PipelineViolation("table %r is the last one" % name)
+    return TABLES[i + 1].name
+
+
+def check(flowset):
+    """Raise PipelineViolation unless every flow's table exists and every goto
+    and resubmit goes forward to a declared table."""
+    for flow in flowset:
+        here = table_id(flow.table)
+        for target in flow.jumps():
+            if table_id(target) <= here:
+                raise PipelineViolation("flow %s jumps back from %s to %s" % (
+                    flow.describe(), flow.table, target))

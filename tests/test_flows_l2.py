@@ -1,0 +1,123 @@
+"""The L2 compiler: plans, flows, the diff, the pipeline checks, a golden file."""
+
+import os
+
+import pytest
+
+from flows import pipeline
+from flows.flow import FlowError, FlowSet, diff, make_flow, match, output, PORT
+from flows.l2 import compile_base, compile_network, compile_node, plan_network, plan_node
+from flows.model import Network, Port, Topology
+from flows.render import render_flowset
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "l2_small.txt")
+
+
+def small_topology():
+    """3 nodes, 2 networks with the same CIDR, ports on every node."""
+    networks = {"net-a": Network("net-a", "blue", "acme", 5001, ("10.0.0.0/24",)),
+                "net-b": Network("net-b", "red", "umbrella", 5002, ("10.0.0.0/24",))}
+    ports = {}
+    bindings = {}
+    specs = [("a1", "net-a", "hv1", 10), ("a2", "net-a", "hv2", 10), ("a3", "net-a", "hv3", 10),
+             ("a4", "net-a", "hv1", 11), ("b1", "net-b", "hv1", 12), ("b2", "net-b", "hv2", 11)]
+    for i, (name, net, node, ofport) in enumerate(specs, start=1):
+        ports[name] = Port(name, name, networks[net].tenant, net, "02:00:00:00:00:%02x" % i,
+                           ("10.0.0.%d" % i,), (), node)
+        bindings[name] = (node, ofport)
+    tunnels = {"hv1": {"hv2": 102, "hv3": 103}, "hv2": {"hv1": 101, "hv3": 103},
+               "hv3": {"hv1": 101, "hv2": 102}}
+    net_ports = {"net-a": {"a1", "a2", "a3", "a4"}, "net-b": {"b1", "b2"}}
+    return Topology(networks, ports, bindings, tunnels, net_ports)
+
+
+def test_golden_flows_of_a_small_topology():
+    topo = small_topology()
+    text = "".join("# node %s\n%s" % (n, render_flowset(compile_node(topo, n))) for n in ("hv1", "hv2", "hv3"))
+    if os.environ.get("DVN_UPDATE_GOLDEN"):
+        os.makedirs(os.path.dirname(GOLDEN), exist_ok=True)
+        with open(GOLDEN, "w") as f:
+            f.write(text)
+    with open(GOLDEN) as f:
+        assert text == f.read()
+
+
+def test_a_network_appears_only_on_nodes_that_host_it():
+    topo = small_topology()
+    assert set(plan_node(topo, "hv3")[1]) == {"net-a"}
+    assert set(plan_node(topo, "hv1")[1]) == {"net-a", "net-b"}
+    view = plan_network(topo, "net-b", "hv1")
+    assert [p.port_id for p in view.local] == ["b1"]
+    assert [(p.port_id, p.tunnel_ofport) for p in view.remote] == [("b2", 102)]
+    assert view.flood_tunnels == (102,)  # hv3 hosts no port of net-b
+    assert plan_network(topo, "net-b", "hv3") is None
+
+
+def test_networks_with_the_same_cidr_share_no_flow_match():
+    topo = small_topology()
+    a = compile_network(plan_network(topo, "net-a", "hv1"))
+    b = compile_network(plan_network(topo, "net-b", "hv1"))
+    assert not set(a.keys()) & set(b.keys())
+    for flow in b:
+        items = dict((f, v) for f, v, _m in flow.match)
+        assert items.get("metadata", 5002) == 5002 and items.get("tun_id", 5002) == 5002
+
+
+def test_compiled_flows_respect_the_pipeline():
+    topo = small_topology()
+    for node in ("hv1", "hv2", "hv3"):
+        pipeline.check(compile_node(topo, node))
+
+
+def test_pipeline_violation_is_a_real_exception():
+    backwards = make_flow("l2_lookup", 1, (), PORT, "x", goto="classify")
+    with pytest.raises(pipeline.PipelineViolation):
+        pipeline.check(FlowSet([backwards]))
+    with pytest.raises(pipeline.PipelineViolation):
+        pipeline.table_id("no_such_table")
+
+
+def test_flowset_refuses_two_flows_with_one_identity():
+    one = make_flow("out_deliver", 100, match(reg7=5), PORT, "x", actions=(output(5),))
+    two = make_flow("out_deliver", 100, match(reg7=5), PORT, "x", actions=(output(6),))
+    FlowSet([one, one])
+    with pytest.raises(FlowError):
+        FlowSet([one, two])
+
+
+def test_diff_of_equal_sets_is_empty_and_diffs_compose():
+    topo = small_topology()
+    old = compile_node(topo, "hv1")
+    assert not diff(old, old)
+    # Move a2 from hv2 to hv3: on hv1, a2's flow now leads to hv3's tunnel,
+    # and floods of net-a no longer go to hv2 (it hosts no port of net-a now).
+    topo.bindings["a2"] = ("hv3", 10)
+    new = compile_node(topo, "hv1")
+    d = diff(old, new)
+    assert d.add == [] and d.delete == []
+    by_match = {dict((f, v) for f, v, _m in flow.match).get("eth_dst", "flood"): flow for flow in d.modify}
+    assert set(by_match) == {"02:00:00:00:00:02", "flood"}
+    assert by_match["02:00:00:00:00:02"].actions[-1] == ("output", 103)
+    assert ("output", 102) not in by_match["flood"].actions
+    assert ("output", 103) in by_match["flood"].actions
+
+
+def test_diff_add_and_delete():
+    topo = small_topology()
+    old = compile_node(topo, "hv3")
+    del topo.bindings["a3"]  # hv3's only port leaves: only the base flows remain
+    new = compile_node(topo, "hv3")
+    d = diff(old, new)
+    assert not d.add and not d.modify
+    assert {f.key for f in d.delete} == set(old.keys()) - set(new.keys())
+    assert set(new.keys()) == set(compile_base(plan_node(topo, "hv3")[0]).keys())
+
+
+def test_cookies_name_the_owner():
+    from flows.flow import cookie_category, cookie_owner, owner_hash
+    flows = compile_node(small_topology(), "hv1")
+    owners = {(cookie_category(f.cookie), cookie_owner(f.cookie)) for f in flows}
+    assert ("port", owner_hash("a1")) in owners
+    assert ("network", owner_hash("net-a")) in owners
+    assert ("node", owner_hash("hv2")) in owners
+    assert ("pipeline", owner_hash("pipeline")) in owners

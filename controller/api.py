@@ -1,0 +1,410 @@
+"""REST API v1 (webob). It reads and writes only the northbound store.
+
+Authentication is a bearer token; the store keeps only its SHA-256 digest.
+A tenant token sees and touches only its tenant's objects (another tenant's
+object is 404, as if it did not exist); an admin token sees everything and
+names the tenant of what it creates. Errors are application/problem+json
+with the field at fault; nothing changes on error.
+"""
+
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import uuid as uuidlib
+
+import webob
+import webob.exc
+
+from controller import validation as v
+from controller.validation import Problem, conflict, invalid
+from ovsdb.nb import Conflict, NbError
+
+LOG = logging.getLogger(__name__)
+MAX_BODY = 64 * 1024
+VNI_AUTO_START = 1000
+
+
+def digest(token):
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(nb, tenant, role):
+    """A new token (returned once; only its digest is stored)."""
+    token = secrets.token_urlsafe(32)
+    nb.transact([nb.api.db_create("Token", digest=digest(token), tenant=tenant or "", role=role,
+                                  description="created by dvn")])
+    return token
+
+
+def ensure_admin_token(nb, path):
+    """Make sure an admin token exists and is in ``path`` (mode 0600)."""
+    if os.path.exists(path):
+        with open(path) as f:
+            token = f.read().strip()
+        if any(r.digest == digest(token) and r.role == "admin" for r in nb.rows("Token")):
+            return token
+    token = create_token(nb, "", "admin")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+class Caller:
+    def __init__(self, role, tenant):
+        self.role, self.tenant = role, tenant
+
+    @property
+    def admin(self):
+        return self.role == "admin"
+
+    def sees(self, row):
+        return self.admin or row.tenant == self.tenant
+
+
+def _opt(value):
+    return value[0] if isinstance(value, (list, tuple)) and value else (None if value == [] else value)
+
+
+def network_view(row):
+    return {"id": str(row.uuid), "name": row.name, "tenant": row.tenant, "vni": row.vni,
+            "cidrs": list(row.cidrs), "tags": sorted(row.tags)}
+
+
+def port_view(row):
+    return {"id": str(row.uuid), "name": row.name, "tenant": row.tenant,
+            "network": str(row.network.uuid), "mac": row.mac, "ips": list(row.ips),
+            "tags": sorted(row.tags), "node": _opt(row.node)}
+
+
+def node_view(row):
+    return {"system_id": row.system_id, "hostname": row.hostname, "encap_ip": row.encap_ip,
+            "state": row.state, "last_seen": row.last_seen}
+
+
+class Api:
+    def __init__(self, nb):
+        self.nb = nb
+        self.lock = threading.Lock()  # serializes read-check-write (green under eventlet)
+        self.routes = [
+            ("GET", r"/v1/networks", self.list_networks),
+            ("POST", r"/v1/networks", self.create_network),
+            ("GET", r"/v1/networks/{id}", self.show_network),
+            ("PATCH", r"/v1/networks/{id}", self.update_network),
+            ("DELETE", r"/v1/networks/{id}", self.delete_network),
+            ("GET", r"/v1/ports", self.list_ports),
+            ("POST", r"/v1/ports", self.create_port),
+            ("GET", r"/v1/ports/{id}", self.show_port),
+            ("PATCH", r"/v1/ports/{id}", self.update_port),
+            ("DELETE", r"/v1/ports/{id}", self.delete_port),
+            ("GET", r"/v1/nodes", self.list_nodes),
+            ("GET", r"/v1/nodes/{id}", self.show_node),
+            ("DELETE", r"/v1/nodes/{id}", self.delete_node),
+            ("GET", r"/v1/openapi.json", self.openapi),
+        ]
+        self._compiled = [(m, re.compile("^" + p.replace("{id}", "(?P<id>[^/]+)") + "$"), p, h)
+                          for m, p, h in self.routes]
+
+    # ---- WSGI ------------------------------------------------------------
+    def __call__(self, environ, start_response):
+        req = webob.Request(environ)
+        try:
+            resp = self.dispatch(req)
+        except Problem as p:
+            resp = self.problem(p)
+        except Exception:
+            LOG.exception("API: unexpected error on %s %s", req.method, req.path)
+            resp = self.problem(Problem(500, "Internal error", "an unexpected error; see the dvn log"))
+        return resp(environ, start_response)
+
+    @staticmethod
+    def problem(p):
+        resp = webob.Response(status=p.status, body=json.dumps(p.body()).encode(),
+                              content_type="application/problem+json", charset=None)
+        for k, val in p.headers.items():
+            resp.headers[k] = val
+        return resp
+
+    def dispatch(self, req):
+        allowed = []
+        for method, rx, _pattern, handler in self._compiled:
+            m = rx.match(req.path_info)
+            if not m:
+                continue
+            if method != req.method:
+                allowed.append(method)
+                continue
+            if handler != self.openapi:
+                caller = self.authenticate(req)
+            else:
+                caller = None
+            result = handler(req, caller, **m.groupdict())
+            if isinstance(result, webob.Response):
+                return result
+            status, payload = result
+            if payload is None:
+                return webob.Response(status=status)
+            return webob.Response(status=status, body=json.dumps(payload).encode(),
+                                  content_type="application/json", charset=None)
+        if allowed:
+            raise Problem(405, "Method not allowed", "%s is not allowed on %s" % (req.method, req.path_info),
+                          headers={"Allow": ", ".join(sorted(set(allowed)))})
+        raise Problem(404, "Not found", "no resource at %s" % req.path_info)
+
+    def authenticate(self, req):
+        auth = req.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            raise Problem(401, "Unauthorized", "an Authorization: Bearer <token> header is required",
+                          headers={"WWW-Authenticate": "Bearer"})
+        d = digest(auth[7:].strip())
+        for row in self.nb.rows("Token"):
+            if secrets.compare_digest(row.digest, d):
+                return Caller(row.role, row.tenant)
+        raise Problem(401, "Unauthorized", "unknown token", headers={"WWW-Authenticate": "Bearer"})
+
+    @staticmethod
+    def body(req):
+        if req.content_length is not None and req.content_length > MAX_BODY:
+            raise Problem(413, "Payload too large", "the body is limited to %d bytes" % MAX_BODY)
+        ctype = (req.content_type or "").lower()
+        if ctype != "application/json":
+            raise Problem(415, "Unsupported media type", "send application/json")
+        raw = req.body_file.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            raise Problem(413, "Payload too large", "the body is limited to %d bytes" % MAX_BODY)
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise invalid(None, "the body is not valid JSON: %s" % exc)
+
+    # ---- helpers -----------------------------------------------------------
+    def _find(self, table, rid, caller):
+        row = self.nb.get(table, rid)
+        if row is None or not caller.sees(row):
+            raise Problem(404, "Not found", "no %s %s" % (table.lower(), rid))
+        return row
+
+    def _transact(self, commands, field):
+        try:
+            return self.nb.transact(commands)
+        except Conflict as exc:
+            raise conflict(field, "the store refused it: %s" % exc)
+        except NbError as exc:
+            raise Problem(503, "Store unavailable", "the northbound store refused the change: %s" % exc)
+
+    def _tenant_of_new(self, body, caller):
+        if caller.admin:
+            if "tenant" not in body:
+                raise invalid("tenant", "an admin must name the tenant")
+            return v.name(body["tenant"], "tenant")
+        if "tenant" in body and body["tenant"] != caller.tenant:
+            raise invalid("tenant", "a tenant token creates objects of its own tenant only")
+        return caller.tenant
+
+    @staticmethod
+    def _filter(req, allowed):
+        for key in req.GET:
+            if key not in allowed:
+                raise invalid(key, "unknown query parameter %r (allowed: %s)" % (key, ", ".join(allowed)))
+        return req.GET
+
+    # ---- networks ----------------------------------------------------------
+    def list_networks(self, req, caller):
+        q = self._filter(req, ("name", "tenant"))
+        rows = [r for r in self.nb.rows("Network") if caller.sees(r)
+                and q.get("name", r.name) == r.name and q.get("tenant", r.tenant) == r.tenant]
+        return 200, sorted((network_view(r) for r in rows), key=lambda n: (n["tenant"], n["name"]))
+
+    def show_network(self, req, caller, id):
+        return 200, network_view(self._find("Network", id, caller))
+
+    def create_network(self, req, caller):
+        body = self.body(req)
+        v.check_fields(body, ("name", "vni", "cidrs", "tags", "tenant"), required=("name",))
+        tenant = self._tenant_of_new(body, caller)
+        name = v.name(body["name"])
+        cidrs = v.cidrs(body.get("cidrs", []))
+        tags = v.tags(body.get("tags", []))
+        vni = v.vni(body["vni"]) if "vni" in body else None
+        with self.lock:
+            rows = self.nb.rows("Network")
+            if any(r.tenant == tenant and r.name == name for r in rows):
+                raise conflict("name", "tenant %s already has a network named %s" % (tenant, name))
+            used = {r.vni for r in rows}
+            if vni is None:
+                vni = next(n for n in range(VNI_AUTO_START, v.VNI_MAX + 1) if n not in used)
+            elif vni in used:
+                raise conflict("vni", "VNI %d is in use" % vni)
+            uuid, = self._transact([self.nb.api.db_create("Network", name=name, tenant=tenant, vni=vni,
+                                                          cidrs=cidrs, tags=tags)], "name")
+        return 201, network_view(self.nb.get("Network", uuid))
+
+    def update_network(self, req, caller, id):
+        body = self.body(req)
+        v.check_fields(body, ("name", "tags"))
+        with self.lock:
+            row = self._find("Network", id, caller)
+            changes = []
+            if "name" in body:
+                name = v.name(body["name"])
+                if any(r.tenant == row.tenant and r.name == name and r.uuid != row.uuid
+                       for r in self.nb.rows("Network")):
+                    raise conflict("name", "tenant %s already has a network named %s" % (row.tenant, name))
+                changes.append(("name", name))
+            if "tags" in body:
+                changes.append(("tags", v.tags(body["tags"])))
+            if changes:
+                self._transact([self.nb.api.db_set("Network", row.uuid, *changes)], "name")
+        return 200, network_view(self.nb.get("Network", id))
+
+    def delete_network(self, req, caller, id):
+        with self.lock:
+            row = self._find("Network", id, caller)
+            if any(p.network.uuid == row.uuid for p in self.nb.rows("Port")):
+                raise conflict("id", "network %s still has ports; delete them first" % id)
+            self._transact([self.nb.api.db_destroy("Network", row.uuid)], "id")
+        return 204, None
+
+    # ---- ports ---------------------------------------------------------------
+    def list_ports(self, req, caller):
+        q = self._filter(req, ("name", "network", "tenant"))
+        rows = [r for r in self.nb.rows("Port") if caller.sees(r)
+                and q.get("name", r.name) == r.name and q.get("tenant", r.tenant) == r.tenant
+                and q.get("network", str(r.network.uuid)) == str(r.network.uuid)]
+        return 200, sorted((port_view(r) for r in rows), key=lambda p: (p["tenant"], p["name"]))
+
+    def show_port(self, req, caller, id):
+        return 200, port_view(self._find("Port", id, caller))
+
+    def create_port(self, req, caller):
+        body = self.body(req)
+        v.check_fields(body, ("name", "network", "mac", "ips", "tags"), required=("name", "network"))
+        name = v.name(body["name"])
+        if not isinstance(body["network"], str):
+            raise invalid("network", "network must be a network id")
+        net = self.nb.get("Network", body["network"])
+        if net is None or not caller.sees(net):
+            raise invalid("network", "no network %s" % body["network"])
+        mac = v.mac(body["mac"]) if "mac" in body else None
+        nets = [ipaddress.ip_network(c) for c in net.cidrs]
+        ips = v.ips(body.get("ips", []), nets)
+        tags = v.tags(body.get("tags", []))
+        with self.lock:
+            ports = self.nb.rows("Port")
+            if any(p.tenant == net.tenant and p.name == name for p in ports):
+                raise conflict("name", "tenant %s already has a port named %s" % (net.tenant, name))
+            siblings = [p for p in ports if p.network.uuid == net.uuid]
+            macs = {p.mac for p in siblings}
+            if mac is None:
+                mac = _free_mac(macs)
+            elif mac in macs:
+                raise conflict("mac", "%s is already used in network %s" % (mac, net.name))
+            taken = {ip for p in siblings for ip in p.ips}
+            for i, ip in enumerate(ips):
+                if ip in taken:
+                    raise conflict("ips[%d]" % i, "%s is already used in network %s" % (ip, net.name))
+            uuid, = self._transact([self.nb.api.db_create("Port", name=name, tenant=net.tenant,
+                                                          network=net.uuid, mac=mac, ips=ips,
+                                                          tags=tags)], "name")
+        return 201, port_view(self.nb.get("Port", uuid))
+
+    def update_port(self, req, caller, id):
+        body = self.body(req)
+        v.check_fields(body, ("name", "tags"))
+        with self.lock:
+            row = self._find("Port", id, caller)
+            changes = []
+            if "name" in body:
+                name = v.name(body["name"])
+                if any(p.tenant == row.tenant and p.name == name and p.uuid != row.uuid
+                       for p in self.nb.rows("Port")):
+                    raise conflict("name", "tenant %s already has a port named %s" % (row.tenant, name))
+                changes.append(("name", name))
+            if "tags" in body:
+                changes.append(("tags", v.tags(body["tags"])))
+            if changes:
+                self._transact([self.nb.api.db_set("Port", row.uuid, *changes)], "name")
+        return 200, port_view(self.nb.get("Port", id))
+
+    def delete_port(self, req, caller, id):
+        with self.lock:
+            row = self._find("Port", id, caller)
+            self._transact([self.nb.api.db_destroy("Port", row.uuid)], "id")
+        return 204, None
+
+    # ---- nodes (admin) ---------------------------------------------------------
+    def _admin(self, caller):
+        if not caller.admin:
+            raise Problem(403, "Forbidden", "nodes are visible to admins only")
+
+    def _node(self, system_id):
+        for row in self.nb.rows("Node"):
+            if row.system_id == system_id:
+                return row
+        raise Problem(404, "Not found", "no node %s" % system_id)
+
+    def list_nodes(self, req, caller):
+        self._admin(caller)
+        self._filter(req, ())
+        return 200, sorted((node_view(r) for r in self.nb.rows("Node")), key=lambda n: n["system_id"])
+
+    def show_node(self, req, caller, id):
+        self._admin(caller)
+        return 200, node_view(self._node(id))
+
+    def delete_node(self, req, caller, id):
+        self._admin(caller)
+        with self.lock:
+            row = self._node(id)
+            if row.state == "up":
+                raise conflict("system_id", "node %s is connected: stop it or run `dvn leave` on it first" % id)
+            self._transact([self.nb.api.db_destroy("Node", row.uuid)], "system_id")
+        return 204, None
+
+    # ---- the document ------------------------------------------------------------
+    def openapi(self, req, caller):
+        from controller.openapi import document
+        return 200, document(self.routes)
+
+
+def _free_mac(used):
+    while True:
+        mac = "02:" + ":".join("%02x" % b for b in secrets.token_bytes(5))
+        if mac not in used:
+            return mac
+
+
+def make_app(nb):
+    return Api(nb)
+
+
+def main(argv=None):
+    """Run the API alone (tests): python -m controller.api --nb REMOTE --listen HOST:PORT."""
+    import eventlet
+    eventlet.monkey_patch()
+    import argparse
+    import eventlet.wsgi
+    from ovsdb.nb import Northbound
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nb", required=True)
+    ap.add_argument("--listen", default="127.0.0.1:0")
+    ap.add_argument("--admin-token-file")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    nb = Northbound(args.nb).start()
+    if args.admin_token_file:
+        ensure_admin_token(nb, args.admin_token_file)
+    host, _, port = args.listen.rpartition(":")
+    sock = eventlet.listen((host, int(port)))
+    print("listening %d" % sock.getsockname()[1], flush=True)
+    eventlet.wsgi.server(sock, make_app(nb), log=LOG, log_output=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""The `dvn` command: the controller (`serve`), a node's `join`/`leave`, and a REST client."""
+
+import sys
+
+
+def _monkey_patch_for_serve(argv):
+    # `dvn serve` runs on eventlet: patch before anything else is imported.
+    if len(argv) > 1 and argv[1] == "serve":
+        import eventlet
+        eventlet.monkey_patch()
+
+
+_monkey_patch_for_serve(sys.argv)
+
+import argparse  # noqa: E402
+import http.client  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import urllib.parse  # noqa: E402
+
+
+class CliError(Exception):
+    pass
+
+
+def _token(args):
+    if args.token:
+        return args.token
+    path = os.environ.get("DVN_TOKEN_FILE")
+    if path:
+        with open(path) as f:
+            return f.read().strip()
+    raise CliError("no token: give --token, or set DVN_TOKEN or DVN_TOKEN_FILE")
+
+
+def request(args, method, path, body=None):
+    url = urllib.parse.urlsplit(args.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=30)
+    headers = {"Authorization": "Bearer %s" % _token(args)}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    try:
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+    except OSError as exc:
+        raise CliError("cannot reach dvn at %s: %s" % (args.url, exc))
+    finally:
+        conn.close()
+    payload = json.loads(raw) if raw else None
+    if resp.status >= 400:
+        detail = payload.get("detail") if isinstance(payload, dict) else raw.decode(errors="replace")
+        field = payload.get("field") if isinstance(payload, dict) else None
+        raise CliError("%d %s%s" % (resp.status, detail, " (field: %s)" % field if field else ""))
+    return payload
+
+
+def _print(args, payload, columns):
+    if args.json:
+        print(json.dumps(payload, indent=2))
+        return
+    rows = payload if isinstance(payload, list) else [payload]
+    if payload is None:
+        return
+    table = [[("-" if r.get(c) is None else ",".join(map(str, r[c])) if isinstance(r.get(c), list)
+               else str(r[c])) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in table]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+NET_COLS = ["id", "name", "tenant", "vni", "cidrs", "tags"]
+PORT_COLS = ["id", "name", "tenant", "network", "mac", "ips", "tags", "node"]
+NODE_COLS = ["system_id", "hostname", "encap_ip", "state"]
+
+
+def _resolve(args, kind, ref):
+    """A name or an id -> the object's id."""
+    items = request(args, "GET", "/v1/%s?%s" % (kind, urllib.parse.urlencode({"name": ref})))
+    if len(items) == 1:
+        return items[0]["id"]
+    if len(items) > 1:
+        raise CliError("%r names %d %s; use the id" % (ref, len(items), kind))
+    return ref
+
+
+def cmd_network(args):
+    if args.action == "create":
+        body = {"name": args.name}
+        if args.tenant:
+            body["tenant"] = args.tenant
+        if args.vni is not None:
+            body["vni"] = args.vni
+        if args.cidr:
+            body["cidrs"] = args.cidr
+        if args.tag:
+            body["tags"] = args.tag
+        return _print(args, request(args, "POST", "/v1/networks", body), NET_COLS)
+    if args.action == "list":
+        return _print(args, request(args, "GET", "/v1/networks"), NET_COLS)
+    nid = _resolve(args, "networks", args.name)
+    if args.action == "show":
+        return _print(args, request(args, "GET", "/v1/networks/%s" % nid), NET_COLS)
+    if args.action == "update":
+        body = {}
+        if args.new_name:
+            body["name"] = args.new_name
+        if args.tag is not None:
+            body["tags"] = args.tag
+        return _print(args, request(args, "PATCH", "/v1/networks/%s" % nid, body), NET_COLS)
+    request(args, "DELETE", "/v1/networks/%s" % nid)
+
+
+def cmd_port(args):
+    if args.action == "create":
+        body = {"name": args.name, "network": _resolve(args, "networks", args.network)}
+        if args.mac:
+            body["mac"] = args.mac
+        if args.ip:
+            body["ips"] = args.ip
+        if args.tag:
+            body["tags"] = args.tag
+        return _print(args, request(args, "POST", "/v1/ports", body), PORT_COLS)
+    if args.action == "list":
+        return _print(args, request(args, "GET", "/v1/ports"), PORT_COLS)
+    pid = _resolve(args, "ports", args.name)
+    if args.action == "show":
+        return _print(args, request(args, "GET", "/v1/ports/%s" % pid), PORT_COLS)
+    if args.action == "update":
+        body = {}
+        if args.new_name:
+            body["name"] = args.new_name
+        if args.tag is not None:
+            body["tags"] = args.tag
+        return _print(args, request(args, "PATCH", "/v1/ports/%s" % pid, body), PORT_COLS)
+    request(args, "DELETE", "/v1/ports/%s" % pid)
+
+
+def cmd_node(args):
+    if args.action == "list":
+        return _print(args, request(args, "GET", "/v1/nodes"), NODE_COLS)
+    if args.action == "show":
+        return _print(args, request(args, "GET", "/v1/nodes/%s" % args.system_id), NODE_COLS)
+    request(args, "DELETE", "/v1/nodes/%s" % args.system_id)
+
+
+def cmd_token(args):
+    from controller.api import create_token
+    from ovsdb.nb import Northbound
+    nb = Northbound(args.nb).start()
+    try:
+        print(create_token(nb, args.tenant or "", "admin" if args.admin else "tenant"))
+    finally:
+        nb.stop()
+
+
+def parser():
+    from controller import serve
+    from ovsdb import join
+
+    ap = argparse.ArgumentParser(prog="dvn", description="dvn: distributed virtual networking for Open vSwitch")
+    ap.add_argument("--url", default=os.environ.get("DVN_URL", "http://127.0.0.1:8080"))
+    ap.add_argument("--token", default=os.environ.get("DVN_TOKEN"))
+    ap.add_argument("--json", action="store_true", help="print JSON")
+    sub = ap.add_subparsers(dest="command", required=True)
+    serve.register(sub)
+    join.register(sub)
+
+    net = sub.add_parser("network", help="tenant networks")
+    nsub = net.add_subparsers(dest="action", required=True)
+    c = nsub.add_parser("create")
+    c.add_argument("name")
+    c.add_argument("--tenant")
+    c.add_argument("--vni", type=int)
+    c.add_argument("--cidr", action="append")
+    c.add_argument("--tag", action="append")
+    nsub.add_parser("list")
+    for action in ("show", "delete"):
+        nsub.add_parser(action).add_argument("name", help="name or id")
+    u = nsub.add_parser("update")
+    u.add_argument("name", help="name or id")
+    u.add_argument("--new-name")
+    u.add_argument("--tag", action="append")
+    net.set_defaults(func=cmd_network)
+
+    port = sub.add_parser("port", help="ports of tenant networks")
+    psub = port.add_subparsers(dest="action", required=True)
+    c = psub.add_parser("create")
+    c.add_argument("name")
+    c.add_argument("--network", required=True, help="name or id")
+    c.add_argument("--mac")
+    c.add_argument("--ip", action="append")
+    c.add_argument("--tag", action="append")
+    psub.add_parser("list")
+    for action in ("show", "delete"):
+        psub.add_parser(action).add_argument("name", help="name or id")
+    u = psub.add_parser("update")
+    u.add_argument("name", help="name or id")
+    u.add_argument("--new-name")
+    u.add_argument("--tag", action="append")
+    port.set_defaults(func=cmd_port)
+
+    node = sub.add_parser("node", help="nodes (admin)")
+    ndsub = node.add_subparsers(dest="action", required=True)
+    ndsub.add_parser("list")
+    for action in ("show", "delete"):
+        ndsub.add_parser(action).add_argument("system_id")
+    node.set_defaults(func=cmd_node)
+
+    tok = sub.add_parser("token", help="API tokens (on the controller host)")
+    tsub = tok.add_subparsers(dest="action", required=True)
+    t = tsub.add_parser("create", help="create a token; it is printed once")
+    t.add_argument("--nb", required=True, help="the northbound store, e.g. unix:/var/lib/dvn/nb.sock")
+    t.add_argument("--tenant")
+    t.add_argument("--admin", action="store_true")
+    tok.set_defaults(func=cmd_token)
+    return ap
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        rc = args.func(args)
+    except CliError as exc:
+        print("dvn: %s" % exc, file=sys.stderr)
+        return 1
+    return rc or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

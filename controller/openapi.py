@@ -1,0 +1,87 @@
+"""The OpenAPI 3 document of the REST API, built from the server's own route table."""
+
+NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
+TAGS = {"type": "array", "maxItems": 32, "items": {"type": "string", "pattern": "^[A-Za-z0-9._:/=@+-]{1,64}$"}}
+UUID = {"type": "string", "format": "uuid"}
+
+SCHEMAS = {
+    "Network": {"type": "object", "properties": {
+        "id": UUID, "name": NAME, "tenant": NAME,
+        "vni": {"type": "integer", "minimum": 1, "maximum": 16777215},
+        "cidrs": {"type": "array", "maxItems": 2, "items": {"type": "string"}}, "tags": TAGS}},
+    "NetworkCreate": {"type": "object", "additionalProperties": False, "required": ["name"], "properties": {
+        "name": NAME, "tenant": NAME,
+        "vni": {"type": "integer", "minimum": 1, "maximum": 16777215},
+        "cidrs": {"type": "array", "maxItems": 2, "items": {"type": "string"}}, "tags": TAGS},
+        "example": {"name": "blue", "tenant": "acme", "cidrs": ["10.0.0.0/24"]}},
+    "Update": {"type": "object", "additionalProperties": False, "properties": {"name": NAME, "tags": TAGS},
+               "example": {"tags": ["web"]}},
+    "Port": {"type": "object", "properties": {
+        "id": UUID, "name": NAME, "tenant": NAME, "network": UUID,
+        "mac": {"type": "string"}, "ips": {"type": "array", "items": {"type": "string"}},
+        "tags": TAGS, "node": {"type": "string", "nullable": True}}},
+    "PortCreate": {"type": "object", "additionalProperties": False, "required": ["name", "network"],
+                   "properties": {"name": NAME, "network": UUID,
+                                  "mac": {"type": "string", "pattern": "^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"},
+                                  "ips": {"type": "array", "maxItems": 16, "items": {"type": "string"}},
+                                  "tags": TAGS}},
+    "Node": {"type": "object", "properties": {
+        "system_id": {"type": "string"}, "hostname": {"type": "string"}, "encap_ip": {"type": "string"},
+        "state": {"type": "string", "enum": ["up", "down"]}, "last_seen": {"type": "integer"}}},
+    "Problem": {"type": "object", "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "field": {"type": "string"}}},
+}
+
+# (method, path) -> (summary, request schema, success status, response schema, query parameters)
+OPERATIONS = {
+    ("GET", "/v1/networks"): ("List networks", None, 200, {"type": "array", "items": {"$ref": "#/components/schemas/Network"}}, ["name", "tenant"]),
+    ("POST", "/v1/networks"): ("Create a network", "NetworkCreate", 201, "Network", []),
+    ("GET", "/v1/networks/{id}"): ("Show a network", None, 200, "Network", []),
+    ("PATCH", "/v1/networks/{id}"): ("Rename or retag a network", "Update", 200, "Network", []),
+    ("DELETE", "/v1/networks/{id}"): ("Delete a network without ports", None, 204, None, []),
+    ("GET", "/v1/ports"): ("List ports", None, 200, {"type": "array", "items": {"$ref": "#/components/schemas/Port"}}, ["name", "network", "tenant"]),
+    ("POST", "/v1/ports"): ("Create a port", "PortCreate", 201, "Port", []),
+    ("GET", "/v1/ports/{id}"): ("Show a port", None, 200, "Port", []),
+    ("PATCH", "/v1/ports/{id}"): ("Rename or retag a port", "Update", 200, "Port", []),
+    ("DELETE", "/v1/ports/{id}"): ("Delete a port", None, 204, None, []),
+    ("GET", "/v1/nodes"): ("List nodes (admin)", None, 200, {"type": "array", "items": {"$ref": "#/components/schemas/Node"}}, []),
+    ("GET", "/v1/nodes/{id}"): ("Show a node by system-id (admin)", None, 200, "Node", []),
+    ("DELETE", "/v1/nodes/{id}"): ("Delete a node that is down (admin)", None, 204, None, []),
+    ("GET", "/v1/openapi.json"): ("This document", None, 200, {"type": "object"}, []),
+}
+
+
+def _ref(schema):
+    if schema is None:
+        return None
+    return {"$ref": "#/components/schemas/%s" % schema} if isinstance(schema, str) else schema
+
+
+def document(routes):
+    paths = {}
+    problem = {"description": "problem", "content": {"application/problem+json": {
+        "schema": {"$ref": "#/components/schemas/Problem"}}}}
+    for method, path, _handler in routes:
+        summary, request, status, response, query = OPERATIONS[(method, path)]
+        op = {"summary": summary, "responses": {"4XX": problem}}
+        if path != "/v1/openapi.json":
+            op["security"] = [{"bearer": []}]
+        params = [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in query]
+        if "{id}" in path:
+            params.append({"name": "id", "in": "path", "required": True, "schema": {"type": "string"}})
+        if params:
+            op["parameters"] = params
+        if request:
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(request)}}}
+        if response is None:
+            op["responses"][str(status)] = {"description": "done"}
+        else:
+            op["responses"][str(status)] = {"description": "ok", "content": {
+                "application/json": {"schema": _ref(response)}}}
+        paths.setdefault(path, {})[method.lower()] = op
+    return {"openapi": "3.0.3",
+            "info": {"title": "dvn", "version": "1", "description": "dvn REST API v1"},
+            "paths": paths,
+            "components": {"schemas": SCHEMAS,
+                           "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}

@@ -1,0 +1,135 @@
+"""Validation of API input: every field checked, every error names its field."""
+
+import ipaddress
+import re
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TAG_RE = re.compile(r"^[A-Za-z0-9._:/=@+-]{1,64}$")
+MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+MAX_TAGS = 32
+MAX_IPS = 16
+VNI_MIN, VNI_MAX = 1, 16777215
+
+
+class Problem(Exception):
+    """An error the client sees: HTTP status, a title, a detail and the field."""
+
+    def __init__(self, status, title, detail, field=None, headers=None):
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.field = status, title, detail, field
+        self.headers = headers or {}
+
+    def body(self):
+        out = {"type": "about:blank", "title": self.title, "status": self.status, "detail": self.detail}
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+
+def invalid(field, detail):
+    return Problem(400, "Invalid input", detail, field)
+
+
+def conflict(field, detail):
+    return Problem(409, "Conflict", detail, field)
+
+
+def check_fields(body, allowed, required=()):
+    if not isinstance(body, dict):
+        raise invalid(None, "the body must be a JSON object")
+    for key in body:
+        if key not in allowed:
+            raise invalid(key, "unknown field %r (allowed: %s)" % (key, ", ".join(sorted(allowed))))
+    for key in required:
+        if key not in body:
+            raise invalid(key, "%s is required" % key)
+
+
+def name(value, field="name"):
+    if not isinstance(value, str):
+        raise invalid(field, "%s must be a string" % field)
+    if not NAME_RE.match(value):
+        raise invalid(field, "%s must be 1 to 64 characters: letters, digits, '.', '_' or '-', "
+                      "starting with a letter or digit" % field)
+    return value
+
+
+def tags(value, field="tags"):
+    if not isinstance(value, list):
+        raise invalid(field, "tags must be a list of strings")
+    if len(value) > MAX_TAGS:
+        raise invalid(field, "at most %d tags" % MAX_TAGS)
+    for i, tag in enumerate(value):
+        if not isinstance(tag, str) or not TAG_RE.match(tag):
+            raise invalid("%s[%d]" % (field, i), "a tag is 1 to 64 characters of letters, digits and ._:/=@+-")
+    return sorted(set(value))
+
+
+def vni(value):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise invalid("vni", "vni must be an integer")
+    if not VNI_MIN <= value <= VNI_MAX:
+        raise invalid("vni", "vni must be between %d and %d" % (VNI_MIN, VNI_MAX))
+    return value
+
+
+def cidrs(value):
+    if not isinstance(value, list):
+        raise invalid("cidrs", "cidrs must be a list")
+    if len(value) > 2:
+        raise invalid("cidrs", "at most one IPv4 and one IPv6 CIDR")
+    out, versions = [], set()
+    for i, text in enumerate(value):
+        field = "cidrs[%d]" % i
+        if not isinstance(text, str) or "/" not in text or len(text) > 64:
+            raise invalid(field, "a CIDR is a string like 10.0.0.0/24 or fd00::/64")
+        try:
+            net = ipaddress.ip_network(text, strict=True)
+        except ValueError as exc:
+            raise invalid(field, "%r is not a network address with a prefix: %s" % (text, exc))
+        if net.version in versions:
+            raise invalid(field, "at most one IPv%d CIDR" % net.version)
+        if net.num_addresses < 4:
+            raise invalid(field, "%s is too small for ports" % text)
+        versions.add(net.version)
+        out.append(str(net))
+    return out
+
+
+def mac(value):
+    if not isinstance(value, str) or not MAC_RE.match(value):
+        raise invalid("mac", "mac must look like 02:00:00:00:00:01")
+    value = value.lower()
+    if int(value[:2], 16) & 1:
+        raise invalid("mac", "mac must be a unicast address (first octet even)")
+    if value == "00:00:00:00:00:00":
+        raise invalid("mac", "mac must not be all zeros")
+    return value
+
+
+def ips(value, networks):
+    """``networks``: the network's CIDRs as ipaddress networks."""
+    if not isinstance(value, list):
+        raise invalid("ips", "ips must be a list of addresses")
+    if len(value) > MAX_IPS:
+        raise invalid("ips", "at most %d addresses" % MAX_IPS)
+    out = []
+    for i, text in enumerate(value):
+        field = "ips[%d]" % i
+        if not isinstance(text, str) or len(text) > 64:
+            raise invalid(field, "an address is a string")
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            raise invalid(field, "%r is not an IP address" % text)
+        inside = [n for n in networks if addr.version == n.version and addr in n]
+        if not inside:
+            raise invalid(field, "%s is not inside the network's CIDRs (%s)" % (
+                addr, ", ".join(map(str, networks)) or "none"))
+        net = inside[0]
+        if addr == net.network_address or (net.version == 4 and addr == net.broadcast_address):
+            raise invalid(field, "%s is the network or broadcast address of %s" % (addr, net))
+        if str(addr) in out:
+            raise invalid(field, "%s is listed twice" % addr)
+        out.append(str(addr))
+    return out

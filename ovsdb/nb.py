@@ -1,0 +1,131 @@
+"""The northbound store client (ovsdbapp over the DVN_Northbound schema)."""
+
+import logging
+
+from ovsdbapp import api as ovsdbapp_api
+from ovsdbapp.backend import ovs_idl
+from ovsdbapp.backend.ovs_idl import connection, idlutils
+
+LOG = logging.getLogger(__name__)
+SCHEMA_NAME = "DVN_Northbound"
+
+
+class NbError(Exception):
+    pass
+
+
+class Conflict(NbError):
+    """A unique index or a reference refused the transaction."""
+
+
+class NotFound(NbError):
+    pass
+
+
+class _Idl(connection.OvsdbIdl):
+    """Calls the store's subscribers for every row change, in the IDL thread."""
+
+    def __init__(self, remote, helper, subscribers):
+        super().__init__(remote, helper)
+        self._subscribers = subscribers
+
+    def notify(self, event, row, updates=None):
+        kind = {"create": "create", "update": "update", "delete": "delete"}.get(event)
+        if kind is None:
+            return
+        for callback in list(self._subscribers):
+            try:
+                callback(row._table.name, kind, row)
+            except Exception:  # a subscriber's bug must not stop the IDL
+                LOG.exception("northbound subscriber failed on %s %s", kind, row._table.name)
+
+
+class _Api(ovs_idl.Backend, ovsdbapp_api.API):
+    schema = SCHEMA_NAME
+    lookup_table = {"Network": ("Network", None, None)}
+    # ovsdbapp keeps its connection on the class; dvn keeps it on the instance.
+    ovsdb_connection = None
+
+
+class Northbound:
+    def __init__(self, remote, timeout=10):
+        self.remote = remote
+        self.timeout = timeout
+        self._subscribers = []
+        self.api = None
+
+    def start(self):
+        helper = idlutils.get_schema_helper(self.remote, SCHEMA_NAME)
+        helper.register_all()
+        idl = _Idl(self.remote, helper, self._subscribers)
+        self.api = _Api(connection.Connection(idl, timeout=self.timeout))
+        return self
+
+    def stop(self):
+        if self.api is not None:
+            self.api.ovsdb_connection.stop(timeout=5)
+
+    @property
+    def idl(self):
+        return self.api.idl
+
+    def subscribe(self, callback):
+        self._subscribers.append(callback)
+
+    def rows(self, table):
+        return list(self.api.tables[table].rows.values())
+
+    def get(self, table, uuid):
+        import uuid as uuidlib
+        try:
+            key = uuidlib.UUID(str(uuid))
+        except ValueError:
+            return None
+        return self.api.tables[table].rows.get(key)
+
+    def transact(self, commands):
+        """Run ``commands`` (ovsdbapp commands) in one transaction; typed errors."""
+        try:
+            with self.api.transaction(check_error=True) as txn:
+                for cmd in commands:
+                    txn.add(cmd)
+            return [cmd.result for cmd in commands]
+        except RuntimeError as exc:
+            text = str(exc)
+            if "constraint violation" in text or "referential integrity" in text:
+                raise Conflict(text) from None
+            raise NbError(text) from None
+
+    # ---- writers the controller needs ------------------------------------
+    def _node(self, system_id):
+        for row in self.api.tables["Node"].rows.values():
+            if row.system_id == system_id:
+                return row
+        return None
+
+    def upsert_node(self, system_id, hostname, encap_ip, state, last_seen_ms):
+        row = self._node(system_id)
+        values = (("hostname", hostname or ""), ("encap_ip", encap_ip), ("state", state),
+                  ("last_seen", last_seen_ms))
+        if row is None:
+            self.transact([self.api.db_create("Node", system_id=system_id, **dict(values))])
+        else:
+            self.transact([self.api.db_set("Node", row.uuid, *values)])
+
+    def set_node_state(self, system_id, state, last_seen_ms):
+        row = self._node(system_id)
+        if row is None:
+            raise NotFound("node %s" % system_id)
+        self.transact([self.api.db_set("Node", row.uuid, ("state", state), ("last_seen", last_seen_ms))])
+
+    def delete_node(self, system_id):
+        row = self._node(system_id)
+        if row is None:
+            raise NotFound("node %s" % system_id)
+        self.transact([self.api.db_destroy("Node", row.uuid)])
+
+    def set_port_binding(self, port_id, system_id):
+        row = self.get("Port", port_id)
+        if row is None:
+            return
+        self.transact([self.api.db_set("Port", row.uuid, ("node", [system_id] if system_id else []))])

@@ -1,7 +1,130 @@
-"""`dvn serve`: the controller process (written by the controller owner)."""
+"""`dvn serve`: the controller process.
+
+One process, one eventlet hub: the northbound client, the REST API, the node
+OVSDB listener and the OpenFlow listener (os-ken). ``eventlet.monkey_patch()``
+must run before anything else is imported (see osken-notes.md): the CLI does
+it for `serve` before it imports this module's dependencies.
+"""
+
+import logging
+import os
+import signal
+import sys
+
+LOG = logging.getLogger("dvn")
+
+DEFAULT_STATE_DIR = "/var/lib/dvn"
+
+
+def _hostport(text, default_host):
+    host, _, port = text.rpartition(":")
+    return (host.strip("[]") or default_host), int(port)
+
+
+def serve(args):
+    os.environ.setdefault("OSKEN_HUB_TYPE", "eventlet")
+    import eventlet
+    import eventlet.wsgi
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        filename=args.log_file)
+    # os-ken logs every echo at DEBUG; keep its chatter at INFO unless asked.
+    logging.getLogger("os_ken").setLevel(max(logging.INFO, LOG.getEffectiveLevel()))
+
+    from controller import api as api_mod
+    from controller.core import Core
+    from controller.ofconn import install_tap
+    from ovsdb import nbserver
+    from ovsdb.nb import Northbound
+    from ovsdb.node import NodeListener
+
+    state_dir = os.path.abspath(args.state_dir)
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    remote = args.nb
+    if not remote:
+        remote = nbserver.start(state_dir)
+        LOG.info("northbound store: %s (state in %s)", remote, state_dir)
+    nb = Northbound(remote)
+    nb.start()
+    api_mod.ensure_admin_token(nb, os.path.join(state_dir, "admin.token"))
+
+    core = Core(nb)
+    core.start()
+
+    ovsdb_host, ovsdb_port = _hostport(args.ovsdb_listen, "0.0.0.0")
+    listener = NodeListener(ovsdb_host, ovsdb_port, core.node_update, core.node_closed)
+    listener.start()
+    LOG.info("node OVSDB listener on %s:%d", ovsdb_host, ovsdb_port)
+
+    from os_ken import cfg  # os-ken keeps its own ConfigOpts
+    from os_ken.base import app_manager
+    from os_ken.controller import controller as _of_controller  # noqa: F401 (registers options)
+    from os_ken.lib import hub
+
+    of_host, of_port = _hostport(args.openflow_listen, "0.0.0.0")
+    cfg.CONF(args=[], project="os_ken")
+    cfg.CONF.set_override("ofp_listen_host", of_host)
+    cfg.CONF.set_override("ofp_tcp_listen_port", of_port)
+    cfg.CONF.set_override("echo_request_interval", 5)
+    cfg.CONF.set_override("maximum_unreplied_echo_requests", 3)
+    install_tap()
+    manager = app_manager.AppManager.get_instance()
+    manager.load_apps(["controller.app"])
+    contexts = manager.create_contexts()
+    contexts["dvn_core"] = core
+    services = manager.instantiate_apps(**contexts)
+    LOG.info("OpenFlow listener on %s:%d", of_host, of_port)
+
+    api_host, api_port = _hostport(args.api_listen, "127.0.0.1")
+    api_sock = eventlet.listen((api_host, api_port))
+    app = api_mod.make_app(nb)
+    services.append(hub.spawn(eventlet.wsgi.server, api_sock, app, log=logging.getLogger("dvn.http"),
+                              log_output=False))
+    LOG.info("REST API on http://%s:%d/v1", api_host, api_sock.getsockname()[1])
+    print("dvn: serving (API http://%s:%d/v1, OpenFlow %s:%d, OVSDB %s:%d)" % (
+        api_host, api_sock.getsockname()[1], of_host, of_port, ovsdb_host, ovsdb_port), flush=True)
+
+    done = eventlet.event.Event()
+
+    def _stop(signum, _frame):
+        LOG.info("signal %d: stopping (flows stay on the switches)", signum)
+        if not done.ready():
+            done.send(signum)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    done.wait()
+    listener.stop()
+    nb.stop()
+    if not args.nb and args.stop_nb:
+        nbserver.stop(state_dir)
+    return 0
 
 
 def register(subparsers):
     p = subparsers.add_parser("serve", help="run the dvn controller")
-    p.set_defaults(func=lambda args: print("not yet"))
+    p.add_argument("--state-dir", default=os.environ.get("DVN_STATE_DIR", DEFAULT_STATE_DIR),
+                   help="where the embedded northbound store and the admin token live")
+    p.add_argument("--nb", help="use this northbound OVSDB remote instead of the embedded one")
+    p.add_argument("--api-listen", default="127.0.0.1:8080", metavar="HOST:PORT")
+    p.add_argument("--openflow-listen", default="0.0.0.0:6653", metavar="HOST:PORT")
+    p.add_argument("--ovsdb-listen", default="0.0.0.0:6640", metavar="HOST:PORT")
+    p.add_argument("--log-file")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--stop-nb", action="store_true",
+                   help="stop the embedded northbound store on exit (default: leave it running)")
+    p.set_defaults(func=serve, monkey_patch=True)
     return p
+
+
+if __name__ == "__main__":
+    import eventlet
+    eventlet.monkey_patch()
+    import argparse
+    parser = argparse.ArgumentParser(prog="dvn")
+    sub = parser.add_subparsers()
+    register(sub)
+    args = parser.parse_args(["serve"] + sys.argv[1:])
+    sys.exit(args.func(args))

@@ -1,0 +1,485 @@
+"""The running controller: northbound + nodes in, flows on every br-int out.
+
+Three sources of truth meet here:
+
+- the northbound store (networks, ports, nodes, and each port's node binding);
+- each node's own database (which VM interface has which ofport, which tunnel
+  port leads to which peer), over the connection the node opened;
+- each switch's flow table, over OpenFlow.
+
+The compiler (``flows/``) turns the first two into desired flows, one unit per
+(node, network) plus one base unit per node. A change marks the units it
+touches; a single worker recompiles only those, diffs each against the unit's
+previous flows and sends each switch its difference in one bundle. A switch
+that (re)connects is read back, diffed against the whole desired set and
+corrected in one bundle: flows that are right are never touched.
+"""
+
+import collections
+import logging
+import time
+
+import eventlet
+from eventlet import event as ev_event
+
+from controller.ofconn import SwitchConn, SwitchError
+from flows import l2, ofwire
+from flows.flow import Flow, FlowSet, cookie_category, cookie_owner, diff, owner_hash
+from flows.model import Network, Port, Topology
+from flows.render import render_flow
+
+LOG = logging.getLogger(__name__)
+
+BASE = "base"
+ALL = "*"
+
+
+def _now_ms():
+    return int(time.time() * 1000)
+
+
+def _opt(value):
+    """An optional OVSDB column as python-ovs returns it: [] or [value]."""
+    if isinstance(value, (list, tuple)):
+        return value[0] if value else None
+    return value
+
+
+class Switch:
+    """One node's br-int as dvn sees it."""
+
+    def __init__(self, system_id):
+        self.system_id = system_id
+        self.conn = None          # SwitchConn while connected
+        self.synced = False       # the switch holds `installed`
+        self.installed = {}       # wire key -> (cookie, Flow or raw match)
+        self.units = {}           # unit -> (view, FlowSet)
+        self.pending = set()      # units to recompile
+        self.running = False      # a green thread is syncing this switch
+        self.failures = 0
+
+
+class Core:
+    def __init__(self, nb, tunnel_options=None):
+        self.nb = nb
+        self.tunnel_options = tunnel_options or {}
+        self.networks = {}
+        self.ports = {}
+        self.net_ports = collections.defaultdict(set)  # network id -> port ids
+        self.port_node = {}                            # port id -> system id (northbound)
+        self.nodes = {}                                # system id -> encap ip (northbound)
+        self.sessions = {}                             # system id -> NodeSession
+        self.local_ofports = {}                        # system id -> {port id: ofport}
+        self.tunnel_ofports = {}                       # system id -> {peer: ofport}
+        self.iface_bindings = {}                       # system id -> {iface-id: ofport}, all of them
+        self.switches = {}                             # system id -> Switch
+        self.dpid_node = {}                            # dpid -> system id
+        self.dirty = set()                             # (system id, unit)
+        self.mesh_dirty = False
+        self._wake = ev_event.Event()
+        self._loaded = False
+        self.stats = collections.Counter()
+        self.owners = {}                               # cookie owner hash -> object id
+
+    # ---- start-up ---------------------------------------------------------
+    def start(self):
+        self.nb.subscribe(self._nb_changed)
+        for row in self.nb.rows("Network"):
+            self._nb_changed("Network", "create", row)
+        for row in self.nb.rows("Port"):
+            self._nb_changed("Port", "create", row)
+        for row in self.nb.rows("Node"):
+            self._nb_changed("Node", "create", row)
+        self._loaded = True
+        eventlet.spawn_n(self._worker)
+
+    def topology(self):
+        bindings = {}
+        for port_id, system_id in self.port_node.items():
+            ofport = self.local_ofports.get(system_id, {}).get(port_id)
+            bindings[port_id] = (system_id, ofport)
+        return Topology(networks=self.networks, ports=self.ports, bindings=bindings,
+                        tunnels=self.tunnel_ofports, net_ports=self.net_ports)
+
+    # ---- northbound changes (called in the IDL green thread: never block) --
+    def _nb_changed(self, table, event, row):
+        if table == "Network":
+            net_id = str(row.uuid)
+            if event == "delete":
+                self.networks.pop(net_id, None)
+            else:
+                self.owners[owner_hash(net_id)] = "network " + net_id
+                self.networks[net_id] = Network(
+                    id=net_id, name=row.name, tenant=row.tenant, vni=row.vni,
+                    cidrs=tuple(row.cidrs))
+            self._touch_network(net_id)
+        elif table == "Port":
+            port_id = str(row.uuid)
+            old = self.ports.get(port_id)
+            old_node = self.port_node.get(port_id)
+            if event == "delete":
+                self.ports.pop(port_id, None)
+                self.port_node.pop(port_id, None)
+                if old is not None:
+                    self.net_ports[old.network_id].discard(port_id)
+            else:
+                network_id = str(row.network.uuid) if hasattr(row.network, "uuid") else str(_opt(row.network))
+                node = _opt(row.node)
+                port = Port(id=port_id, name=row.name, tenant=row.tenant, network_id=network_id,
+                            mac=row.mac, ips=tuple(row.ips), tags=tuple(row.tags), node=node)
+                self.ports[port_id] = port
+                self.owners[owner_hash(port_id)] = "port " + port_id
+                if old is not None and old.network_id != network_id:
+                    self.net_ports[old.network_id].discard(port_id)
+                self.net_ports[network_id].add(port_id)
+                if old is None:
+                    for system_id, found in self.iface_bindings.items():
+                        if port_id in found and system_id in self.sessions:
+                            eventlet.spawn_n(self.node_update, self.sessions[system_id])
+                if node:
+                    self.port_node[port_id] = node
+                else:
+                    self.port_node.pop(port_id, None)
+            for net_id in {p.network_id for p in (old, self.ports.get(port_id)) if p is not None}:
+                self._touch_network(net_id, also=(old_node, self.port_node.get(port_id)))
+        elif table == "Node":
+            system_id = row.system_id
+            if event == "delete":
+                self.nodes.pop(system_id, None)
+                session = self.sessions.get(system_id)
+                if session is not None:
+                    session.close()
+            else:
+                self.owners[owner_hash(system_id)] = "node " + system_id
+                self.nodes[system_id] = row.encap_ip
+            self.mesh_dirty = True
+            self._kick()
+
+    def _hosts(self, network_id):
+        return {self.port_node[p] for p in self.net_ports.get(network_id, ()) if p in self.port_node}
+
+    def _touch_network(self, network_id, also=()):
+        for system_id in self._hosts(network_id) | {n for n in also if n}:
+            self.dirty.add((system_id, network_id))
+        self._kick()
+
+    def _kick(self):
+        if not self._wake.ready():
+            self._wake.send(True)
+
+    # ---- nodes (called in a node session's green thread) -----------------
+    def node_update(self, session):
+        """The node's database changed: take what it says in memory first (the
+        switch may be resynced at any time after this), then record it in the
+        northbound store."""
+        system_id = session.system_id
+        if not system_id:
+            return
+        known = self.sessions.get(system_id)
+        if known is not session:
+            if known is not None:
+                known.close()
+            self.sessions[system_id] = session
+            LOG.info("node %s connected (encap %s)", system_id, session.encap_ip)
+            self.mesh_dirty = True
+        if session.datapath_id:
+            self.dpid_node[session.datapath_id] = system_id
+        all_bindings = session.bindings()
+        self.iface_bindings[system_id] = all_bindings
+        # Ports: the node is the authority on what is plugged into it.
+        ofports = {p: o for p, o in all_bindings.items() if p in self.ports}
+        if ofports != self.local_ofports.get(system_id):
+            self.local_ofports[system_id] = ofports
+            self.dirty.add((system_id, ALL))
+        tunnels = {peer: o for peer, o in session.tunnels().items() if o}
+        if tunnels != self.tunnel_ofports.get(system_id):
+            self.tunnel_ofports[system_id] = tunnels
+            self.dirty.add((system_id, ALL))
+        session.known = True
+        switch = self.switches.get(system_id)
+        if switch is not None and switch.conn is not None and not switch.synced:
+            self.dirty.add((system_id, ALL))
+        self._kick()
+        self._record_node(session, ofports)
+
+    def _record_node(self, session, ofports):
+        system_id = session.system_id
+        encap_ip = session.encap_ip
+        if encap_ip and (self.nodes.get(system_id) != encap_ip or not getattr(session, "registered", False)):
+            self.nb.upsert_node(system_id, session.hostname, encap_ip, "up", _now_ms())
+            session.registered = True
+            self.nodes[system_id] = encap_ip
+            self.mesh_dirty = True
+            self._kick()
+        for port_id in ofports:
+            if self.port_node.get(port_id) != system_id:
+                self.nb.set_port_binding(port_id, system_id)
+        for port_id, node in list(self.port_node.items()):
+            if node == system_id and port_id not in ofports and port_id in self.ports:
+                self.nb.set_port_binding(port_id, None)
+
+    def node_closed(self, session):
+        system_id = session.system_id
+        if system_id and self.sessions.get(system_id) is session:
+            del self.sessions[system_id]
+            LOG.info("node %s disconnected", system_id)
+            if system_id in self.nodes:
+                try:
+                    self.nb.set_node_state(system_id, "down", _now_ms())
+                except Exception as exc:  # the node row may be gone (deleted)
+                    LOG.info("node %s: state not recorded: %s", system_id, exc)
+
+    # ---- switches (called from the os-ken app) -----------------------------
+    def switch_connected(self, datapath):
+        system_id = self._node_of(datapath.id)
+        if system_id is None:
+            # The OVSDB session that tells which node this is has not come yet.
+            eventlet.spawn_after(0.2, self._retry_connected, datapath, 0)
+            return
+        switch = self.switches.setdefault(system_id, Switch(system_id))
+        switch.conn = SwitchConn(datapath)
+        switch.synced = False
+        LOG.info("switch %016x (node %s) connected", datapath.id, system_id)
+        self.dirty.add((system_id, ALL))
+        self._kick()
+
+    def _retry_connected(self, datapath, tries):
+        if not datapath.is_active:
+            return
+        if self._node_of(datapath.id) is not None:
+            self.switch_connected(datapath)
+        elif tries < 300:
+            eventlet.spawn_after(0.2, self._retry_connected, datapath, tries + 1)
+        else:
+            LOG.warning("switch %016x: no node reported this datapath id; ignoring it", datapath.id)
+
+    def _node_of(self, dpid):
+        return self.dpid_node.get(dpid)
+
+    def switch_disconnected(self, datapath):
+        system_id = self._node_of(datapath.id)
+        switch = self.switches.get(system_id)
+        if switch is not None and switch.conn is not None and switch.conn.datapath is datapath:
+            switch.conn = None
+            switch.synced = False
+            LOG.info("switch of node %s disconnected", system_id)
+
+    # ---- the worker ----------------------------------------------------------
+    def _worker(self):
+        while True:
+            self._wake.wait()
+            self._wake = ev_event.Event()
+            eventlet.sleep(0)  # let a burst of changes arrive together
+            try:
+                if self.mesh_dirty:
+                    self.mesh_dirty = False
+                    self._update_mesh()
+                dirty, self.dirty = self.dirty, set()
+                for system_id, unit in dirty:
+                    switch = self.switches.get(system_id)
+                    if switch is not None:  # a switch that connects later gets ALL
+                        switch.pending.add(unit)
+                for switch in self.switches.values():
+                    if switch.pending and not switch.running:
+                        switch.running = True
+                        eventlet.spawn_n(self._switch_loop, switch)
+            except Exception:
+                LOG.exception("controller worker: unexpected error; retrying in 1 s")
+                eventlet.sleep(1)
+                self.dirty.update((s, ALL) for s in self.switches)
+                self._kick()
+
+    def _switch_loop(self, switch):
+        """Sync one switch until nothing is pending (one green thread per switch,
+        so a slow or dead switch never holds up the others)."""
+        try:
+            while switch.pending:
+                units, switch.pending = switch.pending, set()
+                try:
+                    self._sync_node(switch.system_id, units)
+                except Exception:
+                    LOG.exception("switch of node %s: unexpected error; full resync in 1 s",
+                                  switch.system_id)
+                    switch.synced = False
+                    eventlet.spawn_after(1, self._retry_sync, switch.system_id)
+        finally:
+            switch.running = False
+
+    def _update_mesh(self):
+        for system_id, session in list(self.sessions.items()):
+            if not session.ready or session.datapath_id is None:
+                continue
+            session.mesh_wanted = {peer: ip for peer, ip in self.nodes.items() if peer != system_id and ip}
+            if not getattr(session, "mesh_running", False):
+                session.mesh_running = True
+                eventlet.spawn_n(self._ensure_tunnels, session)
+
+    def _ensure_tunnels(self, session):
+        """Apply the latest wanted mesh to one node, one transaction at a time
+        (a transaction's result is in the session's view when it returns)."""
+        try:
+            while True:
+                peers = session.mesh_wanted
+                try:
+                    if session.ensure_tunnels(peers, self.tunnel_options):
+                        self.stats["tunnel_txns"] += 1
+                except Exception as exc:
+                    LOG.error("node %s: tunnel mesh not applied: %s", session.system_id, exc)
+                    if session.closed:
+                        return
+                    eventlet.sleep(1)
+                    continue
+                if session.mesh_wanted is peers:
+                    return
+        finally:
+            session.mesh_running = False
+
+    def _ready(self, system_id):
+        """A switch is synced once dvn knows its node (ports, tunnels); after
+        that a passing loss of the node's OVSDB session does not stop updates."""
+        switch = self.switches.get(system_id)
+        if not self._loaded or switch is None or switch.conn is None:
+            return False
+        session = self.sessions.get(system_id)
+        return switch.synced or (session is not None and getattr(session, "known", False))
+
+    def _compile_units(self, switch, units):
+        """Recompile ``units`` of one switch; returns {unit: (old FlowSet, new FlowSet)}."""
+        topo = self.topology()
+        changed = {}
+        if ALL in units:
+            base, networks = l2.plan_node(topo, switch.system_id)
+            views = {BASE: base}
+            views.update(networks)
+            for unit in set(switch.units) - set(views):
+                views[unit] = None
+        else:
+            views = {}
+            for unit in units:
+                views[unit] = (l2.plan_node(topo, switch.system_id)[0] if unit == BASE
+                               else l2.plan_network(topo, unit, switch.system_id))
+        for unit, view in views.items():
+            old_view, old_flows = switch.units.get(unit, (None, FlowSet(())))
+            if view == old_view:
+                continue
+            if view is None:
+                new_flows = FlowSet(())
+            elif unit == BASE:
+                new_flows = l2.compile_base(view)
+            else:
+                new_flows = l2.compile_network(view)
+            changed[unit] = (old_flows, new_flows, view)
+        return changed
+
+    def _sync_node(self, system_id, units):
+        if not self._ready(system_id):
+            return
+        switch = self.switches[system_id]
+        if not switch.synced:
+            units = {ALL}
+        started = time.monotonic()
+        changed = self._compile_units(switch, units)
+        self.last_compile_s = time.monotonic() - started
+        try:
+            if not switch.synced:
+                self._resync(switch, changed)
+            else:
+                self._apply(switch, changed)
+            switch.failures = 0
+        except SwitchError as exc:
+            switch.failures += 1
+            self._report(switch, exc)
+            delay = min(30, 2 ** switch.failures)
+            switch.synced = False
+            eventlet.spawn_after(delay, self._retry_sync, system_id)
+
+    def _retry_sync(self, system_id):
+        self.dirty.add((system_id, ALL))
+        self._kick()
+
+    def _report(self, switch, exc):
+        LOG.error("%s", exc)
+        for context, (_xid, err_type, code, _data) in exc.errors:
+            if isinstance(context, Flow):
+                owner = "%s %s" % (cookie_category(context.cookie),
+                                   self.owners.get(cookie_owner(context.cookie), "?"))
+                context = render_flow(context)
+            else:
+                owner = "nobody (a stale flow)"
+            LOG.error("switch of node %s refused a flow of %s (OpenFlow error type %d code %d): %s",
+                      switch.system_id, owner, err_type, code, context)
+
+    def _commit_units(self, switch, changed):
+        for unit, (_old, new, view) in changed.items():
+            if view is None:
+                switch.units.pop(unit, None)
+            else:
+                switch.units[unit] = (view, new)
+
+    def _apply(self, switch, changed):
+        """Send the difference of the changed units in one bundle."""
+        puts, dels = {}, {}
+        for _unit, (old, new, _view) in changed.items():
+            d = diff(old, new)
+            for flow in d.delete:
+                wkey = ofwire.wire_key(flow)
+                if wkey not in puts:
+                    dels[wkey] = flow
+            for flow in list(d.add) + list(d.modify):
+                wkey = ofwire.wire_key(flow)
+                dels.pop(wkey, None)
+                puts[wkey] = flow
+        msgs = []
+        for wkey, flow in dels.items():
+            if wkey in switch.installed:
+                msgs.append((ofwire.encode_flow_mod(flow, ofwire.DELETE_STRICT), flow))
+        for wkey, flow in puts.items():
+            have = switch.installed.get(wkey)
+            if have is None or have[0] != flow.cookie:
+                msgs.append((ofwire.encode_flow_mod(flow, ofwire.ADD), flow))
+        if msgs:
+            switch.conn.bundle(msgs)
+            self.stats["bundles"] += 1
+            self.stats["flow_mods"] += len(msgs)
+        for wkey in dels:
+            switch.installed.pop(wkey, None)
+        for wkey, flow in puts.items():
+            switch.installed[wkey] = (flow.cookie, flow)
+        self._commit_units(switch, changed)
+
+    def _resync(self, switch, changed):
+        """Read the switch back and correct it to the whole desired set, in one bundle."""
+        units = dict(switch.units)
+        for unit, (_old, new, view) in changed.items():
+            units[unit] = (view, new) if view is not None else None
+        desired = {}
+        for entry in units.values():
+            if entry is None:
+                continue
+            for flow in entry[1]:
+                desired[ofwire.wire_key(flow)] = flow
+        t0 = time.monotonic()
+        have = {}
+        for desc in switch.conn.read_flows():
+            have[(desc.table_id, desc.priority, desc.match_key)] = desc
+        msgs = []
+        for wkey, desc in have.items():
+            if wkey not in desired:
+                msgs.append((ofwire.encode_delete_strict_raw(desc.table_id, desc.priority, desc.raw_match),
+                             ofwire.describe_desc(desc)))
+        for wkey, flow in desired.items():
+            desc = have.get(wkey)
+            if desc is None or desc.cookie != flow.cookie:
+                msgs.append((ofwire.encode_flow_mod(flow, ofwire.ADD), flow))
+        t1 = time.monotonic()
+        if msgs:
+            switch.conn.bundle(msgs)
+            self.stats["bundles"] += 1
+            self.stats["flow_mods"] += len(msgs)
+        t2 = time.monotonic()
+        switch.installed = {wkey: (flow.cookie, flow) for wkey, flow in desired.items()}
+        self._commit_units(switch, changed)
+        switch.synced = True
+        LOG.info("switch of node %s in sync: %d flows, %d changed "
+                 "(compile %.3f s, read+diff %.3f s, bundle %.3f s)", switch.system_id,
+                 len(desired), len(msgs), self.last_compile_s, t1 - t0, t2 - t1)

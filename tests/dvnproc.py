@@ -1,0 +1,145 @@
+"""A real `dvn serve` process for lab tests, benchmarks and the demo, and a REST client."""
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ApiError(Exception):
+    def __init__(self, status, body):
+        super().__init__("HTTP %d: %s" % (status, body))
+        self.status, self.body = status, body
+
+
+class Client:
+    """A small REST client over a real socket."""
+
+    def __init__(self, port, token, host="127.0.0.1"):
+        self.host, self.port, self.token = host, port, token
+
+    def request(self, method, path, body=None, timeout=30):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        headers = {"Authorization": "Bearer %s" % self.token}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        payload = json.loads(raw) if raw else None
+        return resp.status, payload
+
+    def call(self, method, path, body=None, expect=(200, 201, 204)):
+        status, payload = self.request(method, path, body)
+        if status not in expect:
+            raise ApiError(status, payload)
+        return payload
+
+    def get(self, path):
+        return self.call("GET", path)
+
+    def post(self, path, body):
+        return self.call("POST", path, body)
+
+    def delete(self, path):
+        return self.call("DELETE", path)
+
+
+class DvnServer:
+    """`dvn serve` as a child process; kill it, start it again on the same state."""
+
+    def __init__(self, state_dir, api_port, listen_ip, of_port=6653, ovsdb_port=6640):
+        self.state_dir = state_dir
+        self.api_port = api_port
+        self.listen_ip = listen_ip
+        self.of_port, self.ovsdb_port = of_port, ovsdb_port
+        self.log_path = os.path.join(state_dir, "dvn.log")
+        self.proc = None
+        os.makedirs(state_dir, exist_ok=True)
+
+    def start(self, timeout=30):
+        cmd = [sys.executable, "-m", "controller.serve",
+               "--state-dir", self.state_dir,
+               "--api-listen", "127.0.0.1:%d" % self.api_port,
+               "--openflow-listen", "%s:%d" % (self.listen_ip, self.of_port),
+               "--ovsdb-listen", "%s:%d" % (self.listen_ip, self.ovsdb_port),
+               "--log-file", self.log_path]
+        env = dict(os.environ, PYTHONWARNINGS="ignore")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.state_dir, "dvn.stderr"), "ab"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("dvn serve exited with %s; see %s" % (self.proc.returncode, self.log_path))
+            try:
+                status, _ = self.client().request("GET", "/v1/networks", timeout=2)
+                if status == 200:
+                    return self
+            except (OSError, http.client.HTTPException, ValueError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("dvn serve did not answer in %d s" % timeout)
+
+    @property
+    def admin_token(self):
+        with open(os.path.join(self.state_dir, "admin.token")) as f:
+            return f.read().strip()
+
+    def client(self, token=None):
+        return Client(self.api_port, token or self.admin_token)
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=15)
+
+    def stop(self):
+        self.kill(signal.SIGTERM)
+
+    def stop_store(self):
+        from ovsdb import nbserver
+        nbserver.stop(self.state_dir)
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def wait_log(self, text, count=1, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log().count(text) >= count:
+                return
+            time.sleep(0.1)
+        raise AssertionError("%r did not appear %d time(s) in the dvn log in %d s" % (text, count, timeout))
+
+
+def join(hv, controller_ip, encap_ip, of_port=6653, ovsdb_port=6640):
+    """Run `dvn join` inside a lab hypervisor."""
+    return hv.run(sys.executable, "-m", "controller.cli", "join",
+                  "--controller", controller_ip, "--encap-ip", encap_ip,
+                  "--system-id", hv.name, "--datapath-type", "netdev",
+                  "--openflow-port", str(of_port), "--ovsdb-port", str(ovsdb_port))
+
+
+def wait_until(predicate, timeout=10, interval=0.1, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %s s waiting for %s" % (timeout, what))
+        time.sleep(interval)

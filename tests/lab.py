@@ -1,0 +1,387 @@
+"""The test lab: simulated hypervisors and VMs in network namespaces, real Open vSwitch.
+
+Every hypervisor is a namespace ``dvn-<tag>-<name>`` running its own
+ovsdb-server and ovs-vswitchd (userspace ``netdev`` datapath), with state in
+``/tmp/dvn-<tag>/<name>``. Their ``eth0`` veths meet on a Linux bridge in the
+underlay namespace, and ``br-phy`` carries each one's tunnel IP (the OVS
+userspace-tunnelling layout). VMs are namespaces whose ``eth0`` is a veth
+plugged into a hypervisor's br-int. The controller runs in this machine's own
+namespace and is reached over a veth into the underlay.
+
+Ported from the project's proven lab recipes (shared/lab); nothing is
+imported from there. No pytest here: the demo and benchmarks use it too.
+"""
+
+import atexit
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+
+
+def sh(*args, check=True, env=None, timeout=60):
+    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
+    if check and res.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(args), res.returncode, res.stderr.strip()))
+    return res.stdout
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            return "\nState:\tZ" not in f.read()
+    except OSError:
+        return False
+
+
+def stop_pids(pids, timeout=5.0):
+    """TERM our own processes, then KILL what is left (never pkill: other OVS may run here)."""
+    pids = [p for p in pids if p and _alive(p)]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _netns_pids(ns):
+    out = sh("ip", "netns", "pids", ns, check=False)
+    return [int(p) for p in out.split()]
+
+
+class Lab:
+    def __init__(self, tag):
+        if not re.match(r"^[a-z0-9]{1,6}$", tag):
+            raise ValueError("a lab tag is 1 to 6 lowercase letters or digits")
+        self.tag = tag
+        self.dir = "/tmp/dvn-%s" % tag
+        self.namespaces = []
+        self.hvs = {}
+        self.vms = {}
+        self.procs = []
+        self.host_veth = None
+        self.ul = None
+        self._closed = False
+
+    # ---- life cycle ----------------------------------------------------------
+    def __enter__(self):
+        if os.geteuid() != 0:
+            raise RuntimeError("the lab needs root")
+        for tool in ("ovs-vswitchd", "ovsdb-server", "ip", "ethtool", "curl"):
+            if shutil.which(tool) is None:
+                raise RuntimeError("%s is not installed (make test installs it)" % tool)
+        stale = [n for n in self.list_namespaces(self.tag)]
+        if stale:
+            raise RuntimeError("stale lab namespaces %s (Lab.cleanup_stale(%r))" % (stale, self.tag))
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        atexit.register(self.close)
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @staticmethod
+    def list_namespaces(tag):
+        out = sh("ip", "netns", "list", check=False)
+        return [line.split()[0] for line in out.splitlines() if line.startswith("dvn-%s-" % tag)]
+
+    @classmethod
+    def cleanup_stale(cls, tag):
+        """Remove what a killed run with this tag left behind."""
+        for ns in cls.list_namespaces(tag):
+            stop_pids(_netns_pids(ns))
+            sh("ip", "netns", "del", ns, check=False)
+        for name in ("dvn%s" % tag,):
+            sh("ip", "link", "del", name, check=False)
+        shutil.rmtree("/tmp/dvn-%s" % tag, ignore_errors=True)
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+        pids = []
+        for hv in self.hvs.values():
+            pids += hv.daemon_pids()
+        for ns in self.namespaces:
+            pids += _netns_pids(ns)
+        stop_pids(pids)
+        for ns in reversed(self.namespaces):
+            sh("ip", "netns", "del", ns, check=False)
+        if self.host_veth:
+            sh("ip", "link", "del", self.host_veth, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _netns(self, name):
+        ns = "dvn-%s-%s" % (self.tag, name)
+        sh("ip", "netns", "add", ns)
+        self.namespaces.append(ns)
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+           "net.ipv6.conf.default.disable_ipv6=1")
+        return ns
+
+    # ---- topology ---------------------------------------------------------------
+    def underlay(self, subnet="192.168.50.0/24"):
+        self.ul = self._netns("ul")
+        self.subnet = subnet
+        sh("ip", "-n", self.ul, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", self.ul, "link", "set", "br0", "up")
+
+    def controller_uplink(self, ip_cidr):
+        """A veth from this machine's namespace into the underlay, holding ``ip_cidr``."""
+        self.host_veth = "dvn%s" % self.tag
+        sh("ip", "link", "add", self.host_veth, "type", "veth", "peer", "name", "ctl", "netns", self.ul)
+        sh("ip", "-n", self.ul, "link", "set", "ctl", "master", "br0", "up")
+        sh("ip", "addr", "add", ip_cidr, "dev", self.host_veth)
+        sh("ip", "link", "set", self.host_veth, "up")
+        # The hypervisors' userspace datapath does not complete partial checksums:
+        # without this the controller's TCP segments arrive with bad checksums.
+        sh("ethtool", "-K", self.host_veth, "tx", "off")
+
+    def add_hv(self, name, tunnel_ip_cidr, mtu=1600):
+        hv = Hypervisor(self, name, self._netns(name), tunnel_ip_cidr, mtu)
+        self.hvs[name] = hv
+        hv.start()
+        return hv
+
+    def seed_neighbors(self):
+        """Preload every tunnel neighbour cache, so no first packet waits for ARP."""
+        for hv in self.hvs.values():
+            for peer in self.hvs.values():
+                if peer is not hv:
+                    hv.appctl("tnl/neigh/set", "br-phy", peer.ip, peer.mac)
+
+    def add_vm(self, name, hv, ip_cidr, mac, mtu=1400, iface_id=None):
+        vm = VM(self, name, self._netns(name), hv, ip_cidr, mac, mtu)
+        self.vms[name] = vm
+        vm.start(iface_id)
+        return vm
+
+    def spawn(self, args, **kwargs):
+        proc = subprocess.Popen(args, **kwargs)
+        self.procs.append(proc)
+        return proc
+
+
+class Hypervisor:
+    def __init__(self, lab, name, ns, tunnel_ip_cidr, mtu):
+        self.lab, self.name, self.ns = lab, name, ns
+        self.cidr, self.ip = tunnel_ip_cidr, tunnel_ip_cidr.split("/")[0]
+        self.mtu = mtu
+        self.dir = os.path.join(lab.dir, name)
+        self.env = dict(os.environ, OVS_RUNDIR=self.dir, OVS_DBDIR=self.dir, OVS_LOGDIR=self.dir)
+        self.db = "unix:%s/db.sock" % self.dir
+        self.mac = None
+
+    def run(self, *args, check=True, timeout=60):
+        return sh("ip", "netns", "exec", self.ns, *args, check=check, env=self.env, timeout=timeout)
+
+    def vsctl(self, *args, check=True):
+        return self.run("ovs-vsctl", "--timeout=20", *args, check=check).strip()
+
+    def ofctl(self, *args, check=True):
+        return self.run("ovs-ofctl", "-O", "OpenFlow15", *args, check=check)
+
+    def appctl(self, *args, check=True):
+        return self.run("ovs-appctl", *args, check=check)
+
+    def start(self):
+        os.makedirs(self.dir)
+        sh("ovsdb-tool", "create", os.path.join(self.dir, "conf.db"), SCHEMA)
+        self.run("ovsdb-server", os.path.join(self.dir, "conf.db"), "-vconsole:off",
+                 "--remote=punix:%s/db.sock" % self.dir,
+                 "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
+                 "--pidfile", "--detach", "--no-chdir", "--log-file")
+        self.run("ovs-vsctl", "--no-wait", "init")
+        self.run("ovs-vsctl", "--no-wait", "set", "Open_vSwitch", ".",
+                 "external_ids:system-id=%s" % self.name, "external_ids:hostname=%s" % self.name)
+        self.start_vswitchd()
+        # Uplink: eth0 into the underlay bridge, owned by br-phy, which holds the tunnel IP.
+        ul = self.lab.ul
+        sh("ip", "link", "add", self.name, "netns", ul, "mtu", str(self.mtu), "type", "veth",
+           "peer", "name", "eth0", "netns", self.ns, "mtu", str(self.mtu))
+        sh("ip", "-n", ul, "link", "set", self.name, "master", "br0", "up")
+        sh("ip", "-n", self.ns, "link", "set", "eth0", "up")
+        # The kernel also sees every underlay frame on eth0: strict rp_filter drops its copies.
+        self.run("sysctl", "-qw", "net.ipv4.conf.eth0.rp_filter=1")
+        self.mac = sh("ip", "-n", self.ns, "-br", "link", "show", "eth0").split()[2]
+        self.vsctl("add-br", "br-phy", "--", "set", "Bridge", "br-phy", "datapath_type=netdev",
+                   "other_config:hwaddr=%s" % self.mac, "--", "add-port", "br-phy", "eth0")
+        sh("ip", "-n", self.ns, "link", "set", "br-phy", "mtu", str(self.mtu), "up")
+        sh("ip", "-n", self.ns, "addr", "add", self.cidr, "dev", "br-phy")
+
+    def start_vswitchd(self):
+        self.run("ovs-vswitchd", self.db, "-vconsole:off", "--pidfile", "--detach", "--no-chdir",
+                 "--log-file", "--disable-system")
+
+    def _pid(self, daemon):
+        try:
+            with open(os.path.join(self.dir, "%s.pid" % daemon)) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def daemon_pids(self):
+        return [p for p in (self._pid("ovs-vswitchd"), self._pid("ovsdb-server")) if p]
+
+    def kill_vswitchd(self, sig=signal.SIGKILL):
+        pid = self._pid("ovs-vswitchd")
+        os.kill(pid, sig)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def add_br_int(self):
+        self.vsctl("add-br", "br-int", "--", "set", "Bridge", "br-int", "datapath_type=netdev",
+                   "fail_mode=secure", "protocols=OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15",
+                   "other_config:disable-in-band=true")
+
+    _FLOW = re.compile(r"cookie=(0x[0-9a-f]+), duration=([\d.]+)s, (?:table=(\d+), )?n_packets=(\d+), "
+                       r"n_bytes=\d+, (?:[a-z_]+=[^ ,]+, )*priority=(\d+),?(\S*) actions=(.*)$")
+
+    def dump_flows(self, bridge="br-int"):
+        flows = []
+        for line in self.ofctl("dump-flows", bridge).splitlines():
+            m = self._FLOW.search(line)
+            if m:
+                flows.append({"cookie": int(m.group(1), 16), "duration": float(m.group(2)),
+                              "table": int(m.group(3) or 0), "n_packets": int(m.group(4)),
+                              "priority": int(m.group(5)), "match": m.group(6),
+                              "actions": m.group(7)})
+        return flows
+
+    def debug_dump(self):
+        out = ["===== %s =====" % self.name]
+        for args in (("ovs-vsctl", "show"), ("ovs-ofctl", "-O", "OpenFlow15", "dump-flows", "br-int"),
+                     ("ovs-appctl", "tnl/ports/show"), ("ovs-appctl", "tnl/neigh/show"),
+                     ("ovs-appctl", "dpctl/dump-flows")):
+            out.append("$ " + " ".join(args))
+            out.append(self.run(*args, check=False))
+        try:
+            with open(os.path.join(self.dir, "ovs-vswitchd.log")) as f:
+                out.append("".join(f.readlines()[-20:]))
+        except OSError:
+            pass
+        return "\n".join(out)
+
+    def remove(self):
+        stop_pids(self.daemon_pids() + _netns_pids(self.ns))
+        sh("ip", "netns", "del", self.ns, check=False)
+        sh("ip", "-n", self.lab.ul, "link", "del", self.name, check=False)
+        if self.ns in self.lab.namespaces:
+            self.lab.namespaces.remove(self.ns)
+        self.lab.hvs.pop(self.name, None)
+
+
+class Pinger:
+    def __init__(self, proc):
+        self.proc = proc
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        out, _ = self.proc.communicate(timeout=10)
+        return _ping_counts(out)
+
+
+def _ping_counts(out):
+    m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", out)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+class HttpServer:
+    def __init__(self, proc):
+        self.proc = proc
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+class VM:
+    def __init__(self, lab, name, ns, hv, ip_cidr, mac, mtu):
+        self.lab, self.name, self.ns, self.hv = lab, name, ns, hv
+        self.cidr, self.ip = ip_cidr, ip_cidr.split("/")[0]
+        self.mac, self.mtu = mac, mtu
+
+    def start(self, iface_id):
+        sh("ip", "link", "add", "eth0", "netns", self.ns, "mtu", str(self.mtu), "address", self.mac,
+           "type", "veth", "peer", "name", self.name, "netns", self.hv.ns, "mtu", str(self.mtu))
+        sh("ip", "-n", self.ns, "addr", "add", self.cidr, "dev", "eth0")
+        sh("ip", "-n", self.ns, "link", "set", "eth0", "up")
+        sh("ip", "-n", self.hv.ns, "link", "set", self.name, "up")
+        # The netdev datapath does not complete CHECKSUM_PARTIAL packets from veths.
+        self.exec("ethtool", "-K", "eth0", "tx", "off")
+        if iface_id is not None:
+            self.plug(iface_id)
+
+    def plug(self, iface_id):
+        self.hv.vsctl("--may-exist", "add-port", "br-int", self.name, "--", "set", "Interface", self.name,
+                      "external_ids:iface-id=%s" % iface_id, "external_ids:attached-mac=%s" % self.mac)
+
+    def unplug(self):
+        self.hv.vsctl("--if-exists", "del-port", "br-int", self.name)
+
+    def exec(self, *args, check=True, timeout=60):
+        return sh("ip", "netns", "exec", self.ns, *args, check=check, timeout=timeout)
+
+    def ping(self, dst, count=3, interval=0.2, timeout=1):
+        out = self.exec("ping", "-c", str(count), "-i", str(interval), "-W", str(timeout), dst,
+                        check=False, timeout=count * (interval + timeout) + 10)
+        return _ping_counts(out)
+
+    def ping_ok(self, dst):
+        """Warm up (the first packets may wait for ARP), then require 3 of 3."""
+        for _ in range(5):
+            if self.ping(dst, count=1)[1] == 1:
+                break
+        tx, rx = self.ping(dst, count=3)
+        return tx == 3 and rx == 3
+
+    def start_ping(self, dst, interval=0.05):
+        proc = self.lab.spawn(["ip", "netns", "exec", self.ns, "ping", "-i", str(interval), "-W", "1", dst],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return Pinger(proc)
+
+    def serve_http(self, port, directory):
+        proc = self.lab.spawn(["ip", "netns", "exec", self.ns, "python3", "-m", "http.server", str(port),
+                               "--bind", self.ip, "--directory", directory],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if subprocess.run(["ip", "netns", "exec", self.ns, "curl", "-sf", "--noproxy", "*", "-m", "1",
+                               "-o", "/dev/null", "http://%s:%d/" % (self.ip, port)]).returncode == 0:
+                return HttpServer(proc)
+            time.sleep(0.1)
+        raise RuntimeError("http server in %s did not start" % self.name)
+
+    def fetch(self, url, timeout=30):
+        res = subprocess.run(["ip", "netns", "exec", self.ns, "curl", "-sf", "--noproxy", "*",
+                              "-m", str(timeout), url], capture_output=True, timeout=timeout + 10)
+        if res.returncode != 0:
+            raise RuntimeError("curl %s from %s failed (%d)" % (url, self.name, res.returncode))
+        return res.stdout
+
+    def remove(self):
+        self.unplug()
+        stop_pids(_netns_pids(self.ns))
+        sh("ip", "netns", "del", self.ns, check=False)
+        if self.ns in self.lab.namespaces:
+            self.lab.namespaces.remove(self.ns)
+        self.lab.vms.pop(self.name, None)

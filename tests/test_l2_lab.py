@@ -1,0 +1,187 @@
+"""Tenant networks end to end: REST -> northbound -> compiler -> br-int, real packets.
+
+One lab for the module: dvn in the host namespace (reached by the nodes over
+the underlay), three hypervisors that joined with `dvn join`, two tenant
+networks with the same CIDR and VMs on every hypervisor.
+"""
+
+import hashlib
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from tests.dvnproc import DvnServer, join, wait_until
+from tests.lab import Lab
+
+pytestmark = pytest.mark.lab
+
+CIDR = "10.0.0.0/24"
+CTL_IP = "192.168.61.1"
+HV_IPS = {"hv1": "192.168.61.11", "hv2": "192.168.61.12", "hv3": "192.168.61.13",
+          "hv4": "192.168.61.14"}
+
+
+def _mac(i):
+    return "02:00:00:00:01:%02x" % i
+
+
+class L2Lab:
+    """What the tests share: the lab, dvn, the REST client and the objects made."""
+
+    def __init__(self, lab, dvn):
+        self.lab, self.dvn = lab, dvn
+        self.api = dvn.client()
+        self.hvs = {}
+        self.vms = {}
+        self.ports = {}
+
+    def add_hv(self, name):
+        hv = self.lab.add_hv(name, HV_IPS[name] + "/24")
+        self.hvs[name] = hv
+        self.lab.seed_neighbors()
+        join(hv, CTL_IP, HV_IPS[name])
+        return hv
+
+    def add_vm(self, name, hv, network, ip, index):
+        port = self.api.post("/v1/ports", {"name": name, "network": network["id"],
+                                          "mac": _mac(index), "ips": [ip]})
+        self.ports[name] = port
+        vm = self.lab.add_vm(name, self.hvs[hv], "%s/24" % ip, _mac(index), iface_id=port["id"])
+        self.vms[name] = vm
+        return vm
+
+    def tunnels_to(self, ip):
+        """Names of the hypervisors that have a Geneve port towards ``ip``."""
+        found = []
+        for name, hv in self.hvs.items():
+            out = hv.vsctl("--bare", "--columns=options", "find", "Interface", "type=geneve")
+            if 'remote_ip="%s"' % ip in out or "remote_ip=%s" % ip in out:
+                found.append(name)
+        return found
+
+    def flows(self, hv):
+        """{(table, priority, match): duration} of br-int on ``hv``."""
+        return {(f["table"], f["priority"], f["match"]): f["duration"]
+                for f in self.hvs[hv].dump_flows()}
+
+
+@pytest.fixture(scope="module")
+def l2(tmp_path_factory):
+    state = tmp_path_factory.mktemp("dvn-l2")
+    with Lab("l2") as lab:
+        lab.underlay("192.168.61.0/24")
+        lab.controller_uplink(CTL_IP + "/24")
+        dvn = DvnServer(str(state), api_port=18080, listen_ip=CTL_IP).start()
+        try:
+            env = L2Lab(lab, dvn)
+            for name in ("hv1", "hv2", "hv3"):
+                env.add_hv(name)
+            admin = env.api
+            env.net_a = admin.post("/v1/networks", {"name": "blue", "tenant": "acme", "cidrs": [CIDR]})
+            env.net_b = admin.post("/v1/networks", {"name": "red", "tenant": "umbrella", "cidrs": [CIDR]})
+            env.add_vm("a1", "hv1", env.net_a, "10.0.0.1", 1)
+            env.add_vm("a2", "hv2", env.net_a, "10.0.0.2", 2)
+            env.add_vm("a3", "hv3", env.net_a, "10.0.0.3", 3)
+            # Network B reuses the CIDR and even A's addresses: isolation is by network.
+            env.add_vm("b1", "hv1", env.net_b, "10.0.0.11", 11)
+            env.add_vm("b2", "hv2", env.net_b, "10.0.0.12", 12)
+            env.add_vm("b3", "hv3", env.net_b, "10.0.0.2", 13)
+            yield env
+        finally:
+            dvn.stop()
+            dvn.stop_store()
+
+
+def test_ports_are_bound_to_the_hypervisor_that_plugged_them(l2):
+    for name, hv in (("a1", "hv1"), ("a2", "hv2"), ("b3", "hv3")):
+        wait_until(lambda: l2.api.get("/v1/ports/%s" % l2.ports[name]["id"])["node"] == hv,
+                   what="port %s bound to %s" % (name, hv))
+
+
+def test_vms_in_one_network_reach_each_other_across_hypervisors(l2):
+    assert l2.vms["a1"].ping_ok("10.0.0.2")
+    assert l2.vms["a1"].ping_ok("10.0.0.3")
+    assert l2.vms["a3"].ping_ok("10.0.0.2")
+    assert l2.vms["b1"].ping_ok("10.0.0.12")
+    # b3 has a2's address in the other network: b1 reaches b3, not a2.
+    assert l2.vms["b1"].ping_ok("10.0.0.2")
+    neigh = l2.vms["b1"].exec("ip", "neigh", "show", "10.0.0.2")
+    assert _mac(13) in neigh and _mac(2) not in neigh
+
+
+def test_one_megabyte_over_tcp_across_the_tunnel(l2, tmp_path):
+    blob = os.urandom(1 << 20)
+    (tmp_path / "blob.bin").write_bytes(blob)
+    server = l2.vms["a3"].serve_http(8080, str(tmp_path))
+    try:
+        got = l2.vms["a1"].fetch("http://10.0.0.3:8080/blob.bin", timeout=30)
+    finally:
+        server.stop()
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(blob).hexdigest()
+
+
+def test_nothing_crosses_between_networks(l2):
+    # a1 -> b1, b2 (other network, same CIDR): no reply, no ARP resolution.
+    for src, dst in (("a1", "10.0.0.11"), ("a1", "10.0.0.12"), ("b2", "10.0.0.1"), ("b2", "10.0.0.3")):
+        tx, rx = l2.vms[src].ping(dst, count=3, interval=0.2, timeout=1)
+        assert tx == 3 and rx == 0, "%s reached %s across networks" % (src, dst)
+    neigh = l2.vms["a1"].exec("ip", "neigh", "show", "10.0.0.11")
+    assert _mac(11) not in neigh
+
+
+def test_a_late_hypervisor_joins_the_mesh_and_leaves_it(l2):
+    hv4 = l2.add_hv("hv4")
+    wait_until(lambda: sorted(l2.tunnels_to(HV_IPS["hv4"])) == ["hv1", "hv2", "hv3"],
+               what="tunnels to hv4 on hv1..hv3")
+    wait_until(lambda: len(hv4.vsctl("--bare", "--columns=name", "find", "Interface",
+                                     "type=geneve").split()) == 3, what="3 tunnels on hv4")
+    l2.add_vm("a4", "hv4", l2.net_a, "10.0.0.4", 4)
+    assert l2.vms["a4"].ping_ok("10.0.0.1")
+    assert l2.vms["a2"].ping_ok("10.0.0.4")
+    # Deleting a node that is still connected is refused; after it leaves, it is deleted everywhere.
+    status, problem = l2.api.request("DELETE", "/v1/nodes/hv4")
+    assert status == 409, problem
+    l2.vms.pop("a4").remove()
+    hv4.remove()
+    del l2.hvs["hv4"]
+    wait_until(lambda: l2.api.get("/v1/nodes/hv4")["state"] == "down", timeout=30, what="hv4 down")
+    l2.api.delete("/v1/nodes/hv4")
+    wait_until(lambda: l2.tunnels_to(HV_IPS["hv4"]) == [], what="no tunnel to hv4 anywhere")
+    l2.api.delete("/v1/ports/%s" % l2.ports.pop("a4")["id"])
+    assert l2.vms["a1"].ping_ok("10.0.0.2")
+
+
+def test_controller_sigkill_loses_no_packet_and_rewrites_no_flow(l2):
+    before = {hv: l2.flows(hv) for hv in ("hv1", "hv2")}
+    ping = l2.vms["a1"].start_ping("10.0.0.2", interval=0.05)
+    time.sleep(1)
+    l2.dvn.kill(signal.SIGKILL)
+    time.sleep(1)
+    synced = l2.dvn.log().count("in sync")
+    l2.dvn.start()
+    l2.dvn.wait_log("in sync", count=synced + 3, timeout=30)
+    time.sleep(1)
+    tx, rx = ping.stop()
+    assert tx > 40 and rx == tx, "lost %d of %d packets across the controller restart" % (tx - rx, tx)
+    for hv in ("hv1", "hv2"):
+        after = l2.flows(hv)
+        assert set(after) == set(before[hv]), "flow set of %s changed" % hv
+        reset = [k for k, d in after.items() if d + 0.5 < before[hv][k]]
+        assert not reset, "flows re-added on %s: %s" % (hv, reset[:5])
+    after_restart = l2.dvn.log().split("northbound store")[-1]
+    changed = re.findall(r"in sync: \d+ flows, (\d+) changed", after_restart)
+    assert len(changed) >= 3 and set(changed) == {"0"}, changed
+
+
+def test_vswitchd_restart_gets_its_flows_back_within_5s(l2):
+    hv = l2.hvs["hv2"]
+    want = set(l2.flows("hv2"))
+    hv.kill_vswitchd(signal.SIGKILL)
+    hv.start_vswitchd()
+    started = time.monotonic()
+    wait_until(lambda: set(l2.flows("hv2")) == want, timeout=15, what="hv2's flows back")
+    assert time.monotonic() - started < 5 + 1, "flows took %.1f s" % (time.monotonic() - started)
+    assert l2.vms["a1"].ping_ok("10.0.0.2")

@@ -1,0 +1,330 @@
+"""REST API v1 against a real ovsdb-server, over a real socket.
+
+Every validation path answers a 4xx problem naming the field and changes
+nothing; tenants see only their own objects; concurrent creates of one name
+give exactly one 201; the OpenAPI document matches the server.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from controller.openapi import OPERATIONS
+from ovsdb import nbserver
+from tests.dvnproc import Client
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ApiServer:
+    def __init__(self, state):
+        self.state = str(state)
+        self.remote = nbserver.start(self.state)
+        token_file = os.path.join(self.state, "admin.token")
+        self.log = open(os.path.join(self.state, "api.log"), "w+")
+        self.proc = subprocess.Popen([sys.executable, "-m", "controller.api", "--nb", self.remote,
+                                      "--listen", "127.0.0.1:0", "--admin-token-file", token_file],
+                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("listening"), line
+        self.port = int(line.split()[1])
+        with open(token_file) as f:
+            self.admin_token = f.read().strip()
+
+    def token(self, tenant):
+        out = subprocess.run([sys.executable, "-m", "controller.cli", "token", "create", "--nb", self.remote,
+                              "--tenant", tenant], cwd=ROOT, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        nbserver.stop(self.state)
+
+    def server_log(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = ApiServer(tmp_path_factory.mktemp("api"))
+    srv.acme = srv.token("acme")
+    srv.umbrella = srv.token("umbrella")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(server):
+    return Client(server.port, server.admin_token)
+
+
+@pytest.fixture(scope="module")
+def acme(server):
+    return Client(server.port, server.acme)
+
+
+@pytest.fixture(scope="module")
+def umbrella(server):
+    return Client(server.port, server.umbrella)
+
+
+@pytest.fixture(scope="module")
+def net(acme):
+    return acme.post("/v1/networks", {"name": "net1", "cidrs": ["10.1.0.0/24", "fd00:1::/64"]})
+
+
+def snapshot(admin):
+    return (admin.get("/v1/networks"), admin.get("/v1/ports"), admin.get("/v1/nodes"))
+
+
+def expect_problem(client, method, path, body, status, field):
+    code, problem = client.request(method, path, body)
+    assert code == status, (code, problem)
+    assert problem["status"] == status and problem["title"] and problem["detail"]
+    if field is not None:
+        assert problem.get("field") == field, problem
+    return problem
+
+
+NETWORK_CASES = [
+    ({}, "name"),
+    ({"name": ""}, "name"),
+    ({"name": "x" * 65}, "name"),
+    ({"name": "bad name"}, "name"),
+    ({"name": 5}, "name"),
+    ({"name": "n", "vni": 0}, "vni"),
+    ({"name": "n", "vni": 16777216}, "vni"),
+    ({"name": "n", "vni": "5"}, "vni"),
+    ({"name": "n", "vni": True}, "vni"),
+    ({"name": "n", "cidrs": "10.0.0.0/24"}, "cidrs"),
+    ({"name": "n", "cidrs": ["10.0.0.1/24"]}, "cidrs[0]"),
+    ({"name": "n", "cidrs": ["10.0.0.0"]}, "cidrs[0]"),
+    ({"name": "n", "cidrs": ["nonsense/8"]}, "cidrs[0]"),
+    ({"name": "n", "cidrs": ["10.0.0.0/24", "10.1.0.0/24"]}, "cidrs[1]"),
+    ({"name": "n", "cidrs": ["10.0.0.0/24", "fd00::/64", "fd01::/64"]}, "cidrs"),
+    ({"name": "n", "cidrs": ["10.0.0.0/31"]}, "cidrs[0]"),
+    ({"name": "n", "tags": "web"}, "tags"),
+    ({"name": "n", "tags": ["ok", ""]}, "tags[1]"),
+    ({"name": "n", "tags": ["t%d" % i for i in range(33)]}, "tags"),
+    ({"name": "n", "colour": "blue"}, "colour"),
+    ({"name": "n", "tenant": "umbrella"}, "tenant"),
+]
+
+
+@pytest.mark.parametrize("body,field", NETWORK_CASES)
+def test_network_validation(acme, admin, body, field):
+    before = snapshot(admin)
+    expect_problem(acme, "POST", "/v1/networks", body, 400, field)
+    assert snapshot(admin) == before
+
+
+def test_network_duplicates_conflict(acme, admin, net):
+    before = snapshot(admin)
+    expect_problem(acme, "POST", "/v1/networks", {"name": "net1"}, 409, "name")
+    expect_problem(acme, "POST", "/v1/networks", {"name": "other", "vni": net["vni"]}, 409, "vni")
+    assert snapshot(admin) == before
+
+
+def test_admin_must_name_the_tenant(admin):
+    expect_problem(admin, "POST", "/v1/networks", {"name": "x"}, 400, "tenant")
+    expect_problem(admin, "POST", "/v1/networks", {"name": "x", "tenant": "bad tenant"}, 400, "tenant")
+
+
+def test_same_name_and_cidr_in_two_tenants(umbrella, net):
+    other = umbrella.post("/v1/networks", {"name": "net1", "cidrs": ["10.1.0.0/24"]})
+    assert other["tenant"] == "umbrella" and other["vni"] != net["vni"]
+
+
+def port_cases(net_id):
+    return [
+        ({"network": net_id}, "name"),
+        ({"name": "p"}, "network"),
+        ({"name": "p", "network": 7}, "network"),
+        ({"name": "p", "network": "no-such-id"}, "network"),
+        ({"name": "p", "network": net_id, "mac": "02:00:00:00:00"}, "mac"),
+        ({"name": "p", "network": net_id, "mac": "01:00:00:00:00:01"}, "mac"),
+        ({"name": "p", "network": net_id, "mac": "00:00:00:00:00:00"}, "mac"),
+        ({"name": "p", "network": net_id, "mac": "zz:00:00:00:00:01"}, "mac"),
+        ({"name": "p", "network": net_id, "ips": "10.1.0.5"}, "ips"),
+        ({"name": "p", "network": net_id, "ips": ["10.2.0.5"]}, "ips[0]"),
+        ({"name": "p", "network": net_id, "ips": ["10.1.0.0"]}, "ips[0]"),
+        ({"name": "p", "network": net_id, "ips": ["10.1.0.255"]}, "ips[0]"),
+        ({"name": "p", "network": net_id, "ips": ["10.1.0.5", "10.1.0.5"]}, "ips[1]"),
+        ({"name": "p", "network": net_id, "ips": ["10.1.0.300"]}, "ips[0]"),
+        ({"name": "p", "network": net_id, "ips": ["fd00:2::5"]}, "ips[0]"),
+        ({"name": "p", "network": net_id, "ips": ["10.1.0.%d" % i for i in range(1, 18)]}, "ips"),
+        ({"name": "p", "network": net_id, "tags": [1]}, "tags[0]"),
+        ({"name": "p", "network": net_id, "node": "hv1"}, "node"),
+    ]
+
+
+def test_port_validation(acme, admin, net):
+    for body, field in port_cases(net["id"]):
+        before = snapshot(admin)
+        expect_problem(acme, "POST", "/v1/ports", body, 400, field)
+        assert snapshot(admin) == before, body
+
+
+def test_port_conflicts_name_mac_ip(acme, admin, net):
+    p = acme.post("/v1/ports", {"name": "web1", "network": net["id"], "mac": "02:00:00:00:0a:01",
+                                "ips": ["10.1.0.10", "fd00:1::10"], "tags": ["web"]})
+    assert p["node"] is None and p["tenant"] == "acme" and p["ips"] == ["10.1.0.10", "fd00:1::10"]
+    before = snapshot(admin)
+    expect_problem(acme, "POST", "/v1/ports", {"name": "web1", "network": net["id"]}, 409, "name")
+    expect_problem(acme, "POST", "/v1/ports", {"name": "web2", "network": net["id"],
+                                               "mac": "02:00:00:00:0A:01"}, 409, "mac")
+    expect_problem(acme, "POST", "/v1/ports", {"name": "web2", "network": net["id"],
+                                               "ips": ["10.1.0.11", "10.1.0.10"]}, 409, "ips[1]")
+    assert snapshot(admin) == before
+    # A generated MAC is a locally administered unicast address.
+    q = acme.post("/v1/ports", {"name": "web2", "network": net["id"]})
+    first = int(q["mac"][:2], 16)
+    assert first & 2 and not first & 1
+
+
+def test_update_and_delete(acme, admin, net):
+    p = acme.post("/v1/ports", {"name": "tmp1", "network": net["id"]})
+    assert acme.call("PATCH", "/v1/ports/%s" % p["id"], {"name": "tmp2", "tags": ["b", "a", "a"]}) == \
+        dict(p, name="tmp2", tags=["a", "b"])
+    expect_problem(acme, "PATCH", "/v1/ports/%s" % p["id"], {"mac": "02:00:00:00:00:09"}, 400, "mac")
+    expect_problem(acme, "PATCH", "/v1/ports/%s" % p["id"], {"name": "web1"}, 409, "name")
+    n = acme.post("/v1/networks", {"name": "tmpnet"})
+    assert acme.call("PATCH", "/v1/networks/%s" % n["id"], {"tags": ["x"]})["tags"] == ["x"]
+    expect_problem(acme, "DELETE", "/v1/networks/%s" % net["id"], None, 409, "id")
+    acme.delete("/v1/ports/%s" % p["id"])
+    acme.delete("/v1/networks/%s" % n["id"])
+    expect_problem(acme, "GET", "/v1/ports/%s" % p["id"], None, 404, None)
+
+
+def test_tenants_see_and_touch_only_their_own(acme, umbrella, admin, net):
+    port = acme.post("/v1/ports", {"name": "secret", "network": net["id"]})
+    assert all(n["tenant"] == "umbrella" for n in umbrella.get("/v1/networks"))
+    assert all(p["tenant"] == "umbrella" for p in umbrella.get("/v1/ports"))
+    before = snapshot(admin)
+    for method, path, body in (("GET", "/v1/networks/%s" % net["id"], None),
+                               ("PATCH", "/v1/networks/%s" % net["id"], {"name": "mine"}),
+                               ("DELETE", "/v1/networks/%s" % net["id"], None),
+                               ("GET", "/v1/ports/%s" % port["id"], None),
+                               ("DELETE", "/v1/ports/%s" % port["id"], None)):
+        expect_problem(umbrella, method, path, body, 404, None)
+    expect_problem(umbrella, "POST", "/v1/ports", {"name": "x", "network": net["id"]}, 400, "network")
+    expect_problem(umbrella, "GET", "/v1/nodes", None, 403, None)
+    assert snapshot(admin) == before
+    assert {n["tenant"] for n in admin.get("/v1/networks")} >= {"acme", "umbrella"}
+
+
+def test_auth_and_protocol_errors(server, acme):
+    nobody = Client(server.port, "not-a-token")
+    expect_problem(nobody, "GET", "/v1/networks", None, 401, None)
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    auth = {"Authorization": "Bearer %s" % server.acme}
+    for body, headers, status in ((b"{", dict(auth, **{"Content-Type": "application/json"}), 400),
+                                  (b"[1]", dict(auth, **{"Content-Type": "application/json"}), 400),
+                                  (b"\xff\xfe", dict(auth, **{"Content-Type": "application/json"}), 400),
+                                  (b'{"name":"x"}', dict(auth, **{"Content-Type": "text/plain"}), 415),
+                                  (b"x" * 70000, dict(auth, **{"Content-Type": "application/json"}), 413)):
+        conn.request("POST", "/v1/networks", body=body, headers=headers)
+        resp = conn.getresponse()
+        payload = json.loads(resp.read())
+        assert resp.status == status and payload["status"] == status, (body[:10], payload)
+        assert resp.getheader("Content-Type") == "application/problem+json"
+    conn.request("PUT", "/v1/networks", headers=auth)
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 405 and "POST" in resp.getheader("Allow")
+    expect_problem(acme, "GET", "/v1/nothing", None, 404, None)
+    expect_problem(acme, "GET", "/v1/ports?colour=red", None, 400, "colour")
+
+
+def test_twenty_concurrent_creates_of_one_port_name(acme, net):
+    results = []
+
+    def create():
+        results.append(acme.request("POST", "/v1/ports", {"name": "race", "network": net["id"]})[0])
+
+    threads = [threading.Thread(target=create) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [201] + [409] * 19
+    assert len([p for p in acme.get("/v1/ports") if p["name"] == "race"]) == 1
+
+
+def test_nodes_are_admin_only_and_connected_ones_stay(server, admin):
+    from ovsdb.nb import Northbound
+    nb = Northbound(server.remote).start()
+    try:
+        nb.upsert_node("hv9", "host9", "192.0.2.9", "up", 1000)
+        nb.upsert_node("hv8", "host8", "192.0.2.8", "down", 1000)
+    finally:
+        nb.stop()
+    assert admin.get("/v1/nodes/hv9") == {"system_id": "hv9", "hostname": "host9", "encap_ip": "192.0.2.9",
+                                           "state": "up", "last_seen": 1000}
+    expect_problem(admin, "DELETE", "/v1/nodes/hv9", None, 409, "system_id")
+    admin.delete("/v1/nodes/hv8")
+    assert [n["system_id"] for n in admin.get("/v1/nodes")] == ["hv9"]
+    expect_problem(admin, "GET", "/v1/nodes/hv8", None, 404, None)
+
+
+def test_acknowledged_writes_survive_a_store_restart(server, admin, acme):
+    net = acme.post("/v1/networks", {"name": "durable"})
+    nbserver.stop(server.state)
+    nbserver.start(server.state)
+    deadline = time.monotonic() + 20
+    while True:  # the API reconnects to the store by itself
+        code, body = acme.request("GET", "/v1/networks/%s" % net["id"])
+        if code == 200:
+            break
+        assert time.monotonic() < deadline, (code, body)
+        time.sleep(0.2)
+    assert body == net
+
+
+def test_openapi_document_matches_the_server(server, acme):
+    doc = Client(server.port, "").get("/v1/openapi.json")
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    assert documented == set(OPERATIONS)
+    for method, path in documented:
+        url = path.replace("{id}", "00000000-0000-0000-0000-000000000000")
+        code, _ = acme.request(method, url, {} if method in ("POST", "PATCH") else None)
+        assert code not in (404, 405) or "{id}" in path or path == "/v1/nodes", (method, path, code)
+        assert code < 500
+    example = doc["components"]["schemas"]["NetworkCreate"]["example"]
+    admin = Client(server.port, server.admin_token)
+    created = admin.post("/v1/networks", dict(example, name="from-doc"))
+    assert set(created) == set(doc["components"]["schemas"]["Network"]["properties"])
+
+
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                       lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                       max_leaves=10)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.dictionaries(st.sampled_from(["name", "network", "mac", "ips", "tags", "vni", "cidrs", "tenant", "x"]),
+                            JSONISH, max_size=5),
+       path=st.sampled_from(["/v1/networks", "/v1/ports"]))
+def test_no_input_produces_a_5xx(acme, body, path):
+    code, payload = acme.request("POST", path, body)
+    assert code < 500, payload
+    if code >= 400:
+        assert payload["status"] == code
+
+
+def test_tokens_never_appear_in_responses_or_logs(server, admin, acme):
+    seen = json.dumps([admin.get("/v1/networks"), admin.get("/v1/ports"), admin.get("/v1/nodes"),
+                       Client(server.port, "").get("/v1/openapi.json")])
+    for token in (server.admin_token, server.acme, server.umbrella):
+        assert token not in seen
+        assert token not in server.server_log()

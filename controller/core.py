@@ -321,8 +321,11 @@ class Core:
             while True:
                 peers = session.mesh_wanted
                 try:
-                    if session.ensure_tunnels(peers, self.tunnel_options):
+                    ops = session.ensure_tunnels(peers, self.tunnel_options)
+                    if ops:
                         self.stats["tunnel_txns"] += 1
+                        LOG.info("node %s: tunnel mesh updated (%d peers, %d operations)",
+                                 session.system_id, len(peers), ops)
                 except Exception as exc:
                     LOG.error("node %s: tunnel mesh not applied: %s", session.system_id, exc)
                     if session.closed:
@@ -438,9 +441,12 @@ class Core:
             if have is None or have[0] != flow.cookie:
                 msgs.append((ofwire.encode_flow_mod(flow, ofwire.ADD), flow))
         if msgs:
+            started = time.monotonic()
             switch.conn.bundle(msgs)
             self.stats["bundles"] += 1
             self.stats["flow_mods"] += len(msgs)
+            LOG.info("switch of node %s: %d flow changes in one bundle (%d units, %.3f s)",
+                     switch.system_id, len(msgs), len(changed), time.monotonic() - started)
         for wkey in dels:
             switch.installed.pop(wkey, None)
         for wkey, flow in puts.items():

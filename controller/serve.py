@@ -95,12 +95,23 @@ def serve(args):
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGUSR1, lambda *_: _dump_green_threads())
     done.wait()
     listener.stop()
     nb.stop()
     if not args.nb and args.stop_nb:
         nbserver.stop(state_dir)
     return 0
+
+
+def _dump_green_threads():
+    """SIGUSR1: log the stack of every green thread (for a controller that seems stuck)."""
+    import gc
+    import traceback
+    import greenlet
+    for obj in gc.get_objects():
+        if isinstance(obj, greenlet.greenlet) and obj.gr_frame is not None:
+            LOG.warning("green thread %r:\n%s", obj, "".join(traceback.format_stack(obj.gr_frame)))
 
 
 def register(subparsers):

@@ -121,3 +121,9 @@ def test_cookies_name_the_owner():
     assert ("network", owner_hash("net-a")) in owners
     assert ("node", owner_hash("hv2")) in owners
     assert ("pipeline", owner_hash("pipeline")) in owners
+
+
+def test_pipeline_doc_is_current():
+    from flows.pipeline_doc import render
+    with open(os.path.join(os.path.dirname(GOLDEN), "..", "..", "docs", "pipeline.md")) as f:
+        assert f.read() == render(), "run: python -m flows.pipeline_doc > docs/pipeline.md"

@@ -154,6 +154,25 @@ def test_a_late_hypervisor_joins_the_mesh_and_leaves_it(l2):
     assert l2.vms["a1"].ping_ok("10.0.0.2")
 
 
+def test_adding_a_port_sends_only_the_flows_it_touches(l2):
+    before = {hv: l2.flows(hv) for hv in ("hv1", "hv2", "hv3")}
+    mark = len(l2.dvn.log())
+    l2.add_vm("a5", "hv1", l2.net_a, "10.0.0.5", 5)
+    assert l2.vms["a5"].ping_ok("10.0.0.2")
+    assert l2.vms["a3"].ping_ok("10.0.0.5")
+    sent = re.findall(r"switch of node (\w+): (\d+) flow changes", l2.dvn.log()[mark:])
+    per_node = {}
+    for node, n in sent:
+        per_node[node] = per_node.get(node, 0) + int(n)
+    # hv1: in_port, MAC lookup and delivery of a5, and its network's two flood
+    # flows now also deliver to a5; hv2 and hv3: one flow each, a5's MAC -> hv1.
+    assert per_node == {"hv1": 5, "hv2": 1, "hv3": 1}, sent
+    for hv in ("hv2", "hv3"):
+        after = l2.flows(hv)
+        assert len(after) == len(before[hv]) + 1
+        assert all(after[k] + 0.5 >= d for k, d in before[hv].items()), "a flow of %s was rewritten" % hv
+
+
 def test_controller_sigkill_loses_no_packet_and_rewrites_no_flow(l2):
     before = {hv: l2.flows(hv) for hv in ("hv1", "hv2")}
     ping = l2.vms["a1"].start_ping("10.0.0.2", interval=0.05)

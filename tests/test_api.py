@@ -328,3 +328,29 @@ def test_tokens_never_appear_in_responses_or_logs(server, admin, acme):
     for token in (server.admin_token, server.acme, server.umbrella):
         assert token not in seen
         assert token not in server.server_log()
+
+
+def run_cli(server, token, *args):
+    env = dict(os.environ, DVN_URL="http://127.0.0.1:%d" % server.port, DVN_TOKEN=token)
+    return subprocess.run([sys.executable, "-m", "controller.cli"] + list(args), cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+
+
+def test_cli_end_to_end(server):
+    tok = server.token("cli")
+    out = run_cli(server, tok, "--json", "network", "create", "clinet", "--cidr", "10.9.0.0/24", "--tag", "x")
+    assert out.returncode == 0, out.stderr
+    net = json.loads(out.stdout)
+    assert net["tenant"] == "cli" and net["cidrs"] == ["10.9.0.0/24"]
+    out = run_cli(server, tok, "port", "create", "vm1", "--network", "clinet", "--ip", "10.9.0.7")
+    assert out.returncode == 0 and "10.9.0.7" in out.stdout and "NAME" in out.stdout, out
+    out = run_cli(server, tok, "port", "create", "vm2", "--network", "clinet", "--ip", "10.9.0.7")
+    assert out.returncode == 1 and "409" in out.stderr and "ips[0]" in out.stderr
+    assert run_cli(server, tok, "port", "update", "vm1", "--new-name", "vm9").returncode == 0
+    listed = json.loads(run_cli(server, tok, "--json", "port", "list").stdout)
+    assert [p["name"] for p in listed] == ["vm9"]
+    assert run_cli(server, tok, "port", "delete", "vm9").returncode == 0
+    assert run_cli(server, tok, "network", "delete", "clinet").returncode == 0
+    assert json.loads(run_cli(server, tok, "--json", "network", "list").stdout) == []
+    out = run_cli(server, tok, "node", "list")
+    assert out.returncode == 1 and "403" in out.stderr

@@ -15,10 +15,8 @@ import os
 import re
 import secrets
 import threading
-import uuid as uuidlib
 
 import webob
-import webob.exc
 
 from controller import validation as v
 from controller.validation import Problem, conflict, invalid

@@ -211,6 +211,26 @@ class Api:
                 raise invalid(key, "unknown query parameter %r (allowed: %s)" % (key, ", ".join(allowed)))
         return req.GET
 
+    def _update(self, req, caller, table, id):
+        """PATCH of a network or a port: its name (unique in the tenant) and tags."""
+        body = self.body(req)
+        v.check_fields(body, ("name", "tags"))
+        with self.lock:
+            row = self._find(table, id, caller)
+            changes = []
+            if "name" in body:
+                name = v.name(body["name"])
+                if any(r.tenant == row.tenant and r.name == name and r.uuid != row.uuid
+                       for r in self.nb.rows(table)):
+                    raise conflict("name", "tenant %s already has a %s named %s" % (
+                        row.tenant, table.lower(), name))
+                changes.append(("name", name))
+            if "tags" in body:
+                changes.append(("tags", v.tags(body["tags"])))
+            if changes:
+                self._transact([self.nb.api.db_set(table, row.uuid, *changes)], "name")
+        return self.nb.get(table, id)
+
     # ---- networks ----------------------------------------------------------
     def list_networks(self, req, caller):
         q = self._filter(req, ("name", "tenant"))
@@ -243,22 +263,7 @@ class Api:
         return 201, network_view(self.nb.get("Network", uuid))
 
     def update_network(self, req, caller, id):
-        body = self.body(req)
-        v.check_fields(body, ("name", "tags"))
-        with self.lock:
-            row = self._find("Network", id, caller)
-            changes = []
-            if "name" in body:
-                name = v.name(body["name"])
-                if any(r.tenant == row.tenant and r.name == name and r.uuid != row.uuid
-                       for r in self.nb.rows("Network")):
-                    raise conflict("name", "tenant %s already has a network named %s" % (row.tenant, name))
-                changes.append(("name", name))
-            if "tags" in body:
-                changes.append(("tags", v.tags(body["tags"])))
-            if changes:
-                self._transact([self.nb.api.db_set("Network", row.uuid, *changes)], "name")
-        return 200, network_view(self.nb.get("Network", id))
+        return 200, network_view(self._update(req, caller, "Network", id))
 
     def delete_network(self, req, caller, id):
         with self.lock:
@@ -312,22 +317,7 @@ class Api:
         return 201, port_view(self.nb.get("Port", uuid))
 
     def update_port(self, req, caller, id):
-        body = self.body(req)
-        v.check_fields(body, ("name", "tags"))
-        with self.lock:
-            row = self._find("Port", id, caller)
-            changes = []
-            if "name" in body:
-                name = v.name(body["name"])
-                if any(p.tenant == row.tenant and p.name == name and p.uuid != row.uuid
-                       for p in self.nb.rows("Port")):
-                    raise conflict("name", "tenant %s already has a port named %s" % (row.tenant, name))
-                changes.append(("name", name))
-            if "tags" in body:
-                changes.append(("tags", v.tags(body["tags"])))
-            if changes:
-                self._transact([self.nb.api.db_set("Port", row.uuid, *changes)], "name")
-        return 200, port_view(self.nb.get("Port", id))
+        return 200, port_view(self._update(req, caller, "Port", id))
 
     def delete_port(self, req, caller, id):
         with self.lock:

@@ -87,56 +87,39 @@ def _resolve(args, kind, ref):
     return ref
 
 
-def cmd_network(args):
+def _crud(args, kind, columns, create_body):
+    """create, list, show, update (name, tags) and delete of networks or ports."""
     if args.action == "create":
-        body = {"name": args.name}
-        if args.tenant:
-            body["tenant"] = args.tenant
-        if args.vni is not None:
-            body["vni"] = args.vni
-        if args.cidr:
-            body["cidrs"] = args.cidr
-        if args.tag:
-            body["tags"] = args.tag
-        return _print(args, request(args, "POST", "/v1/networks", body), NET_COLS)
+        return _print(args, request(args, "POST", "/v1/%s" % kind, create_body()), columns)
     if args.action == "list":
-        return _print(args, request(args, "GET", "/v1/networks"), NET_COLS)
-    nid = _resolve(args, "networks", args.name)
+        return _print(args, request(args, "GET", "/v1/%s" % kind), columns)
+    path = "/v1/%s/%s" % (kind, _resolve(args, kind, args.name))
     if args.action == "show":
-        return _print(args, request(args, "GET", "/v1/networks/%s" % nid), NET_COLS)
+        return _print(args, request(args, "GET", path), columns)
     if args.action == "update":
         body = {}
         if args.new_name:
             body["name"] = args.new_name
         if args.tag is not None:
             body["tags"] = args.tag
-        return _print(args, request(args, "PATCH", "/v1/networks/%s" % nid, body), NET_COLS)
-    request(args, "DELETE", "/v1/networks/%s" % nid)
+        return _print(args, request(args, "PATCH", path, body), columns)
+    request(args, "DELETE", path)
+
+
+def _optional(body, **fields):
+    body.update({k: v for k, v in fields.items() if v is not None})
+    return body
+
+
+def cmd_network(args):
+    return _crud(args, "networks", NET_COLS, lambda: _optional(
+        {"name": args.name}, tenant=args.tenant, vni=args.vni, cidrs=args.cidr, tags=args.tag))
 
 
 def cmd_port(args):
-    if args.action == "create":
-        body = {"name": args.name, "network": _resolve(args, "networks", args.network)}
-        if args.mac:
-            body["mac"] = args.mac
-        if args.ip:
-            body["ips"] = args.ip
-        if args.tag:
-            body["tags"] = args.tag
-        return _print(args, request(args, "POST", "/v1/ports", body), PORT_COLS)
-    if args.action == "list":
-        return _print(args, request(args, "GET", "/v1/ports"), PORT_COLS)
-    pid = _resolve(args, "ports", args.name)
-    if args.action == "show":
-        return _print(args, request(args, "GET", "/v1/ports/%s" % pid), PORT_COLS)
-    if args.action == "update":
-        body = {}
-        if args.new_name:
-            body["name"] = args.new_name
-        if args.tag is not None:
-            body["tags"] = args.tag
-        return _print(args, request(args, "PATCH", "/v1/ports/%s" % pid, body), PORT_COLS)
-    request(args, "DELETE", "/v1/ports/%s" % pid)
+    return _crud(args, "ports", PORT_COLS, lambda: _optional(
+        {"name": args.name, "network": _resolve(args, "networks", args.network)},
+        mac=args.mac, ips=args.ip, tags=args.tag))
 
 
 def cmd_node(args):

@@ -4,14 +4,30 @@ A flow's identity is (table, priority, match), as for OpenFlow itself. Values
 are tuples, so they hash and compare fast and can key the encoder's cache.
 """
 
+import ipaddress
 import zlib
 from typing import NamedTuple, Optional
 
-# Match fields, in the order they are written (and rendered).
-FIELDS = ("in_port", "tun_id", "metadata", "reg0", "reg1", "reg2", "reg3", "reg4", "reg5",
-          "reg6", "reg7", "eth_dst", "eth_src", "eth_type")
+# Match fields: name -> (width in bits, kind). The order is the order they are written.
+FIELD_SPECS = {
+    "proto": (0, "shorthand"),  # rendering only: tcp, arp, ...
+    "in_port": (32, "int"), "tun_id": (64, "int"), "metadata": (64, "int"),
+    **{"reg%d" % i: (32, "int") for i in range(8)},
+    "conj_id": (32, "int"), "ct_state": (32, "int"), "ct_zone": (16, "int"), "ct_mark": (32, "int"),
+    "eth_dst": (48, "mac"), "eth_src": (48, "mac"), "eth_type": (16, "int"),
+    "arp_op": (16, "int"), "arp_spa": (32, "ipv4"), "arp_tpa": (32, "ipv4"), "arp_sha": (48, "mac"),
+    "ip_proto": (8, "int"),
+    "ipv4_src": (32, "ipv4"), "ipv4_dst": (32, "ipv4"), "ipv6_src": (128, "ipv6"), "ipv6_dst": (128, "ipv6"),
+    "tcp_src": (16, "int"), "tcp_dst": (16, "int"), "udp_src": (16, "int"), "udp_dst": (16, "int"),
+    "icmpv4_type": (8, "int"), "icmpv4_code": (8, "int"), "icmpv6_type": (8, "int"), "icmpv6_code": (8, "int"),
+    "nd_target": (128, "ipv6"), "nd_sll": (48, "mac"),
+}
+FIELDS = tuple(f for f in FIELD_SPECS if f != "proto")
 _ORDER = {f: i for i, f in enumerate(FIELDS)}
-MAC_FIELDS = ("eth_dst", "eth_src")
+MAC_FIELDS = tuple(f for f, (_w, k) in FIELD_SPECS.items() if k == "mac")
+
+# ct_state bits (as OVS numbers them).
+CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
 BROADCAST_MASK = "01:00:00:00:00:00"
 
@@ -25,14 +41,24 @@ class FlowError(Exception):
 
 
 def _norm(field, value, mask):
-    if field in MAC_FIELDS:
+    width, kind = FIELD_SPECS[field]
+    if kind == "mac":
         value = value.lower()
         if mask is not None:
             mask = mask.lower()
             if mask == "ff:ff:ff:ff:ff:ff":
                 mask = None
+    elif kind in ("ipv4", "ipv6"):
+        value = str(ipaddress.ip_address(value))
+        if mask is not None:
+            m = int(ipaddress.ip_address(mask))
+            if m == (1 << width) - 1:
+                mask = None
+            else:
+                if int(ipaddress.ip_address(value)) & ~m:
+                    raise FlowError("%s=%s has bits outside its mask %s" % (field, value, mask))
+                mask = str(ipaddress.ip_address(mask))
     elif mask is not None:
-        width = 64 if field in ("metadata", "tun_id") else 32
         if mask == (1 << width) - 1:
             mask = None
         elif value & ~mask:
@@ -66,6 +92,21 @@ def resubmit(table):
     return ("resubmit", table)
 
 
+def ct(table=None, zone=None, commit=False):
+    """Send the packet through conntrack; ``zone`` is an int or a register name
+    (its low 16 bits), ``table`` where the packet continues, recirculated."""
+    return ("ct", bool(commit), zone, table)
+
+
+def conjunction(conj_id, clause, n_clauses):
+    """Clause ``clause`` (1-based, as ovs-ofctl writes it) of ``n_clauses``."""
+    return ("conjunction", conj_id, clause, n_clauses)
+
+
+def ct_clear():
+    return ("ct_clear",)
+
+
 class Flow(NamedTuple):
     table: str
     priority: int
@@ -84,6 +125,9 @@ class Flow(NamedTuple):
         if self.goto is not None:
             targets.append(self.goto)
         return targets
+
+    def recirculates(self):
+        return [a[3] for a in self.actions if a[0] == "ct" and a[3] is not None]
 
     def describe(self):
         from flows.render import render_flow

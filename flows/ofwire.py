@@ -7,6 +7,7 @@ value, an action) are cached too. A bundle re-sends cached bytes with only the
 """
 
 import functools
+import ipaddress
 import struct
 from typing import NamedTuple
 
@@ -28,6 +29,10 @@ BUNDLE_FLAGS = 3  # ATOMIC | ORDERED
 BUNDLE_OPEN, BUNDLE_COMMIT, BUNDLE_DISCARD = 0, 4, 6
 NX_VENDOR = 0x00002320
 NXAST_RESUBMIT_TABLE = 14
+NXAST_CONJUNCTION = 34
+NXAST_CT = 35
+NXAST_CT_CLEAR = 43
+NX_CT_F_COMMIT = 1
 
 # field -> (oxm class, field number, width in bytes), as OVS reports them in OF1.5.
 OXM = {
@@ -36,7 +41,19 @@ OXM = {
     "eth_dst": (0x8000, 3, 6),
     "eth_src": (0x8000, 4, 6),
     "eth_type": (0x8000, 5, 2),
+    "ip_proto": (0x8000, 10, 1),
+    "ipv4_src": (0x8000, 11, 4), "ipv4_dst": (0x8000, 12, 4),
+    "tcp_src": (0x8000, 13, 2), "tcp_dst": (0x8000, 14, 2),
+    "udp_src": (0x8000, 15, 2), "udp_dst": (0x8000, 16, 2),
+    "icmpv4_type": (0x8000, 19, 1), "icmpv4_code": (0x8000, 20, 1),
+    "arp_op": (0x8000, 21, 2), "arp_spa": (0x8000, 22, 4), "arp_tpa": (0x8000, 23, 4),
+    "arp_sha": (0x8000, 24, 6),
+    "ipv6_src": (0x8000, 26, 16), "ipv6_dst": (0x8000, 27, 16),
+    "icmpv6_type": (0x8000, 29, 1), "icmpv6_code": (0x8000, 30, 1),
+    "nd_target": (0x8000, 31, 16), "nd_sll": (0x8000, 32, 6),
     "tun_id": (0x8000, 38, 8),
+    "conj_id": (0x0001, 37, 4),
+    "ct_state": (0x0001, 105, 4), "ct_zone": (0x0001, 106, 2), "ct_mark": (0x0001, 107, 4),
 }
 for _i in range(8):
     OXM["reg%d" % _i] = (0x0001, _i, 4)
@@ -48,6 +65,8 @@ class EncodeError(Exception):
 
 def _value_bytes(field, value, width):
     if isinstance(value, str):
+        if "." in value or (":" in value and len(value) != 17):
+            return ipaddress.ip_address(value).packed
         return bytes(int(b, 16) for b in value.split(":"))
     return value.to_bytes(width, "big")
 
@@ -116,6 +135,23 @@ def encode_action(action):
     if kind == "resubmit":
         return struct.pack("!HHIHHB3x", 0xFFFF, 16, NX_VENDOR, NXAST_RESUBMIT_TABLE, OFPP_IN_PORT,
                            pipeline.table_id(action[1]))
+    if kind == "ct":
+        _, commit, zone, table = action
+        if isinstance(zone, str):  # the low 16 bits of a register
+            cls, num, _w = OXM[zone]
+            zone_src = (cls << 16) | (num << 9) | 4
+            zone_val = 15  # ofs 0, n_bits 16 -> (ofs << 6) | (n_bits - 1)
+        else:
+            zone_src, zone_val = 0, zone or 0
+        recirc = 0xFF if table is None else pipeline.table_id(table)
+        return struct.pack("!HHIHHIHB3xH", 0xFFFF, 24, NX_VENDOR, NXAST_CT,
+                           NX_CT_F_COMMIT if commit else 0, zone_src, zone_val, recirc, 0)
+    if kind == "conjunction":
+        _, conj_id, clause, n_clauses = action
+        return struct.pack("!HHIHBBI", 0xFFFF, 16, NX_VENDOR, NXAST_CONJUNCTION, clause - 1,
+                           n_clauses, conj_id)
+    if kind == "ct_clear":
+        return struct.pack("!HHIH6x", 0xFFFF, 16, NX_VENDOR, NXAST_CT_CLEAR)
     raise EncodeError("unknown action %r" % (action,))
 
 

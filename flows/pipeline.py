@@ -58,3 +58,8 @@ def check(flowset):
             if table_id(target) <= here:
                 raise PipelineViolation("flow %s jumps back from %s to %s" % (
                     flow.describe(), flow.table, target))
+        for target in flow.recirculates():
+            # conntrack may send the packet back to its own table (then +trk)
+            if table_id(target) < here:
+                raise PipelineViolation("flow %s recirculates back from %s to %s" % (
+                    flow.describe(), flow.table, target))

@@ -3,10 +3,28 @@
 from flows import pipeline
 
 
-# The order in which ovs-ofctl prints match fields.
-ORDER = ("tun_id", "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7", "metadata",
-         "in_port", "eth_src", "eth_dst", "eth_type")
+import ipaddress
+
+from flows.flow import FIELD_SPECS
+
+# The order in which ovs-ofctl prints match fields ("proto" is the shorthand
+# such as tcp or arp that stands for eth_type and ip_proto).
+ORDER = ("conj_id", "ct_state", "ct_zone", "ct_mark", "proto", "tun_id",
+         "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7", "metadata",
+         "in_port", "eth_src", "eth_dst", "eth_type", "ipv6_src", "ipv6_dst", "ipv4_src", "ipv4_dst",
+         "arp_spa", "arp_tpa", "ip_proto", "arp_op", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
+         "icmpv4_type", "icmpv4_code", "icmpv6_type", "icmpv6_code", "nd_target", "nd_sll", "arp_sha")
 _RANK = {f: i for i, f in enumerate(ORDER)}
+NAMES = {"eth_dst": "dl_dst", "eth_src": "dl_src", "ipv4_src": "nw_src", "ipv4_dst": "nw_dst",
+         "tcp_src": "tp_src", "tcp_dst": "tp_dst", "udp_src": "tp_src", "udp_dst": "tp_dst",
+         "icmpv4_type": "icmp_type", "icmpv4_code": "icmp_code", "icmpv6_type": "icmp_type",
+         "icmpv6_code": "icmp_code", "ip_proto": "nw_proto"}
+SHORTHAND = {(0x0800, None): "ip", (0x0800, 6): "tcp", (0x0800, 17): "udp", (0x0800, 1): "icmp",
+             (0x86DD, None): "ipv6", (0x86DD, 6): "tcp6", (0x86DD, 17): "udp6", (0x86DD, 58): "icmp6",
+             (0x0806, None): "arp"}
+CT_FLAGS = ("new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat")
+DECIMAL = ("in_port", "conj_id", "ct_zone", "arp_op", "ip_proto", "icmpv4_type", "icmpv4_code",
+           "icmpv6_type", "icmpv6_code")
 
 
 def _num(value):
@@ -14,20 +32,48 @@ def _num(value):
 
 
 def _match_item(field, value, mask):
-    if field in ("eth_dst", "eth_src"):
-        name = {"eth_dst": "dl_dst", "eth_src": "dl_src"}[field]
+    name = NAMES.get(field, field)
+    kind = FIELD_SPECS[field][1]
+    if field == "proto":
+        return value
+    if kind == "mac":
         return "%s=%s" % (name, value) + ("/%s" % mask if mask else "")
+    if kind in ("ipv4", "ipv6"):
+        if mask is None:
+            return "%s=%s" % (name, value)
+        m = int(ipaddress.ip_address(mask))
+        width = FIELD_SPECS[field][0]
+        inverted = ~m & ((1 << width) - 1)
+        if inverted & (inverted + 1) == 0:  # a prefix: ones, then zeros
+            return "%s=%s/%d" % (name, value, width - inverted.bit_length())
+        return "%s=%s/%s" % (name, value, mask)
     if field == "eth_type":
         return "dl_type=0x%04x" % value
-    if field in ("in_port",):
-        return "in_port=%d" % value
-    if field == "metadata":
-        return "metadata=" + _num(value) + ("/%s" % _num(mask) if mask is not None else "")
-    if field == "tun_id":
-        return "tun_id=" + _num(value) + ("/%s" % _num(mask) if mask is not None else "")
+    if field == "ct_state":
+        return "ct_state=" + "".join(("+" if value & (1 << i) else "-") + flag
+                                     for i, flag in enumerate(CT_FLAGS) if mask & (1 << i))
+    if mask is None and (field in DECIMAL or field in ("tcp_src", "tcp_dst", "udp_src", "udp_dst")):
+        return "%s=%d" % (name, value)
     if mask is not None:
-        return "%s=%s/%s" % (field, _num(value), _num(mask))
-    return "%s=%s" % (field, _num(value))
+        return "%s=%s/%s" % (name, _num(value), _num(mask))
+    return "%s=%s" % (name, _num(value))
+
+
+def _fields(match):
+    """Match items in print order, with eth_type/ip_proto folded into a shorthand."""
+    items = dict((f, (v, m)) for f, v, m in match)
+    out = list(match)
+    if "eth_type" in items:
+        proto = items.get("ip_proto", (None, None))[0]
+        short = SHORTHAND.get((items["eth_type"][0], proto))
+        if short is None and "ip_proto" in items:
+            short = SHORTHAND.get((items["eth_type"][0], None))
+            drop = ("eth_type",)
+        else:
+            drop = ("eth_type", "ip_proto")
+        if short is not None:
+            out = [i for i in out if i[0] not in drop] + [("proto", short, None)]
+    return sorted(out, key=lambda i: _RANK[i[0]])
 
 
 def _action(action):
@@ -42,6 +88,20 @@ def _action(action):
         return "set_field:%s->%s" % (text, field)
     if kind == "resubmit":
         return "resubmit(,%d)" % pipeline.table_id(action[1])
+    if kind == "ct":
+        _, commit, zone, table = action
+        parts = ["commit"] if commit else []
+        if table is not None:
+            parts.append("table=%d" % pipeline.table_id(table))
+        if isinstance(zone, str):
+            parts.append("zone=NXM_NX_%s[0..15]" % zone.upper())
+        elif zone:
+            parts.append("zone=%d" % zone)
+        return "ct(%s)" % ",".join(parts)
+    if kind == "conjunction":
+        return "conjunction(%d,%d/%d)" % action[1:]
+    if kind == "ct_clear":
+        return "ct_clear"
     raise ValueError(action)
 
 
@@ -49,7 +109,7 @@ def render_flow(flow):
     parts = ["cookie=%s" % _num(flow.cookie)]
     tid = pipeline.table_id(flow.table)
     head = "table=%d, " % tid if tid else ""
-    fields = [_match_item(*item) for item in sorted(flow.match, key=lambda i: _RANK[i[0]])]
+    fields = [_match_item(*item) for item in _fields(flow.match)]
     parts_match = ["priority=%d" % flow.priority] + fields
     acts = [_action(a) for a in flow.actions]
     if flow.metadata is not None:

@@ -12,7 +12,8 @@ import struct
 import pytest
 
 from flows import ofwire, pipeline
-from flows.flow import FlowSet, make_flow, match, output, PORT
+from flows.flow import (CT_EST, CT_INV, CT_TRK, FlowSet, PORT, conjunction, ct, ct_clear, make_flow,
+                        match, output)
 from flows.l2 import compile_node
 from flows.render import render_flow
 from tests.ovs1 import SingleOvs
@@ -137,3 +138,42 @@ def test_a_bundle_with_a_refused_flow_changes_nothing(switch):
     assert dump(ovs) == before
     with pytest.raises(pipeline.PipelineViolation):
         pipeline.check(FlowSet([bad]))
+
+
+def acl_shaped_flows():
+    """Flows with every field and action the firewall will use: conjunctions,
+    conntrack with a zone from a register, masked ports and addresses, ARP and
+    neighbour discovery fields."""
+    return [
+        make_flow("in_acl", 100, match(metadata=5, eth_type=0x800, ip_proto=6,
+                                       ipv4_src=("10.0.0.0", "255.255.255.0"), tcp_dst=(8000, 0xFFFC)),
+                  PORT, "x", actions=(conjunction(7, 1, 2),)),
+        make_flow("in_acl", 100, match(reg6=3, eth_type=0x800, ip_proto=6, tcp_dst=22), PORT, "x",
+                  actions=(conjunction(7, 2, 2),)),
+        make_flow("in_acl", 90, match(conj_id=7, eth_type=0x800, ip_proto=6), PORT, "x",
+                  actions=(ct("l2_lookup", "reg6", True),)),
+        make_flow("in_acl", 80, match(ct_state=(CT_TRK | CT_EST, CT_TRK | CT_EST | CT_INV), eth_type=0x800),
+                  PORT, "x", goto="vip_lb"),
+        make_flow("in_acl", 70, match(ct_state=(0, CT_TRK), eth_type=0x86DD), PORT, "x",
+                  actions=(ct("in_acl", "reg6"),)),
+        make_flow("in_acl", 60, match(eth_type=0x86DD, ip_proto=58, icmpv6_type=135, nd_target="fd00::1",
+                                      ipv6_src=("fd00::", "ffff:ffff:ffff:ffff::")), PORT, "x", goto="vip_lb"),
+        make_flow("in_acl", 60, match(eth_type=0x806, arp_op=1, arp_spa="10.0.0.1", arp_sha="02:00:00:00:00:01"),
+                  PORT, "x", goto="vip_lb"),
+        make_flow("in_acl", 60, match(eth_type=0x800, ip_proto=1, icmpv4_type=8, icmpv4_code=0,
+                                      ipv4_dst="10.0.0.9"), PORT, "x", actions=(ct_clear(),), goto="vip_lb"),
+        make_flow("in_acl", 60, match(eth_type=0x800, ip_proto=17, udp_dst=53, ct_zone=5, ct_mark=(1, 1)),
+                  PORT, "x", actions=(ct("vip_lb", 5),)),
+    ]
+
+
+def test_firewall_fields_and_actions_round_trip(switch):
+    ovs, sw = switch
+    before = dump(ovs)
+    flows = acl_shaped_flows()
+    pipeline.check(FlowSet(flows))
+    assert sw.bundle([ofwire.encode_flow_mod(f, ofwire.ADD) for f in flows]) == []
+    assert dump(ovs) - before == {render_flow(f) for f in flows}
+    have = {(d.table_id, d.priority, d.match_key): d.cookie for d in sw.read_flows()}
+    for f in flows:
+        assert have[ofwire.wire_key(f)] == f.cookie

@@ -32,8 +32,8 @@ CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0
 BROADCAST_MASK = "01:00:00:00:00:00"
 
 # Cookie categories: what kind of object owns a flow.
-PIPELINE, NODE, NETWORK, PORT = 1, 2, 3, 4
-CATEGORY_NAMES = {PIPELINE: "pipeline", NODE: "node", NETWORK: "network", PORT: "port"}
+PIPELINE, NODE, NETWORK, PORT, GROUP = 1, 2, 3, 4, 5
+CATEGORY_NAMES = {PIPELINE: "pipeline", NODE: "node", NETWORK: "network", PORT: "port", GROUP: "security group"}
 
 
 class FlowError(Exception):
@@ -140,9 +140,16 @@ def owner_hash(owner_id):
 
 def make_flow(table, priority, match_, category, owner_id, actions=(), metadata=None, goto=None):
     """A flow with its cookie: category | owner | digest of what it does."""
+    return with_actions(Flow(table, priority, match_, (), None, None,
+                             (category << 60) | (owner_hash(owner_id) << 32)), actions, metadata, goto)
+
+
+def with_actions(flow, actions, metadata=None, goto=None):
+    """``flow`` doing something else: same owner, new digest."""
+    actions = tuple(actions)
     digest = zlib.crc32(repr((actions, metadata, goto)).encode())
-    cookie = (category << 60) | (owner_hash(owner_id) << 32) | digest
-    return Flow(table, priority, match_, tuple(actions), metadata, goto, cookie)
+    cookie = (flow.cookie & ~0xFFFFFFFF) | digest
+    return Flow(flow.table, flow.priority, flow.match, actions, metadata, goto, cookie)
 
 
 def cookie_category(cookie):

@@ -106,6 +106,7 @@ def compile_network(view: NetworkOnNode) -> FlowSet:
     deliver_local = []
     for lp in view.local:
         flows.append(make_flow("classify", 100, match(in_port=lp.ofport), PORT, lp.port_id,
+                               actions=(set_field(fields.REG_IN_PORT.name, lp.ofport),),
                                metadata=vni, goto="in_port_security"))
         flows.append(make_flow("l2_lookup", 100, match(metadata=vni, eth_dst=lp.mac), PORT, lp.port_id,
                                actions=(set_field(out_reg, lp.ofport),), goto="out_acl"))

@@ -8,7 +8,10 @@ comes back, `write_metadata` and `goto_table` apply after the actions, and an
 output to the port the packet came in on is dropped.
 """
 
+import ipaddress
+
 from flows import pipeline
+from flows.flow import FIELD_SPECS
 
 
 def _matches(flow, pkt):
@@ -24,6 +27,14 @@ def _matches(flow, pkt):
                 mb = bytes(int(x, 16) for x in mask.split(":"))
                 if any((h & m) != (v & m) for h, v, m in zip(hb, vb, mb)):
                     return False
+        elif FIELD_SPECS[field][1] in ("ipv4", "ipv6"):
+            if have == 0:
+                return False  # the packet has no such field
+            h = int(ipaddress.ip_address(have))
+            v = int(ipaddress.ip_address(value))
+            m = int(ipaddress.ip_address(mask)) if mask is not None else (1 << FIELD_SPECS[field][0]) - 1
+            if h & m != v:
+                return False
         elif mask is None:
             if have != value:
                 return False
@@ -33,16 +44,39 @@ def _matches(flow, pkt):
 
 
 def _lookup(index, table, pkt):
+    """The flow that handles ``pkt``, with OpenFlow's conjunctive matches: a
+    conjunction whose every clause has a matching flow (at one priority) makes
+    its conj_id flow match."""
+    clauses = {}
     best = None
+    plain = []
     for flow in index.get(table, ()):
-        if (best is None or flow.priority > best.priority) and _matches(flow, pkt):
+        conj = [a for a in flow.actions if a[0] == "conjunction"]
+        if conj:
+            if _matches(flow, pkt):
+                for _, cid, clause, n in conj:
+                    clauses.setdefault((cid, flow.priority), (n, set()))[1].add(clause)
+        else:
+            plain.append(flow)
+    done = {cid for (cid, _prio), (n, seen) in clauses.items() if len(seen) == n}
+    for flow in plain:
+        items = dict((f, v) for f, v, _m in flow.match)
+        if "conj_id" in items:
+            if items["conj_id"] not in done:
+                continue
+            probe = dict(pkt, conj_id=items["conj_id"])
+        else:
+            probe = pkt
+        if (best is None or flow.priority > best.priority) and _matches(flow, probe):
             best = flow
     return best
 
 
-def walk(flowset, packet, max_depth=64):
+def walk(flowset, packet, max_depth=64, conntrack=None, start=None):
     """Outputs of ``packet`` (a dict of match fields, in_port required):
-    a list of (ofport, tun_id at the output)."""
+    a list of (ofport, tun_id at the output). ``conntrack(zone, packet)``
+    gives the ct_state bits a ct() action finds (default: a new connection);
+    commits are listed in ``packet["commits"]`` after the walk."""
     index = {}
     for flow in flowset:
         index.setdefault(flow.table, []).append(flow)
@@ -68,6 +102,19 @@ def walk(flowset, packet, max_depth=64):
                     pkt[field] = (pkt.get(field, 0) & ~mask) | value
             elif kind == "resubmit":
                 run(action[1], depth + 1)
+            elif kind == "ct_clear":
+                pkt["ct_state"] = 0
+            elif kind == "ct":
+                _, commit, zone, table_next = action
+                zone_id = pkt.get(zone, 0) & 0xFFFF if isinstance(zone, str) else (zone or 0)
+                if commit:
+                    packet.setdefault("commits", []).append(zone_id)
+                if table_next is not None:
+                    state = conntrack(zone_id, pkt) if conntrack else 0x21  # +trk+new
+                    pkt["ct_state"] = state | 0x20
+                    pkt["ct_zone"] = zone_id
+                    run(table_next, depth + 1)
+                    return
         if flow.metadata is not None:
             pkt["metadata"] = flow.metadata
         if flow.goto is not None:
@@ -75,5 +122,5 @@ def walk(flowset, packet, max_depth=64):
                 raise pipeline.PipelineViolation("goto backwards")
             run(flow.goto, depth + 1)
 
-    run(pipeline.TABLES[0].name, 0)
+    run(start or pipeline.TABLES[0].name, 0)
     return outputs

@@ -177,3 +177,23 @@ def test_firewall_fields_and_actions_round_trip(switch):
     have = {(d.table_id, d.priority, d.match_key): d.cookie for d in sw.read_flows()}
     for f in flows:
         assert have[ofwire.wire_key(f)] == f.cookie
+
+
+def test_compiled_firewall_is_accepted_and_reads_back(switch):
+    from flows.acl import ICMP, TCP, GroupOnNode, Rule, SecuredPort, compile_acl
+    ovs, sw = switch
+    before = dump(ovs)
+    ports = (SecuredPort("p1", 10, "02:00:00:00:00:01", ("10.0.0.1", "fd00::1"), True, ("g1",)),
+             SecuredPort("p2", 11, "02:00:00:00:00:02", ("10.0.0.2",), True, ("g1",)),
+             SecuredPort("p3", 12, "02:00:00:00:00:03", ("10.0.0.3",), False, ()))
+    rules = (Rule("r1", "ingress", protocol=TCP, port_min=80, port_max=90, remote_group="g1"),
+             Rule("r2", "ingress", protocol=ICMP, remote_cidr="0.0.0.0/0"),
+             Rule("r3", "egress"),
+             Rule("r4", "ingress", protocol=TCP, port_min=22, remote_cidr="192.168.0.0/16", action="deny"),
+             Rule("r5", "ingress", ethertype=0x86DD, protocol=TCP, port_min=443, remote_group="g1"))
+    flows = compile_acl(ports, (GroupOnNode("g1", (10, 11), rules),),
+                        {"g1": ("10.0.0.1", "10.0.0.2", "fd00::1")})
+    assert sw.bundle([ofwire.encode_flow_mod(f, ofwire.ADD) for f in flows]) == []
+    assert dump(ovs) - before == {render_flow(f) for f in flows}
+    have = {(d.table_id, d.priority, d.match_key): d.cookie for d in sw.read_flows()}
+    assert all(have[ofwire.wire_key(f)] == f.cookie for f in flows)

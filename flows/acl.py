@@ -1,0 +1,262 @@
+"""The distributed firewall: port security and security groups, per node.
+
+Each local port's conntrack zone is its ofport (reg6 on the way out of the
+sender, reg7 on the way into the receiver), so each port keeps its own
+connection table. A port without security groups is open; a port with some
+drops what no rule allows, statefully: replies and related packets of an
+allowed connection pass, invalid ones drop.
+
+Rules are compiled per security group and node, not per port: the group's
+local members form one conjunction clause, the remote addresses another,
+the port ranges a third, so flows grow with the sum of the set sizes, not
+their product.
+
+Precedence: every rule has a priority (0..1000, default 100). The highest
+priority matching rule decides; at equal priority a deny wins over an allow.
+Established and related traffic of an allowed connection passes before any
+rule is looked at.
+"""
+
+import ipaddress
+import zlib
+from typing import NamedTuple, Optional
+
+from flows import fields
+from flows.flow import (CT_EST, CT_INV, CT_NEW, CT_REL, CT_TRK, GROUP, PORT, FlowSet, conjunction, ct,
+                        ct_clear, make_flow, match, set_field, with_actions)
+from flows.portrange import range_to_masks
+
+IPV4, IPV6 = 0x0800, 0x86DD
+TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
+RULE_BASE = 1000       # OpenFlow priority of a rule: RULE_BASE + 2 * priority + (1 for deny)
+P_OPEN, P_ARP, P_TRACK, P_STATE, P_DEFAULT = 4000, 3900, 3800, 3700, 100
+
+
+class Rule(NamedTuple):
+    id: str
+    direction: str                  # "ingress" or "egress"
+    ethertype: int = IPV4           # IPV4 or IPV6
+    protocol: Optional[int] = None  # None = any
+    port_min: Optional[int] = None  # tcp/udp
+    port_max: Optional[int] = None
+    icmp_type: Optional[int] = None
+    icmp_code: Optional[int] = None
+    remote_cidr: Optional[str] = None
+    remote_group: Optional[str] = None
+    action: str = "allow"
+    priority: int = 100
+
+
+class SecuredPort(NamedTuple):
+    """A local port as the firewall sees it."""
+    port_id: str
+    ofport: int
+    mac: str
+    ips: tuple
+    port_security: bool = True
+    groups: tuple = ()               # security group ids
+    allowed_pairs: tuple = ()        # (mac, ip or cidr)
+
+
+class GroupOnNode(NamedTuple):
+    group_id: str
+    members: tuple                   # local member ofports, sorted
+    rules: tuple                     # Rule, sorted
+
+
+def _ip_flows(version):
+    return IPV4 if version == 4 else IPV6
+
+
+def compile_port_security(port: SecuredPort) -> FlowSet:
+    """in_port_security: a port sends only from its own MAC and addresses."""
+    reg = fields.REG_IN_PORT.name
+    own = {reg: port.ofport}
+    flows = []
+    if not port.port_security:
+        flows.append(make_flow("in_port_security", 90, match(**own), PORT, port.port_id,
+                               goto="in_acl"))
+        return FlowSet(flows)
+    pairs = [(port.mac, ip) for ip in port.ips] + list(port.allowed_pairs)
+    for mac, ip in pairs:
+        net = ipaddress.ip_network(ip, strict=False)
+        addr, mask = str(net.network_address), str(net.netmask)
+        if net.version == 4:
+            flows.append(make_flow("in_port_security", 90, match(**own, eth_src=mac, eth_type=IPV4,
+                                                                 ipv4_src=(addr, mask)),
+                                   PORT, port.port_id, goto="in_acl"))
+            flows.append(make_flow("in_port_security", 90, match(**own, eth_src=mac, eth_type=0x0806,
+                                                                 arp_spa=(addr, mask), arp_sha=mac),
+                                   PORT, port.port_id, goto="in_acl"))
+        else:
+            flows.append(make_flow("in_port_security", 90, match(**own, eth_src=mac, eth_type=IPV6,
+                                                                 ipv6_src=(addr, mask)),
+                                   PORT, port.port_id, goto="in_acl"))
+    macs = sorted({mac for mac, _ in pairs} | {port.mac})
+    for mac in macs:
+        # IPv6 link-local (derived by the guest) and DHCPv4 discovery come from no address yet.
+        flows.append(make_flow("in_port_security", 90, match(**own, eth_src=mac, eth_type=IPV6,
+                                                             ipv6_src=("fe80::", "ffc0::")),
+                               PORT, port.port_id, goto="in_acl"))
+        flows.append(make_flow("in_port_security", 90, match(**own, eth_src=mac, eth_type=IPV4,
+                                                             ipv4_src="0.0.0.0", ip_proto=UDP, udp_dst=67),
+                               PORT, port.port_id, goto="in_acl"))
+    # Everything else from this port (other MACs, spoofed addresses, ARP or ND lies) is dropped.
+    flows.append(make_flow("in_port_security", 80, match(**own), PORT, port.port_id))
+    return FlowSet(flows)
+
+
+def _stateful_base():
+    """The flows every node needs once, for both directions."""
+    flows = []
+    for table, zone_reg, nxt in (("in_acl", fields.REG_IN_PORT.name, "vip_lb"),
+                                 ("out_acl", fields.REG_OUT_PORT.name, "out_deliver")):
+        for eth in (IPV4, IPV6):
+            if table == "in_acl":
+                flows.append(make_flow(table, P_TRACK, match(ct_state=(0, CT_TRK), eth_type=eth),
+                                       PORT, "acl", actions=(ct(table, zone_reg),)))
+            else:
+                # The packet may carry the sender's zone state (same host): clear it
+                # and track it in the receiver's zone, once (reg0 bit 1).
+                mark = fields.INGRESS_TRACKED
+                flows.append(make_flow(table, P_TRACK, match(**{mark.field.name: (0, mark.mask)}, eth_type=eth),
+                                       PORT, "acl",
+                                       actions=(set_field(mark.field.name, mark.value, mark.mask), ct_clear(),
+                                                ct(table, zone_reg))))
+            flows.append(make_flow(table, P_STATE, match(ct_state=(CT_TRK | CT_EST, CT_TRK | CT_EST | CT_INV),
+                                                         eth_type=eth), PORT, "acl", goto=nxt))
+            flows.append(make_flow(table, P_STATE, match(ct_state=(CT_TRK | CT_REL, CT_TRK | CT_REL | CT_INV | CT_EST),
+                                                         eth_type=eth), PORT, "acl", goto=nxt))
+            flows.append(make_flow(table, P_STATE + 1, match(ct_state=(CT_TRK | CT_INV, CT_TRK | CT_INV),
+                                                             eth_type=eth), PORT, "acl"))
+    return flows
+
+
+def _port_defaults(port: SecuredPort):
+    flows = []
+    for table, reg, nxt in (("in_acl", fields.REG_IN_PORT.name, "vip_lb"),
+                            ("out_acl", fields.REG_OUT_PORT.name, "out_deliver")):
+        own = {reg: port.ofport}
+        if not port.groups or not port.port_security:
+            flows.append(make_flow(table, P_OPEN, match(**own), PORT, port.port_id, goto=nxt))
+            continue
+        flows.append(make_flow(table, P_ARP, match(**own, eth_type=0x0806), PORT, port.port_id, goto=nxt))
+        # IPv6 neighbour and router discovery is to IPv6 what ARP is to IPv4.
+        for nd_type in (133, 134, 135, 136):
+            flows.append(make_flow(table, P_ARP, match(**own, eth_type=IPV6, ip_proto=ICMPV6, icmpv6_type=nd_type),
+                                   PORT, port.port_id, goto=nxt))
+        flows.append(make_flow(table, P_DEFAULT, match(**own), PORT, port.port_id))  # default deny
+    return flows
+
+
+def _dimension_protocol(rule):
+    """Fields every flow of the rule matches: ethertype, protocol, ICMP type/code."""
+    m = {"eth_type": rule.ethertype, "ct_state": (CT_TRK | CT_NEW, CT_TRK | CT_NEW | CT_EST | CT_REL | CT_INV)}
+    if rule.protocol is not None:
+        m["ip_proto"] = rule.protocol
+        if rule.protocol in (ICMP, ICMPV6):
+            prefix = "icmpv4" if rule.protocol == ICMP else "icmpv6"
+            if rule.icmp_type is not None:
+                m[prefix + "_type"] = rule.icmp_type
+                if rule.icmp_code is not None:
+                    m[prefix + "_code"] = rule.icmp_code
+    return m
+
+
+def _dimension_ports(rule):
+    if rule.protocol not in (TCP, UDP) or rule.port_min is None:
+        return [{}]
+    field = ("tcp" if rule.protocol == TCP else "udp") + "_dst"
+    hi = rule.port_max if rule.port_max is not None else rule.port_min
+    return [{field: (v, m)} for v, m in range_to_masks(rule.port_min, hi)]
+
+
+def _dimension_remote(rule, group_addrs):
+    side = "src" if rule.direction == "ingress" else "dst"
+    field = ("ipv4_" if rule.ethertype == IPV4 else "ipv6_") + side
+    if rule.remote_group is not None:
+        out = []
+        for addr in group_addrs.get(rule.remote_group, ()):
+            ip = ipaddress.ip_address(addr)
+            if ip.version == (4 if rule.ethertype == IPV4 else 6):
+                out.append({field: str(ip)})
+        return sorted(out, key=lambda d: d[field])  # may be empty: the rule matches nothing
+    if rule.remote_cidr is not None:
+        net = ipaddress.ip_network(rule.remote_cidr)
+        if net.prefixlen == 0:
+            return [{}]
+        return [{field: (str(net.network_address), str(net.netmask))}]
+    return [{}]
+
+
+def conj_id(group_id, rule_id):
+    return zlib.crc32(("%s/%s" % (group_id, rule_id)).encode()) or 1
+
+
+def compile_group(group: GroupOnNode, group_addrs) -> list:
+    """The rule flows of one security group on one node."""
+    flows = []
+    for rule in group.rules:
+        table, reg, nxt = (("in_acl", fields.REG_IN_PORT.name, "vip_lb") if rule.direction == "egress"
+                           else ("out_acl", fields.REG_OUT_PORT.name, "out_deliver"))
+        prio = RULE_BASE + 2 * rule.priority + (1 if rule.action == "deny" else 0)
+        zone = reg
+        verdict = {"actions": (ct(None, zone, commit=True),), "goto": nxt} if rule.action == "allow" else {}
+        base = _dimension_protocol(rule)
+        dims = [[{reg: ofport} for ofport in group.members], _dimension_remote(rule, group_addrs),
+                _dimension_ports(rule)]
+        if any(not d for d in dims):
+            continue  # no member here, or an empty remote group: nothing can match
+        multi = [d for d in dims if len(d) > 1]
+        fixed = {}
+        for d in dims:
+            if len(d) == 1:
+                fixed.update(d[0])
+        owner = "%s/%s" % (group.group_id, rule.id)
+        if len(multi) <= 1:
+            for value in (multi[0] if multi else [{}]):
+                flows.append(make_flow(table, prio, match(**base, **fixed, **value), GROUP, owner,
+                                       **verdict))
+            continue
+        cid = conj_id(group.group_id, rule.id)
+        for clause, values in enumerate(multi, start=1):
+            for value in values:
+                flows.append(make_flow(table, prio, match(**base, **fixed, **value), GROUP, owner,
+                                       actions=(conjunction(cid, clause, len(multi)),)))
+        flows.append(make_flow(table, prio, match(conj_id=cid, eth_type=rule.ethertype), GROUP, owner,
+                               **verdict))
+    return flows
+
+
+def merge(flows):
+    """One flow per identity: conjunction clauses of several rules that match the
+    same packets become one flow with several conjunction actions; a plain flow
+    with the same match and priority covers a clause flow (same verdict by
+    construction: allows and denies never share a priority)."""
+    index = {}
+    for flow in flows:
+        have = index.get(flow.key)
+        if have is None or have == flow:
+            index[flow.key] = flow
+            continue
+        have_conj = all(a[0] == "conjunction" for a in have.actions) and have.actions and have.goto is None
+        new_conj = all(a[0] == "conjunction" for a in flow.actions) and flow.actions and flow.goto is None
+        if have_conj and new_conj:
+            index[flow.key] = with_actions(have, sorted(set(have.actions) | set(flow.actions)))
+        elif have_conj:
+            index[flow.key] = flow
+        # else: keep the plain flow already there
+    return FlowSet(index.values())
+
+
+def compile_acl(ports, groups, group_addrs) -> FlowSet:
+    """Port security and security groups of one node's local ports."""
+    flows = []
+    if any(p.groups and p.port_security for p in ports):
+        flows += _stateful_base()
+    for port in ports:
+        flows += list(compile_port_security(port))
+        flows += _port_defaults(port)
+    for group in groups:
+        flows += compile_group(group, group_addrs)
+    return merge(flows)

@@ -75,9 +75,32 @@ def network_view(row):
 
 
 def port_view(row):
+    security = _opt(row.port_security)
     return {"id": str(row.uuid), "name": row.name, "tenant": row.tenant,
             "network": str(row.network.uuid), "mac": row.mac, "ips": list(row.ips),
-            "tags": sorted(row.tags), "node": _opt(row.node)}
+            "tags": sorted(row.tags), "node": _opt(row.node),
+            "port_security": security is not False,
+            "security_groups": sorted(str(g.uuid) for g in row.security_groups)}
+
+
+def rule_view(row, group_id):
+    opt = _opt
+    remote = opt(row.remote_group)
+    proto = opt(row.protocol)
+    return {"id": str(row.uuid), "security_group": group_id, "direction": row.direction,
+            "ethertype": row.ethertype,
+            "protocol": v.PROTOCOL_NAMES.get(proto, proto) if proto is not None else "any",
+            "port_range_min": opt(row.port_range_min), "port_range_max": opt(row.port_range_max),
+            "icmp_type": opt(row.icmp_type), "icmp_code": opt(row.icmp_code),
+            "remote_ip_prefix": opt(row.remote_ip_prefix),
+            "remote_group_id": str(remote.uuid) if remote is not None else None,
+            "action": row.action, "priority": row.priority}
+
+
+def group_view(row):
+    gid = str(row.uuid)
+    return {"id": gid, "name": row.name, "tenant": row.tenant, "description": row.description,
+            "rules": sorted((rule_view(r, gid) for r in row.rules), key=lambda r: r["id"])}
 
 
 def node_view(row):
@@ -100,12 +123,19 @@ class Api:
             ("GET", r"/v1/ports/{id}", self.show_port),
             ("PATCH", r"/v1/ports/{id}", self.update_port),
             ("DELETE", r"/v1/ports/{id}", self.delete_port),
+            ("GET", r"/v1/security-groups", self.list_groups),
+            ("POST", r"/v1/security-groups", self.create_group),
+            ("GET", r"/v1/security-groups/{id}", self.show_group),
+            ("PATCH", r"/v1/security-groups/{id}", self.update_group),
+            ("DELETE", r"/v1/security-groups/{id}", self.delete_group),
+            ("POST", r"/v1/security-groups/{id}/rules", self.create_rule),
+            ("DELETE", r"/v1/security-groups/{id}/rules/{rule_id}", self.delete_rule),
             ("GET", r"/v1/nodes", self.list_nodes),
             ("GET", r"/v1/nodes/{id}", self.show_node),
             ("DELETE", r"/v1/nodes/{id}", self.delete_node),
             ("GET", r"/v1/openapi.json", self.openapi),
         ]
-        self._compiled = [(m, re.compile("^" + p.replace("{id}", "(?P<id>[^/]+)") + "$"), p, h)
+        self._compiled = [(m, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", p) + "$"), p, h)
                           for m, p, h in self.routes]
 
     # ---- WSGI ------------------------------------------------------------
@@ -211,10 +241,11 @@ class Api:
                 raise invalid(key, "unknown query parameter %r (allowed: %s)" % (key, ", ".join(allowed)))
         return req.GET
 
-    def _update(self, req, caller, table, id):
-        """PATCH of a network or a port: its name (unique in the tenant) and tags."""
+    def _update(self, req, caller, table, id, extra=()):
+        """PATCH of a network or a port: its name (unique in the tenant) and tags
+        (and a port's security groups and port security)."""
         body = self.body(req)
-        v.check_fields(body, ("name", "tags"))
+        v.check_fields(body, ("name", "tags") + extra)
         with self.lock:
             row = self._find(table, id, caller)
             changes = []
@@ -227,9 +258,25 @@ class Api:
                 changes.append(("name", name))
             if "tags" in body:
                 changes.append(("tags", v.tags(body["tags"])))
+            if "security_groups" in body:
+                changes.append(("security_groups", self._groups_of(body, row.tenant)))
+            if "port_security" in body:
+                changes.append(("port_security", [v.boolean(body["port_security"], "port_security")]))
             if changes:
                 self._transact([self.nb.api.db_set(table, row.uuid, *changes)], "name")
         return self.nb.get(table, id)
+
+    def _groups_of(self, body, tenant):
+        value = body.get("security_groups", [])
+        if not isinstance(value, list) or len(value) > 32:
+            raise invalid("security_groups", "security_groups is a list of at most 32 group ids")
+        out = []
+        for i, gid in enumerate(value):
+            row = self.nb.get("SecurityGroup", gid) if isinstance(gid, str) else None
+            if row is None or row.tenant != tenant:
+                raise invalid("security_groups[%d]" % i, "no security group %s in tenant %s" % (gid, tenant))
+            out.append(row.uuid)
+        return sorted(set(out))
 
     # ---- networks ----------------------------------------------------------
     def list_networks(self, req, caller):
@@ -286,7 +333,8 @@ class Api:
 
     def create_port(self, req, caller):
         body = self.body(req)
-        v.check_fields(body, ("name", "network", "mac", "ips", "tags"), required=("name", "network"))
+        v.check_fields(body, ("name", "network", "mac", "ips", "tags", "security_groups", "port_security"),
+                       required=("name", "network"))
         name = v.name(body["name"])
         if not isinstance(body["network"], str):
             raise invalid("network", "network must be a network id")
@@ -297,6 +345,8 @@ class Api:
         nets = [ipaddress.ip_network(c) for c in net.cidrs]
         ips = v.ips(body.get("ips", []), nets)
         tags = v.tags(body.get("tags", []))
+        groups = self._groups_of(body, net.tenant)
+        security = [v.boolean(body["port_security"], "port_security")] if "port_security" in body else []
         with self.lock:
             ports = self.nb.rows("Port")
             if any(p.tenant == net.tenant and p.name == name for p in ports):
@@ -313,16 +363,104 @@ class Api:
                     raise conflict("ips[%d]" % i, "%s is already used in network %s" % (ip, net.name))
             uuid, = self._transact([self.nb.api.db_create("Port", name=name, tenant=net.tenant,
                                                           network=net.uuid, mac=mac, ips=ips,
-                                                          tags=tags)], "name")
+                                                          tags=tags, security_groups=groups,
+                                                          port_security=security)], "name")
         return 201, port_view(self.nb.get("Port", uuid))
 
     def update_port(self, req, caller, id):
-        return 200, port_view(self._update(req, caller, "Port", id))
+        return 200, port_view(self._update(req, caller, "Port", id,
+                                           extra=("security_groups", "port_security")))
 
     def delete_port(self, req, caller, id):
         with self.lock:
             row = self._find("Port", id, caller)
             self._transact([self.nb.api.db_destroy("Port", row.uuid)], "id")
+        return 204, None
+
+    # ---- security groups ---------------------------------------------------------
+    def list_groups(self, req, caller):
+        q = self._filter(req, ("name", "tenant"))
+        rows = [r for r in self.nb.rows("SecurityGroup") if caller.sees(r)
+                and q.get("name", r.name) == r.name and q.get("tenant", r.tenant) == r.tenant]
+        return 200, sorted((group_view(r) for r in rows), key=lambda g: (g["tenant"], g["name"]))
+
+    def show_group(self, req, caller, id):
+        return 200, group_view(self._find("SecurityGroup", id, caller))
+
+    def create_group(self, req, caller):
+        body = self.body(req)
+        v.check_fields(body, ("name", "description", "tenant"), required=("name",))
+        tenant = self._tenant_of_new(body, caller)
+        name = v.name(body["name"])
+        description = body.get("description", "")
+        if not isinstance(description, str) or len(description) > 255:
+            raise invalid("description", "description is a string of at most 255 characters")
+        with self.lock:
+            if any(r.tenant == tenant and r.name == name for r in self.nb.rows("SecurityGroup")):
+                raise conflict("name", "tenant %s already has a security group named %s" % (tenant, name))
+            uuid, = self._transact([self.nb.api.db_create("SecurityGroup", name=name, tenant=tenant,
+                                                          description=description)], "name")
+        return 201, group_view(self.nb.get("SecurityGroup", uuid))
+
+    def update_group(self, req, caller, id):
+        body = self.body(req)
+        v.check_fields(body, ("name", "description"))
+        with self.lock:
+            row = self._find("SecurityGroup", id, caller)
+            changes = []
+            if "name" in body:
+                name = v.name(body["name"])
+                if any(r.tenant == row.tenant and r.name == name and r.uuid != row.uuid
+                       for r in self.nb.rows("SecurityGroup")):
+                    raise conflict("name", "tenant %s already has a security group named %s" % (row.tenant, name))
+                changes.append(("name", name))
+            if "description" in body:
+                if not isinstance(body["description"], str) or len(body["description"]) > 255:
+                    raise invalid("description", "description is a string of at most 255 characters")
+                changes.append(("description", body["description"]))
+            if changes:
+                self._transact([self.nb.api.db_set("SecurityGroup", row.uuid, *changes)], "name")
+        return 200, group_view(self.nb.get("SecurityGroup", id))
+
+    def delete_group(self, req, caller, id):
+        with self.lock:
+            row = self._find("SecurityGroup", id, caller)
+            if any(row.uuid in [g.uuid for g in p.security_groups] for p in self.nb.rows("Port")):
+                raise conflict("id", "security group %s is used by ports" % id)
+            if any(_opt(r.remote_group) is not None and _opt(r.remote_group).uuid == row.uuid
+                   for g in self.nb.rows("SecurityGroup") if g.uuid != row.uuid for r in g.rules):
+                raise conflict("id", "security group %s is the remote group of another group's rule" % id)
+            self._transact([self.nb.api.db_destroy("SecurityGroup", row.uuid)], "id")
+        return 204, None
+
+    def create_rule(self, req, caller, id):
+        body = self.body(req)
+        v.check_fields(body, ("direction", "ethertype", "protocol", "port_range_min", "port_range_max",
+                              "icmp_type", "icmp_code", "remote_ip_prefix", "remote_group_id", "action",
+                              "priority"), required=("direction",))
+        columns = v.rule(body)
+        with self.lock:
+            group = self._find("SecurityGroup", id, caller)
+            remote = body.get("remote_group_id")
+            if remote is not None:
+                rrow = self.nb.get("SecurityGroup", remote) if isinstance(remote, str) else None
+                if rrow is None or rrow.tenant != group.tenant:
+                    raise invalid("remote_group_id", "no security group %s in tenant %s" % (remote, group.tenant))
+                columns["remote_group"] = [rrow.uuid]
+            if len(group.rules) >= 1000:
+                raise conflict("id", "security group %s has 1000 rules already" % id)
+            create = self.nb.api.db_create("Rule", **columns)
+            uuid, _ = self._transact([create, self.nb.api.db_add("SecurityGroup", group.uuid, "rules", create)],
+                                     "id")
+        return 201, rule_view(self.nb.get("Rule", uuid), id)
+
+    def delete_rule(self, req, caller, id, rule_id):
+        with self.lock:
+            group = self._find("SecurityGroup", id, caller)
+            rule = self.nb.get("Rule", rule_id)
+            if rule is None or rule.uuid not in [r.uuid for r in group.rules]:
+                raise Problem(404, "Not found", "no rule %s in security group %s" % (rule_id, id))
+            self._transact([self.nb.api.db_remove("SecurityGroup", group.uuid, "rules", rule.uuid)], "rule_id")
         return 204, None
 
     # ---- nodes (admin) ---------------------------------------------------------

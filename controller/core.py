@@ -23,7 +23,7 @@ import eventlet
 from eventlet import event as ev_event
 
 from controller.ofconn import SwitchConn, SwitchError
-from flows import l2, ofwire
+from flows import acl, l2, ofwire
 from flows.flow import Flow, FlowSet, cookie_category, cookie_owner, diff, owner_hash
 from flows.model import Network, Port, Topology
 from flows.render import render_flow
@@ -31,6 +31,7 @@ from flows.render import render_flow
 LOG = logging.getLogger(__name__)
 
 BASE = "base"
+ACL = "acl"
 ALL = "*"
 
 
@@ -43,6 +44,19 @@ def _opt(value):
     if isinstance(value, (list, tuple)):
         return value[0] if value else None
     return value
+
+
+def _rule(row):
+    """A Rule row of the store as the compiler's value."""
+    remote = _opt(row.remote_group)
+    hi = _opt(row.port_range_max)
+    return acl.Rule(id=str(row.uuid), direction=row.direction,
+                    ethertype=acl.IPV4 if row.ethertype == "IPv4" else acl.IPV6,
+                    protocol=_opt(row.protocol), port_min=_opt(row.port_range_min), port_max=hi,
+                    icmp_type=_opt(row.icmp_type), icmp_code=_opt(row.icmp_code),
+                    remote_cidr=_opt(row.remote_ip_prefix),
+                    remote_group=str(remote.uuid) if remote is not None else None,
+                    action=row.action, priority=row.priority)
 
 
 class Switch:
@@ -65,6 +79,7 @@ class Core:
         self.tunnel_options = tunnel_options or {}
         self.networks = {}
         self.ports = {}
+        self.groups = {}                               # security group id -> rules
         self.net_ports = collections.defaultdict(set)  # network id -> port ids
         self.port_node = {}                            # port id -> system id (northbound)
         self.nodes = {}                                # system id -> encap ip (northbound)
@@ -84,6 +99,8 @@ class Core:
     # ---- start-up ---------------------------------------------------------
     def start(self):
         self.nb.subscribe(self._nb_changed)
+        for row in self.nb.rows("SecurityGroup"):
+            self._nb_changed("SecurityGroup", "create", row)
         for row in self.nb.rows("Network"):
             self._nb_changed("Network", "create", row)
         for row in self.nb.rows("Port"):
@@ -99,7 +116,7 @@ class Core:
             ofport = self.local_ofports.get(system_id, {}).get(port_id)
             bindings[port_id] = (system_id, ofport)
         return Topology(networks=self.networks, ports=self.ports, bindings=bindings,
-                        tunnels=self.tunnel_ofports, net_ports=self.net_ports)
+                        tunnels=self.tunnel_ofports, net_ports=self.net_ports, groups=self.groups)
 
     # ---- northbound changes (called in the IDL green thread: never block) --
     def _nb_changed(self, table, event, row):
@@ -126,7 +143,9 @@ class Core:
                 network_id = str(row.network.uuid) if hasattr(row.network, "uuid") else str(_opt(row.network))
                 node = _opt(row.node)
                 port = Port(id=port_id, name=row.name, tenant=row.tenant, network_id=network_id,
-                            mac=row.mac, ips=tuple(row.ips), tags=tuple(row.tags), node=node)
+                            mac=row.mac, ips=tuple(row.ips), tags=tuple(row.tags), node=node,
+                            security_groups=tuple(sorted(str(g.uuid) for g in row.security_groups)),
+                            port_security=_opt(row.port_security) is not False)
                 self.ports[port_id] = port
                 self.owners[owner_hash(port_id)] = "port " + port_id
                 if old is not None and old.network_id != network_id:
@@ -142,6 +161,15 @@ class Core:
                     self.port_node.pop(port_id, None)
             for net_id in {p.network_id for p in (old, self.ports.get(port_id)) if p is not None}:
                 self._touch_network(net_id, also=(old_node, self.port_node.get(port_id)))
+            self._touch_acl()
+        elif table == "SecurityGroup":
+            gid = str(row.uuid)
+            if event == "delete":
+                self.groups.pop(gid, None)
+            else:
+                self.owners[owner_hash(gid)] = "security group " + gid
+                self.groups[gid] = tuple(sorted(_rule(r) for r in row.rules))
+            self._touch_acl()
         elif table == "Node":
             system_id = row.system_id
             if event == "delete":
@@ -161,6 +189,13 @@ class Core:
     def _touch_network(self, network_id, also=()):
         for system_id in self._hosts(network_id) | {n for n in also if n}:
             self.dirty.add((system_id, network_id))
+        self._kick()
+
+    def _touch_acl(self):
+        """Firewall views depend on ports and groups anywhere (remote groups):
+        every node's is recomputed, and compiled again only if it changed."""
+        for system_id in self.switches:
+            self.dirty.add((system_id, ACL))
         self._kick()
 
     def _kick(self):
@@ -352,15 +387,19 @@ class Core:
         changed = {}
         if ALL in units:
             base, networks = l2.plan_node(topo, switch.system_id)
-            views = {BASE: base}
+            views = {BASE: base, ACL: acl.plan_acl(topo, switch.system_id)}
             views.update(networks)
             for unit in set(switch.units) - set(views):
                 views[unit] = None
         else:
             views = {}
             for unit in units:
-                views[unit] = (l2.plan_node(topo, switch.system_id)[0] if unit == BASE
-                               else l2.plan_network(topo, unit, switch.system_id))
+                if unit == BASE:
+                    views[unit] = l2.plan_node(topo, switch.system_id)[0]
+                elif unit == ACL:
+                    views[unit] = acl.plan_acl(topo, switch.system_id)
+                else:
+                    views[unit] = l2.plan_network(topo, unit, switch.system_id)
         for unit, view in views.items():
             old_view, old_flows = switch.units.get(unit, (None, FlowSet(())))
             if view == old_view:
@@ -369,6 +408,8 @@ class Core:
                 new_flows = FlowSet(())
             elif unit == BASE:
                 new_flows = l2.compile_base(view)
+            elif unit == ACL:
+                new_flows = acl.compile_view(view)
             else:
                 new_flows = l2.compile_network(view)
             changed[unit] = (old_flows, new_flows, view)

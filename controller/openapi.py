@@ -1,5 +1,7 @@
 """The OpenAPI 3 document of the REST API, built from the server's own route table."""
 
+import re
+
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
 TAGS = {"type": "array", "maxItems": 32, "items": {"type": "string", "pattern": "^[A-Za-z0-9._:/=@+-]{1,64}$"}}
 UUID = {"type": "string", "format": "uuid"}
@@ -19,12 +21,51 @@ SCHEMAS = {
     "Port": {"type": "object", "properties": {
         "id": UUID, "name": NAME, "tenant": NAME, "network": UUID,
         "mac": {"type": "string"}, "ips": {"type": "array", "items": {"type": "string"}},
-        "tags": TAGS, "node": {"type": "string", "nullable": True}}},
+        "tags": TAGS, "node": {"type": "string", "nullable": True}, "port_security": {"type": "boolean"},
+        "security_groups": {"type": "array", "items": UUID}}},
     "PortCreate": {"type": "object", "additionalProperties": False, "required": ["name", "network"],
                    "properties": {"name": NAME, "network": UUID,
                                   "mac": {"type": "string", "pattern": "^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"},
                                   "ips": {"type": "array", "maxItems": 16, "items": {"type": "string"}},
-                                  "tags": TAGS}},
+                                  "tags": TAGS, "port_security": {"type": "boolean"},
+                                  "security_groups": {"type": "array", "maxItems": 32, "items": UUID}}},
+    "PortUpdate": {"type": "object", "additionalProperties": False, "properties": {
+        "name": NAME, "tags": TAGS, "port_security": {"type": "boolean"},
+        "security_groups": {"type": "array", "maxItems": 32, "items": UUID}}},
+    "SecurityGroup": {"type": "object", "properties": {
+        "id": UUID, "name": NAME, "tenant": NAME, "description": {"type": "string"},
+        "rules": {"type": "array", "items": {"$ref": "#/components/schemas/Rule"}}}},
+    "SecurityGroupCreate": {"type": "object", "additionalProperties": False, "required": ["name"],
+                            "properties": {"name": NAME, "tenant": NAME,
+                                           "description": {"type": "string", "maxLength": 255}},
+                            "example": {"name": "web", "tenant": "acme"}},
+    "SecurityGroupUpdate": {"type": "object", "additionalProperties": False,
+                            "properties": {"name": NAME, "description": {"type": "string", "maxLength": 255}}},
+    "Rule": {"type": "object", "properties": {
+        "id": UUID, "security_group": UUID, "direction": {"type": "string", "enum": ["ingress", "egress"]},
+        "ethertype": {"type": "string", "enum": ["IPv4", "IPv6"]},
+        "protocol": {"oneOf": [{"type": "string", "enum": ["tcp", "udp", "icmp", "icmpv6", "any"]},
+                               {"type": "integer", "minimum": 0, "maximum": 255}]},
+        "port_range_min": {"type": "integer", "nullable": True}, "port_range_max": {"type": "integer", "nullable": True},
+        "icmp_type": {"type": "integer", "nullable": True}, "icmp_code": {"type": "integer", "nullable": True},
+        "remote_ip_prefix": {"type": "string", "nullable": True},
+        "remote_group_id": {"type": "string", "nullable": True},
+        "action": {"type": "string", "enum": ["allow", "deny"]},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 1000}}},
+    "RuleCreate": {"type": "object", "additionalProperties": False, "required": ["direction"], "properties": {
+        "direction": {"type": "string", "enum": ["ingress", "egress"]},
+        "ethertype": {"type": "string", "enum": ["IPv4", "IPv6"]},
+        "protocol": {"oneOf": [{"type": "string", "enum": ["tcp", "udp", "icmp", "icmpv6", "any"]},
+                               {"type": "integer", "minimum": 0, "maximum": 255}]},
+        "port_range_min": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "port_range_max": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "icmp_type": {"type": "integer", "minimum": 0, "maximum": 255},
+        "icmp_code": {"type": "integer", "minimum": 0, "maximum": 255},
+        "remote_ip_prefix": {"type": "string"}, "remote_group_id": UUID,
+        "action": {"type": "string", "enum": ["allow", "deny"]},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 1000}},
+        "example": {"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80,
+                    "remote_ip_prefix": "0.0.0.0/0"}},
     "Node": {"type": "object", "properties": {
         "system_id": {"type": "string"}, "hostname": {"type": "string"}, "encap_ip": {"type": "string"},
         "state": {"type": "string", "enum": ["up", "down"]}, "last_seen": {"type": "integer"}}},
@@ -43,8 +84,15 @@ OPERATIONS = {
     ("GET", "/v1/ports"): ("List ports", None, 200, {"type": "array", "items": {"$ref": "#/components/schemas/Port"}}, ["name", "network", "tenant"]),
     ("POST", "/v1/ports"): ("Create a port", "PortCreate", 201, "Port", []),
     ("GET", "/v1/ports/{id}"): ("Show a port", None, 200, "Port", []),
-    ("PATCH", "/v1/ports/{id}"): ("Rename or retag a port", "Update", 200, "Port", []),
+    ("PATCH", "/v1/ports/{id}"): ("Rename, retag or change the security of a port", "PortUpdate", 200, "Port", []),
     ("DELETE", "/v1/ports/{id}"): ("Delete a port", None, 204, None, []),
+    ("GET", "/v1/security-groups"): ("List security groups", None, 200, {"type": "array", "items": {"$ref": "#/components/schemas/SecurityGroup"}}, ["name", "tenant"]),
+    ("POST", "/v1/security-groups"): ("Create a security group", "SecurityGroupCreate", 201, "SecurityGroup", []),
+    ("GET", "/v1/security-groups/{id}"): ("Show a security group and its rules", None, 200, "SecurityGroup", []),
+    ("PATCH", "/v1/security-groups/{id}"): ("Rename a security group", "SecurityGroupUpdate", 200, "SecurityGroup", []),
+    ("DELETE", "/v1/security-groups/{id}"): ("Delete a security group no port uses", None, 204, None, []),
+    ("POST", "/v1/security-groups/{id}/rules"): ("Add a rule", "RuleCreate", 201, "Rule", []),
+    ("DELETE", "/v1/security-groups/{id}/rules/{rule_id}"): ("Remove a rule", None, 204, None, []),
     ("GET", "/v1/nodes"): ("List nodes (admin)", None, 200, {"type": "array", "items": {"$ref": "#/components/schemas/Node"}}, []),
     ("GET", "/v1/nodes/{id}"): ("Show a node by system-id (admin)", None, 200, "Node", []),
     ("DELETE", "/v1/nodes/{id}"): ("Delete a node that is down (admin)", None, 204, None, []),
@@ -68,8 +116,8 @@ def document(routes):
         if path != "/v1/openapi.json":
             op["security"] = [{"bearer": []}]
         params = [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in query]
-        if "{id}" in path:
-            params.append({"name": "id", "in": "path", "required": True, "schema": {"type": "string"}})
+        for name in re.findall(r"\{(\w+)\}", path):
+            params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
         if params:
             op["parameters"] = params
         if request:

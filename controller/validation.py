@@ -133,3 +133,83 @@ def ips(value, networks):
             raise invalid(field, "%s is listed twice" % addr)
         out.append(str(addr))
     return out
+
+
+PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
+PROTOCOL_NAMES = {v: k for k, v in PROTOCOLS.items()}
+
+
+def _opt_int(body, field, lo, hi):
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise invalid(field, "%s must be an integer from %d to %d" % (field, lo, hi))
+    return value
+
+
+def rule(body):
+    """A security group rule as the store keeps it (without remote_group)."""
+    direction = body.get("direction")
+    if direction not in ("ingress", "egress"):
+        raise invalid("direction", "direction must be ingress or egress")
+    ethertype = body.get("ethertype", "IPv4")
+    if ethertype not in ("IPv4", "IPv6"):
+        raise invalid("ethertype", "ethertype must be IPv4 or IPv6")
+    proto = body.get("protocol", "any")
+    if proto is None or proto == "any":
+        proto = None
+    elif isinstance(proto, str) and proto in PROTOCOLS:
+        proto = PROTOCOLS[proto]
+    elif isinstance(proto, int) and not isinstance(proto, bool) and 0 <= proto <= 255:
+        pass
+    else:
+        raise invalid("protocol", "protocol is tcp, udp, icmp, icmpv6, any or a number from 0 to 255")
+    if proto == 1 and ethertype == "IPv6":
+        raise invalid("protocol", "ICMP with IPv6 is icmpv6")
+    if proto == 58 and ethertype == "IPv4":
+        raise invalid("protocol", "icmpv6 needs ethertype IPv6")
+    pmin = _opt_int(body, "port_range_min", 1, 65535)
+    pmax = _opt_int(body, "port_range_max", 1, 65535)
+    if (pmin is not None or pmax is not None) and proto not in (6, 17):
+        raise invalid("port_range_min" if pmin is not None else "port_range_max",
+                      "port ranges need protocol tcp or udp")
+    if pmax is not None and pmin is None:
+        raise invalid("port_range_min", "port_range_max needs port_range_min")
+    if pmin is not None and pmax is not None and pmax < pmin:
+        raise invalid("port_range_max", "port_range_max is below port_range_min")
+    itype = _opt_int(body, "icmp_type", 0, 255)
+    icode = _opt_int(body, "icmp_code", 0, 255)
+    if (itype is not None or icode is not None) and proto not in (1, 58):
+        raise invalid("icmp_type" if itype is not None else "icmp_code", "ICMP type and code need protocol icmp or icmpv6")
+    if icode is not None and itype is None:
+        raise invalid("icmp_code", "icmp_code needs icmp_type")
+    prefix = body.get("remote_ip_prefix")
+    if prefix is not None:
+        if "remote_group_id" in body and body["remote_group_id"] is not None:
+            raise invalid("remote_ip_prefix", "give remote_ip_prefix or remote_group_id, not both")
+        if not isinstance(prefix, str):
+            raise invalid("remote_ip_prefix", "remote_ip_prefix is a CIDR")
+        try:
+            net = ipaddress.ip_network(prefix, strict=True)
+        except ValueError as exc:
+            raise invalid("remote_ip_prefix", "%r is not a network address with a prefix: %s" % (prefix, exc))
+        if net.version != (4 if ethertype == "IPv4" else 6):
+            raise invalid("remote_ip_prefix", "remote_ip_prefix is not an %s network" % ethertype)
+        prefix = str(net)
+    action = body.get("action", "allow")
+    if action not in ("allow", "deny"):
+        raise invalid("action", "action is allow or deny")
+    priority = body.get("priority", 100)
+    if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 1000:
+        raise invalid("priority", "priority is an integer from 0 to 1000")
+    opt = lambda v: [] if v is None else [v]  # noqa: E731
+    return {"direction": direction, "ethertype": ethertype, "protocol": opt(proto),
+            "port_range_min": opt(pmin), "port_range_max": opt(pmax), "icmp_type": opt(itype),
+            "icmp_code": opt(icode), "remote_ip_prefix": opt(prefix), "action": action, "priority": priority}
+
+
+def boolean(value, field):
+    if not isinstance(value, bool):
+        raise invalid(field, "%s must be true or false" % field)
+    return value

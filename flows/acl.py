@@ -260,3 +260,44 @@ def compile_acl(ports, groups, group_addrs) -> FlowSet:
     for group in groups:
         flows += compile_group(group, group_addrs)
     return merge(flows)
+
+
+class AclView(NamedTuple):
+    """What the firewall of one node depends on."""
+    ports: tuple      # SecuredPort, sorted
+    groups: tuple     # GroupOnNode, sorted
+    addrs: tuple      # (group id, addresses), sorted: the remote groups the rules name
+
+
+def plan_acl(topology, system_id):
+    """The firewall view of one node, or None if it has no local port."""
+    local = []
+    for port_id, (node, ofport) in topology.bindings.items():
+        port = topology.ports.get(port_id)
+        if node != system_id or not ofport or port is None:
+            continue
+        local.append(SecuredPort(port_id, ofport, port.mac, tuple(port.ips), port.port_security,
+                                 tuple(g for g in port.security_groups if g in topology.groups)))
+    if not local:
+        return None
+    members = {}
+    for sp in local:
+        for gid in sp.groups:
+            members.setdefault(gid, []).append(sp.ofport)
+    groups, remote = [], set()
+    for gid in sorted(members):
+        rules = tuple(sorted(topology.groups[gid]))
+        remote.update(r.remote_group for r in rules if r.remote_group is not None)
+        groups.append(GroupOnNode(gid, tuple(sorted(members[gid])), rules))
+    addrs = {gid: set() for gid in remote}
+    if remote:
+        for port in topology.ports.values():
+            for gid in port.security_groups:
+                if gid in addrs:
+                    addrs[gid].update(port.ips)
+    return AclView(tuple(sorted(local)), tuple(groups),
+                   tuple(sorted((gid, tuple(sorted(a))) for gid, a in addrs.items())))
+
+
+def compile_view(view: AclView) -> FlowSet:
+    return compile_acl(view.ports, view.groups, dict(view.addrs))

@@ -20,6 +20,8 @@ class Port(NamedTuple):
     ips: tuple = ()
     tags: tuple = ()
     node: Optional[str] = None
+    security_groups: tuple = ()   # security group ids
+    port_security: bool = True
 
 
 class Topology(NamedTuple):
@@ -29,10 +31,12 @@ class Topology(NamedTuple):
     plugged into and, when known, its ofport there (only the node itself needs
     the ofport). ``tunnels``: system id -> {peer system id: tunnel ofport}.
     ``net_ports``: network id -> port ids (an index, so one network is planned
-    without looking at the others).
+    without looking at the others). ``groups``: security group id -> its
+    rules (flows.acl.Rule).
     """
     networks: Mapping
     ports: Mapping
     bindings: Mapping
     tunnels: Mapping
     net_ports: Mapping
+    groups: Mapping = {}

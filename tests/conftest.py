@@ -12,7 +12,7 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if report.failed and call.when == "call":
-        for name in ("l2",):
+        for name in ("l2", "fw"):
             env = item.funcargs.get(name)
             lab = getattr(env, "lab", None)
             if lab is not None:

@@ -341,8 +341,9 @@ class VM:
     def exec(self, *args, check=True, timeout=60):
         return sh("ip", "netns", "exec", self.ns, *args, check=check, timeout=timeout)
 
-    def ping(self, dst, count=3, interval=0.2, timeout=1):
-        out = self.exec("ping", "-c", str(count), "-i", str(interval), "-W", str(timeout), dst,
+    def ping(self, dst, count=3, interval=0.2, timeout=1, source=None):
+        extra = ["-I", source] if source else []
+        out = self.exec("ping", "-c", str(count), "-i", str(interval), "-W", str(timeout), *extra, dst,
                         check=False, timeout=count * (interval + timeout) + 10)
         return _ping_counts(out)
 

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from flows.acl import SecuredPort, compile_port_security
 from tests.dvnproc import DvnServer, join, wait_until
 from tests.lab import Lab
 
@@ -165,8 +166,10 @@ def test_adding_a_port_sends_only_the_flows_it_touches(l2):
     for node, n in sent:
         per_node[node] = per_node.get(node, 0) + int(n)
     # hv1: in_port, MAC lookup and delivery of a5, and its network's two flood
-    # flows now also deliver to a5; hv2 and hv3: one flow each, a5's MAC -> hv1.
-    assert per_node == {"hv1": 5, "hv2": 1, "hv3": 1}, sent
+    # flows now also deliver to a5, plus a5's port security (it has no security
+    # group: open in both directions); hv2 and hv3: one flow each, a5's MAC -> hv1.
+    security = len(compile_port_security(SecuredPort("a5", 5, _mac(5), ("10.0.0.5",)))) + 2
+    assert per_node == {"hv1": 5 + security, "hv2": 1, "hv3": 1}, sent
     for hv in ("hv2", "hv3"):
         after = l2.flows(hv)
         assert len(after) == len(before[hv]) + 1

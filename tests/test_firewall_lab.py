@@ -1,0 +1,141 @@
+"""The distributed firewall with real packets: security groups across two hypervisors.
+
+web1 (hv1) is in group "web": TCP 8080 from members of group "clients", ICMP
+from anywhere. cl1 (hv2) and cl2 (hv1) are "clients"; x1 (hv2) is in no
+group (open, but port security still applies).
+"""
+
+import time
+
+import pytest
+
+from tests.dvnproc import DvnServer, join, wait_until
+from tests.lab import Lab
+
+pytestmark = pytest.mark.lab
+
+CTL_IP = "192.168.62.1"
+HVS = {"hv1": "192.168.62.11", "hv2": "192.168.62.12"}
+
+
+class Env:
+    pass
+
+
+def mac(i):
+    return "02:00:00:00:03:%02x" % i
+
+
+@pytest.fixture(scope="module")
+def fw(tmp_path_factory):
+    state = tmp_path_factory.mktemp("dvn-fw")
+    Lab.cleanup_stale("fw")
+    with Lab("fw") as lab:
+        lab.underlay("192.168.62.0/24")
+        lab.controller_uplink(CTL_IP + "/24")
+        dvn = DvnServer(str(state), api_port=18081, listen_ip=CTL_IP, of_port=6653, ovsdb_port=6640).start()
+        try:
+            env = Env()
+            env.lab, env.dvn, env.api = lab, dvn, dvn.client()
+            hvs = {n: lab.add_hv(n, ip + "/24") for n, ip in HVS.items()}
+            lab.seed_neighbors()
+            for n, ip in HVS.items():
+                join(hvs[n], CTL_IP, ip)
+            api = env.api
+            net = api.post("/v1/networks", {"name": "fwnet", "tenant": "acme", "cidrs": ["10.0.0.0/24"]})
+            env.web = api.post("/v1/security-groups", {"name": "web", "tenant": "acme"})
+            env.clients = api.post("/v1/security-groups", {"name": "clients", "tenant": "acme"})
+            sg = "/v1/security-groups/%s/rules"
+            env.http_rule = api.post(sg % env.web["id"], {"direction": "ingress", "protocol": "tcp",
+                                                          "port_range_min": 8080, "port_range_max": 8080,
+                                                          "remote_group_id": env.clients["id"]})
+            env.icmp_rule = api.post(sg % env.web["id"], {"direction": "ingress", "protocol": "icmp",
+                                                          "remote_ip_prefix": "0.0.0.0/0"})
+            for group in (env.web, env.clients):
+                api.post(sg % group["id"], {"direction": "egress"})
+            env.vms, env.ports = {}, {}
+            for i, (name, hv, groups) in enumerate((("web1", "hv1", [env.web["id"]]),
+                                                   ("cl1", "hv2", [env.clients["id"]]),
+                                                   ("cl2", "hv1", [env.clients["id"]]),
+                                                   ("x1", "hv2", [])), start=1):
+                ip = "10.0.0.%d" % i
+                port = api.post("/v1/ports", {"name": name, "network": net["id"], "mac": mac(i), "ips": [ip],
+                                              "security_groups": groups})
+                env.ports[name] = port
+                env.vms[name] = lab.add_vm(name, hvs[hv], ip + "/24", mac(i), iface_id=port["id"])
+            for name, hv in (("web1", "hv1"), ("x1", "hv2")):
+                wait_until(lambda: api.get("/v1/ports/%s" % env.ports[name]["id"])["node"] == hv,
+                           what="%s bound" % name)
+            env.server = env.vms["web1"].serve_http(8080, str(state))
+            yield env
+        finally:
+            dvn.stop()
+            dvn.stop_store()
+
+
+def can_fetch(vm, url):
+    try:
+        vm.fetch(url, timeout=3)
+        return True
+    except RuntimeError:
+        return False
+
+
+WEB = "http://10.0.0.1:8080/"
+
+
+def test_group_members_reach_the_web_port_across_and_within_hosts(fw):
+    assert fw.vms["cl1"].ping_ok("10.0.0.1")     # ICMP allowed from anywhere
+    assert can_fetch(fw.vms["cl1"], WEB)          # hv2 -> hv1
+    assert can_fetch(fw.vms["cl2"], WEB)          # same host
+
+
+def test_a_port_outside_the_remote_group_is_refused(fw):
+    assert fw.vms["x1"].ping_ok("10.0.0.1")      # ICMP is open to everyone
+    assert not can_fetch(fw.vms["x1"], WEB)       # TCP 8080 only from clients
+
+
+def test_stateful_replies_pass_but_new_connections_back_do_not(fw):
+    assert can_fetch(fw.vms["cl1"], WEB)          # the reply came back through cl1's firewall
+    server = fw.vms["cl1"].serve_http(8081, "/tmp")
+    try:
+        # web1 may send anything (egress any), but clients accept nothing new.
+        assert not can_fetch(fw.vms["web1"], "http://10.0.0.2:8081/")
+        tx, rx = fw.vms["web1"].ping("10.0.0.2", count=2, interval=0.2, timeout=1)
+        assert rx == 0
+    finally:
+        server.stop()
+
+
+def test_spoofed_source_ip_and_mac_are_dropped(fw):
+    x1 = fw.vms["x1"]
+    assert x1.ping_ok("10.0.0.1")
+    x1.exec("ip", "addr", "add", "10.0.0.99/24", "dev", "eth0")
+    try:
+        tx, rx = x1.ping("10.0.0.1", count=3, interval=0.2, timeout=1, source="10.0.0.99")
+        assert tx == 3 and rx == 0, "a spoofed source address got through"
+    finally:
+        x1.exec("ip", "addr", "del", "10.0.0.99/24", "dev", "eth0")
+    x1.exec("ip", "neigh", "flush", "all")
+    x1.exec("ip", "link", "set", "eth0", "address", "02:00:00:00:03:99")
+    try:
+        tx, rx = x1.ping("10.0.0.1", count=3, interval=0.2, timeout=1)
+        assert rx == 0, "a spoofed MAC address got through"
+    finally:
+        x1.exec("ip", "link", "set", "eth0", "address", mac(4))
+    assert x1.ping_ok("10.0.0.1")
+
+
+def test_removing_a_rule_blocks_new_connections_within_a_second(fw):
+    x1 = fw.vms["x1"]
+    assert x1.ping_ok("10.0.0.1")
+    fw.api.delete("/v1/security-groups/%s/rules/%s" % (fw.web["id"], fw.icmp_rule["id"]))
+    started = time.monotonic()
+    # Each ping run is a new ICMP id, so a new connection for conntrack.
+    wait_until(lambda: x1.ping("10.0.0.1", count=1, timeout=0.5)[1] == 0,
+               timeout=5, interval=0.05, what="ICMP blocked")
+    assert time.monotonic() - started < 2.5
+    rule = fw.api.post("/v1/security-groups/%s/rules" % fw.web["id"],
+                       {"direction": "ingress", "protocol": "icmp", "remote_ip_prefix": "0.0.0.0/0"})
+    fw.icmp_rule = rule
+    assert x1.ping_ok("10.0.0.1")

@@ -354,3 +354,71 @@ def test_cli_end_to_end(server):
     assert json.loads(run_cli(server, tok, "--json", "network", "list").stdout) == []
     out = run_cli(server, tok, "node", "list")
     assert out.returncode == 1 and "403" in out.stderr
+
+
+@pytest.fixture(scope="module")
+def sg(acme):
+    return acme.post("/v1/security-groups", {"name": "sg1", "description": "web servers"})
+
+
+RULE_CASES = [
+    ({}, "direction"),
+    ({"direction": "in"}, "direction"),
+    ({"direction": "ingress", "ethertype": "IPv5"}, "ethertype"),
+    ({"direction": "ingress", "protocol": "sctpx"}, "protocol"),
+    ({"direction": "ingress", "protocol": 256}, "protocol"),
+    ({"direction": "ingress", "protocol": "icmp", "ethertype": "IPv6"}, "protocol"),
+    ({"direction": "ingress", "protocol": "icmpv6"}, "protocol"),
+    ({"direction": "ingress", "protocol": "tcp", "port_range_min": 0}, "port_range_min"),
+    ({"direction": "ingress", "protocol": "tcp", "port_range_min": 90, "port_range_max": 80}, "port_range_max"),
+    ({"direction": "ingress", "protocol": "tcp", "port_range_max": 80}, "port_range_min"),
+    ({"direction": "ingress", "protocol": "icmp", "port_range_min": 80}, "port_range_min"),
+    ({"direction": "ingress", "protocol": "tcp", "icmp_type": 8}, "icmp_type"),
+    ({"direction": "ingress", "protocol": "icmp", "icmp_code": 0}, "icmp_code"),
+    ({"direction": "ingress", "protocol": "icmp", "icmp_type": 300}, "icmp_type"),
+    ({"direction": "ingress", "remote_ip_prefix": "10.0.0.1/24"}, "remote_ip_prefix"),
+    ({"direction": "ingress", "remote_ip_prefix": "fd00::/64"}, "remote_ip_prefix"),
+    ({"direction": "ingress", "remote_ip_prefix": "10.0.0.0/8", "remote_group_id": "x"}, "remote_ip_prefix"),
+    ({"direction": "ingress", "remote_group_id": "no-such-group"}, "remote_group_id"),
+    ({"direction": "ingress", "action": "reject"}, "action"),
+    ({"direction": "ingress", "priority": 1001}, "priority"),
+    ({"direction": "ingress", "priority": "high"}, "priority"),
+    ({"direction": "ingress", "colour": 1}, "colour"),
+]
+
+
+@pytest.mark.parametrize("body,field", RULE_CASES)
+def test_rule_validation(acme, admin, sg, body, field):
+    before = admin.get("/v1/security-groups")
+    expect_problem(acme, "POST", "/v1/security-groups/%s/rules" % sg["id"], body, 400, field)
+    assert admin.get("/v1/security-groups") == before
+
+
+def test_security_groups_rules_and_ports(acme, umbrella, admin, net, sg):
+    other = acme.post("/v1/security-groups", {"name": "sg2"})
+    rule = acme.post("/v1/security-groups/%s/rules" % sg["id"],
+                     {"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 81,
+                      "remote_group_id": other["id"], "priority": 200})
+    assert rule["protocol"] == "tcp" and rule["remote_group_id"] == other["id"] and rule["action"] == "allow"
+    deny = acme.post("/v1/security-groups/%s/rules" % sg["id"],
+                     {"direction": "egress", "ethertype": "IPv6", "protocol": 58, "action": "deny"})
+    assert deny["protocol"] == "icmpv6" and deny["priority"] == 100
+    assert {r["id"] for r in acme.get("/v1/security-groups/%s" % sg["id"])["rules"]} == {rule["id"], deny["id"]}
+    expect_problem(acme, "POST", "/v1/security-groups", {"name": "sg1"}, 409, "name")
+    # Ports name their groups; another tenant's group is not a group here.
+    port = acme.post("/v1/ports", {"name": "guarded", "network": net["id"], "security_groups": [sg["id"]]})
+    assert port["security_groups"] == [sg["id"]] and port["port_security"] is True
+    theirs = umbrella.post("/v1/security-groups", {"name": "theirs"})
+    expect_problem(acme, "PATCH", "/v1/ports/%s" % port["id"], {"security_groups": [theirs["id"]]}, 400,
+                   "security_groups[0]")
+    expect_problem(acme, "PATCH", "/v1/ports/%s" % port["id"], {"port_security": "no"}, 400, "port_security")
+    open_port = acme.call("PATCH", "/v1/ports/%s" % port["id"], {"port_security": False, "security_groups": []})
+    assert open_port["port_security"] is False and open_port["security_groups"] == []
+    acme.call("PATCH", "/v1/ports/%s" % port["id"], {"security_groups": [sg["id"]]})
+    expect_problem(acme, "DELETE", "/v1/security-groups/%s" % sg["id"], None, 409, "id")
+    expect_problem(acme, "DELETE", "/v1/security-groups/%s" % other["id"], None, 409, "id")
+    expect_problem(umbrella, "GET", "/v1/security-groups/%s" % sg["id"], None, 404, None)
+    acme.delete("/v1/security-groups/%s/rules/%s" % (sg["id"], rule["id"]))
+    expect_problem(acme, "DELETE", "/v1/security-groups/%s/rules/%s" % (sg["id"], rule["id"]), None, 404, None)
+    acme.delete("/v1/security-groups/%s" % other["id"])
+    acme.delete("/v1/ports/%s" % port["id"])

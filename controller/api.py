@@ -20,6 +20,8 @@ import webob
 
 from controller import validation as v
 from controller.validation import Problem, conflict, invalid
+from flows import groups
+from flows.model import Port
 from ovsdb.nb import Conflict, NbError
 
 LOG = logging.getLogger(__name__)
@@ -99,8 +101,25 @@ def rule_view(row, group_id):
 
 def group_view(row):
     gid = str(row.uuid)
+    criteria = _opt(row.criteria)
     return {"id": gid, "name": row.name, "tenant": row.tenant, "description": row.description,
+            "criteria": json.loads(criteria) if criteria else None,
             "rules": sorted((rule_view(r, gid) for r in row.rules), key=lambda r: r["id"])}
+
+
+def _criteria(body):
+    """The criteria of a dynamic group, checked, as the store keeps it ([] for none)."""
+    value = body.get("criteria")
+    if value is None:
+        return []
+    try:
+        groups.check(value)
+    except groups.CriteriaError as exc:
+        raise invalid(exc.path, exc.detail)
+    text = json.dumps(value, sort_keys=True)
+    if len(text) > 4096:
+        raise invalid("criteria", "criteria are limited to 4096 characters of JSON")
+    return [text]
 
 
 def node_view(row):
@@ -128,6 +147,7 @@ class Api:
             ("GET", r"/v1/security-groups/{id}", self.show_group),
             ("PATCH", r"/v1/security-groups/{id}", self.update_group),
             ("DELETE", r"/v1/security-groups/{id}", self.delete_group),
+            ("GET", r"/v1/security-groups/{id}/members", self.group_members),
             ("POST", r"/v1/security-groups/{id}/rules", self.create_rule),
             ("DELETE", r"/v1/security-groups/{id}/rules/{rule_id}", self.delete_rule),
             ("GET", r"/v1/nodes", self.list_nodes),
@@ -345,7 +365,7 @@ class Api:
         nets = [ipaddress.ip_network(c) for c in net.cidrs]
         ips = v.ips(body.get("ips", []), nets)
         tags = v.tags(body.get("tags", []))
-        groups = self._groups_of(body, net.tenant)
+        group_ids = self._groups_of(body, net.tenant)
         security = [v.boolean(body["port_security"], "port_security")] if "port_security" in body else []
         with self.lock:
             ports = self.nb.rows("Port")
@@ -363,7 +383,7 @@ class Api:
                     raise conflict("ips[%d]" % i, "%s is already used in network %s" % (ip, net.name))
             uuid, = self._transact([self.nb.api.db_create("Port", name=name, tenant=net.tenant,
                                                           network=net.uuid, mac=mac, ips=ips,
-                                                          tags=tags, security_groups=groups,
+                                                          tags=tags, security_groups=group_ids,
                                                           port_security=security)], "name")
         return 201, port_view(self.nb.get("Port", uuid))
 
@@ -389,8 +409,9 @@ class Api:
 
     def create_group(self, req, caller):
         body = self.body(req)
-        v.check_fields(body, ("name", "description", "tenant"), required=("name",))
+        v.check_fields(body, ("name", "description", "tenant", "criteria"), required=("name",))
         tenant = self._tenant_of_new(body, caller)
+        criteria = _criteria(body)
         name = v.name(body["name"])
         description = body.get("description", "")
         if not isinstance(description, str) or len(description) > 255:
@@ -399,12 +420,12 @@ class Api:
             if any(r.tenant == tenant and r.name == name for r in self.nb.rows("SecurityGroup")):
                 raise conflict("name", "tenant %s already has a security group named %s" % (tenant, name))
             uuid, = self._transact([self.nb.api.db_create("SecurityGroup", name=name, tenant=tenant,
-                                                          description=description)], "name")
+                                                          description=description, criteria=criteria)], "name")
         return 201, group_view(self.nb.get("SecurityGroup", uuid))
 
     def update_group(self, req, caller, id):
         body = self.body(req)
-        v.check_fields(body, ("name", "description"))
+        v.check_fields(body, ("name", "description", "criteria"))
         with self.lock:
             row = self._find("SecurityGroup", id, caller)
             changes = []
@@ -418,6 +439,8 @@ class Api:
                 if not isinstance(body["description"], str) or len(body["description"]) > 255:
                     raise invalid("description", "description is a string of at most 255 characters")
                 changes.append(("description", body["description"]))
+            if "criteria" in body:
+                changes.append(("criteria", _criteria(body)))
             if changes:
                 self._transact([self.nb.api.db_set("SecurityGroup", row.uuid, *changes)], "name")
         return 200, group_view(self.nb.get("SecurityGroup", id))
@@ -432,6 +455,22 @@ class Api:
                 raise conflict("id", "security group %s is the remote group of another group's rule" % id)
             self._transact([self.nb.api.db_destroy("SecurityGroup", row.uuid)], "id")
         return 204, None
+
+    def group_members(self, req, caller, id):
+        """The ports in the group now: those that name it and, for a dynamic
+        group, those its criteria select (in the group's tenant)."""
+        row = self._find("SecurityGroup", id, caller)
+        criteria = _opt(row.criteria)
+        criteria = json.loads(criteria) if criteria else None
+        members = []
+        for p in self.nb.rows("Port"):
+            if p.tenant != row.tenant:
+                continue
+            named = row.uuid in [g.uuid for g in p.security_groups]
+            value = Port(str(p.uuid), p.name, p.tenant, str(p.network.uuid), p.mac, tuple(p.ips), tuple(p.tags))
+            if named or (criteria is not None and groups.matches(criteria, value)):
+                members.append({"id": str(p.uuid), "name": p.name})
+        return 200, sorted(members, key=lambda m: m["name"])
 
     def create_rule(self, req, caller, id):
         body = self.body(req)

@@ -16,6 +16,7 @@ corrected in one bundle: flows that are right are never touched.
 """
 
 import collections
+import json
 import logging
 import time
 
@@ -23,7 +24,7 @@ import eventlet
 from eventlet import event as ev_event
 
 from controller.ofconn import SwitchConn, SwitchError
-from flows import acl, l2, ofwire
+from flows import acl, groups, l2, ofwire
 from flows.flow import Flow, FlowSet, cookie_category, cookie_owner, diff, owner_hash
 from flows.model import Network, Port, Topology
 from flows.render import render_flow
@@ -80,6 +81,8 @@ class Core:
         self.networks = {}
         self.ports = {}
         self.groups = {}                               # security group id -> rules
+        self.criteria = {}                             # dynamic group id -> (tenant, criteria)
+        self.explicit = {}                             # port id -> the groups the port names
         self.net_ports = collections.defaultdict(set)  # network id -> port ids
         self.port_node = {}                            # port id -> system id (northbound)
         self.nodes = {}                                # system id -> encap ip (northbound)
@@ -137,15 +140,17 @@ class Core:
             if event == "delete":
                 self.ports.pop(port_id, None)
                 self.port_node.pop(port_id, None)
+                self.explicit.pop(port_id, None)
                 if old is not None:
                     self.net_ports[old.network_id].discard(port_id)
             else:
                 network_id = str(row.network.uuid) if hasattr(row.network, "uuid") else str(_opt(row.network))
                 node = _opt(row.node)
-                port = Port(id=port_id, name=row.name, tenant=row.tenant, network_id=network_id,
-                            mac=row.mac, ips=tuple(row.ips), tags=tuple(row.tags), node=node,
-                            security_groups=tuple(sorted(str(g.uuid) for g in row.security_groups)),
-                            port_security=_opt(row.port_security) is not False)
+                self.explicit[port_id] = tuple(sorted(str(g.uuid) for g in row.security_groups))
+                port = self._with_groups(Port(
+                    id=port_id, name=row.name, tenant=row.tenant, network_id=network_id,
+                    mac=row.mac, ips=tuple(row.ips), tags=tuple(row.tags), node=node,
+                    port_security=_opt(row.port_security) is not False))
                 self.ports[port_id] = port
                 self.owners[owner_hash(port_id)] = "port " + port_id
                 if old is not None and old.network_id != network_id:
@@ -164,11 +169,22 @@ class Core:
             self._touch_acl()
         elif table == "SecurityGroup":
             gid = str(row.uuid)
+            old_criteria = self.criteria.get(gid)
             if event == "delete":
                 self.groups.pop(gid, None)
+                self.criteria.pop(gid, None)
             else:
                 self.owners[owner_hash(gid)] = "security group " + gid
                 self.groups[gid] = tuple(sorted(_rule(r) for r in row.rules))
+                text = _opt(row.criteria)
+                if text:
+                    self.criteria[gid] = (row.tenant, json.loads(text))
+                else:
+                    self.criteria.pop(gid, None)
+            if self.criteria.get(gid) != old_criteria:
+                # Membership of a dynamic group changed: every port is looked at again.
+                for port_id, port in list(self.ports.items()):
+                    self.ports[port_id] = self._with_groups(port)
             self._touch_acl()
         elif table == "Node":
             system_id = row.system_id
@@ -182,6 +198,16 @@ class Core:
                 self.nodes[system_id] = row.encap_ip
             self.mesh_dirty = True
             self._kick()
+
+    def _with_groups(self, port):
+        """``port`` with its effective groups: those it names and the dynamic
+        groups of its tenant whose criteria select it."""
+        found = set(self.explicit.get(port.id, ()))
+        for gid, (tenant, criteria) in self.criteria.items():
+            if tenant == port.tenant and groups.matches(criteria, port):
+                found.add(gid)
+        return port._replace(security_groups=tuple(sorted(found)),
+                             named_groups=self.explicit.get(port.id, ()))
 
     def _hosts(self, network_id):
         return {self.port_node[p] for p in self.net_ports.get(network_id, ()) if p in self.port_node}

@@ -276,8 +276,12 @@ def plan_acl(topology, system_id):
         port = topology.ports.get(port_id)
         if node != system_id or not ofport or port is None:
             continue
-        local.append(SecuredPort(port_id, ofport, port.mac, tuple(port.ips), port.port_security,
-                                 tuple(g for g in port.security_groups if g in topology.groups)))
+        # A group the port names guards it (even with no rule: then it drops
+        # everything, as in Neutron); a dynamic group that selects it guards it
+        # only if the group has rules: without, it only names a set of ports.
+        guards = tuple(g for g in port.security_groups
+                       if g in topology.groups and (g in port.named_groups or topology.groups[g]))
+        local.append(SecuredPort(port_id, ofport, port.mac, tuple(port.ips), port.port_security, guards))
     if not local:
         return None
     members = {}

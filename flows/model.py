@@ -20,8 +20,9 @@ class Port(NamedTuple):
     ips: tuple = ()
     tags: tuple = ()
     node: Optional[str] = None
-    security_groups: tuple = ()   # security group ids
+    security_groups: tuple = ()   # security group ids the port is in (named or selected)
     port_security: bool = True
+    named_groups: tuple = ()      # the groups the port names itself
 
 
 class Topology(NamedTuple):

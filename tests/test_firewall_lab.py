@@ -73,9 +73,9 @@ def fw(tmp_path_factory):
             dvn.stop_store()
 
 
-def can_fetch(vm, url):
+def can_fetch(vm, url, timeout=3):
     try:
-        vm.fetch(url, timeout=3)
+        vm.fetch(url, timeout=timeout)
         return True
     except RuntimeError:
         return False
@@ -139,3 +139,24 @@ def test_removing_a_rule_blocks_new_connections_within_a_second(fw):
                        {"direction": "ingress", "protocol": "icmp", "remote_ip_prefix": "0.0.0.0/0"})
     fw.icmp_rule = rule
     assert x1.ping_ok("10.0.0.1")
+
+
+def test_retagging_moves_a_port_into_a_dynamic_group_and_its_traffic_follows(fw):
+    api, x1 = fw.api, fw.vms["x1"]
+    trusted = api.post("/v1/security-groups", {"name": "trusted", "tenant": "acme",
+                                               "criteria": {"tags_any": ["trusted"]}})
+    api.post("/v1/security-groups/%s/rules" % fw.web["id"],
+             {"direction": "ingress", "protocol": "tcp", "port_range_min": 8080, "port_range_max": 8080,
+              "remote_group_id": trusted["id"]})
+    assert not can_fetch(x1, WEB)
+    port = "/v1/ports/%s" % fw.ports["x1"]["id"]
+    api.call("PATCH", port, {"tags": ["trusted"]})
+    started = time.monotonic()
+    assert [m["name"] for m in api.get("/v1/security-groups/%s/members" % trusted["id"])] == ["x1"]
+    wait_until(lambda: can_fetch(x1, WEB), timeout=5, interval=0.05, what="x1 let in")
+    assert time.monotonic() - started < 1.5
+    assert x1.ping_ok("10.0.0.1")   # a dynamic group without rules does not lock its members in
+    api.call("PATCH", port, {"tags": []})
+    started = time.monotonic()
+    wait_until(lambda: not can_fetch(x1, WEB, timeout=0.5), timeout=5, interval=0.05, what="x1 shut out")
+    assert time.monotonic() - started < 1.5  # the refused fetch itself waits 0.5 s

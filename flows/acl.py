@@ -17,6 +17,7 @@ Established and related traffic of an allowed connection passes before any
 rule is looked at.
 """
 
+import functools
 import ipaddress
 import zlib
 from typing import NamedTuple, Optional
@@ -129,6 +130,12 @@ def _stateful_base():
                                                          eth_type=eth), PORT, "acl", goto=nxt))
             flows.append(make_flow(table, P_STATE + 1, match(ct_state=(CT_TRK | CT_INV, CT_TRK | CT_INV),
                                                              eth_type=eth), PORT, "acl"))
+        # ARP, and IPv6 neighbour and router discovery, pass for every port (port
+        # security has checked the sender's addresses already).
+        flows.append(make_flow(table, P_ARP, match(eth_type=0x0806), PORT, "acl", goto=nxt))
+        for nd_type in (133, 134, 135, 136):
+            flows.append(make_flow(table, P_ARP, match(eth_type=IPV6, ip_proto=ICMPV6, icmpv6_type=nd_type),
+                                   PORT, "acl", goto=nxt))
     return flows
 
 
@@ -140,11 +147,6 @@ def _port_defaults(port: SecuredPort):
         if not port.groups or not port.port_security:
             flows.append(make_flow(table, P_OPEN, match(**own), PORT, port.port_id, goto=nxt))
             continue
-        flows.append(make_flow(table, P_ARP, match(**own, eth_type=0x0806), PORT, port.port_id, goto=nxt))
-        # IPv6 neighbour and router discovery is to IPv6 what ARP is to IPv4.
-        for nd_type in (133, 134, 135, 136):
-            flows.append(make_flow(table, P_ARP, match(**own, eth_type=IPV6, ip_proto=ICMPV6, icmpv6_type=nd_type),
-                                   PORT, port.port_id, goto=nxt))
         flows.append(make_flow(table, P_DEFAULT, match(**own), PORT, port.port_id))  # default deny
     return flows
 
@@ -195,6 +197,14 @@ def conj_id(group_id, rule_id):
 
 def compile_group(group: GroupOnNode, group_addrs) -> list:
     """The rule flows of one security group on one node."""
+    wanted = tuple(sorted({r.remote_group for r in group.rules if r.remote_group is not None}))
+    return list(_compile_group(group, tuple((g, tuple(group_addrs.get(g, ()))) for g in wanted)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_group(group, addrs):
+    """compile_group for hashable inputs: an unchanged group is not compiled again."""
+    group_addrs = dict(addrs)
     flows = []
     for rule in group.rules:
         table, reg, nxt = (("in_acl", fields.REG_IN_PORT.name, "vip_lb") if rule.direction == "egress"
@@ -225,7 +235,7 @@ def compile_group(group: GroupOnNode, group_addrs) -> list:
                                        actions=(conjunction(cid, clause, len(multi)),)))
         flows.append(make_flow(table, prio, match(conj_id=cid, eth_type=rule.ethertype), GROUP, owner,
                                **verdict))
-    return flows
+    return tuple(flows)
 
 
 def merge(flows):

@@ -4,6 +4,7 @@ A flow's identity is (table, priority, match), as for OpenFlow itself. Values
 are tuples, so they hash and compare fast and can key the encoder's cache.
 """
 
+import functools
 import ipaddress
 import zlib
 from typing import NamedTuple, Optional
@@ -40,6 +41,7 @@ class FlowError(Exception):
     """Two different flows with one identity, or a malformed flow."""
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _norm(field, value, mask):
     width, kind = FIELD_SPECS[field]
     if kind == "mac":

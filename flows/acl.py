@@ -13,8 +13,10 @@ their product.
 
 Precedence: every rule has a priority (0..1000, default 100). The highest
 priority matching rule decides; at equal priority a deny wins over an allow.
-Established and related traffic of an allowed connection passes before any
-rule is looked at.
+Established and related traffic of a connection passes before any rule is
+looked at, as long as the rule that allowed the connection exists: the rule
+writes its mark into the connection's ct_mark when it commits it, and only
+marks of existing allow rules pass. Removing a rule ends its connections.
 """
 
 import functools
@@ -124,10 +126,6 @@ def _stateful_base():
                                        PORT, "acl",
                                        actions=(set_field(mark.field.name, mark.value, mark.mask), ct_clear(),
                                                 ct(table, zone_reg))))
-            flows.append(make_flow(table, P_STATE, match(ct_state=(CT_TRK | CT_EST, CT_TRK | CT_EST | CT_INV),
-                                                         eth_type=eth), PORT, "acl", goto=nxt))
-            flows.append(make_flow(table, P_STATE, match(ct_state=(CT_TRK | CT_REL, CT_TRK | CT_REL | CT_INV | CT_EST),
-                                                         eth_type=eth), PORT, "acl", goto=nxt))
             flows.append(make_flow(table, P_STATE + 1, match(ct_state=(CT_TRK | CT_INV, CT_TRK | CT_INV),
                                                              eth_type=eth), PORT, "acl"))
         # ARP, and IPv6 neighbour and router discovery, pass for every port (port
@@ -195,6 +193,11 @@ def conj_id(group_id, rule_id):
     return zlib.crc32(("%s/%s" % (group_id, rule_id)).encode()) or 1
 
 
+def rule_mark(group_id, rule_id):
+    """The ct_mark of the connections an allow rule let in (never 0: unmarked)."""
+    return zlib.crc32(("mark:%s/%s" % (group_id, rule_id)).encode()) or 1
+
+
 def compile_group(group: GroupOnNode, group_addrs) -> list:
     """The rule flows of one security group on one node."""
     wanted = tuple(sorted({r.remote_group for r in group.rules if r.remote_group is not None}))
@@ -211,7 +214,19 @@ def _compile_group(group, addrs):
                            else ("out_acl", fields.REG_OUT_PORT.name, "out_deliver"))
         prio = RULE_BASE + 2 * rule.priority + (1 if rule.action == "deny" else 0)
         zone = reg
-        verdict = {"actions": (ct(None, zone, commit=True),), "goto": nxt} if rule.action == "allow" else {}
+        mark = rule_mark(group.group_id, rule.id)
+        verdict = ({"actions": (ct(None, zone, commit=True, mark=mark),), "goto": nxt}
+                   if rule.action == "allow" else {})
+        if rule.action == "allow":
+            # The rule's connections (marked at commit) pass while the rule exists,
+            # in both directions: replies cross the other table. Remove the rule
+            # and its established connections stop at once.
+            for t, n in (("in_acl", "vip_lb"), ("out_acl", "out_deliver")):
+                for state, care in ((CT_TRK | CT_EST, CT_TRK | CT_EST | CT_INV),
+                                    (CT_TRK | CT_REL, CT_TRK | CT_REL | CT_INV | CT_EST)):
+                    flows.append(make_flow(t, P_STATE, match(ct_state=(state, care), ct_mark=mark,
+                                                             eth_type=rule.ethertype),
+                                           GROUP, "%s/%s" % (group.group_id, rule.id), goto=n))
         base = _dimension_protocol(rule)
         dims = [[{reg: ofport} for ofport in group.members], _dimension_remote(rule, group_addrs),
                 _dimension_ports(rule)]

@@ -94,10 +94,11 @@ def resubmit(table):
     return ("resubmit", table)
 
 
-def ct(table=None, zone=None, commit=False):
+def ct(table=None, zone=None, commit=False, mark=None):
     """Send the packet through conntrack; ``zone`` is an int or a register name
-    (its low 16 bits), ``table`` where the packet continues, recirculated."""
-    return ("ct", bool(commit), zone, table)
+    (its low 16 bits), ``table`` where the packet continues, recirculated;
+    ``mark`` is written to the connection's ct_mark when it is committed."""
+    return ("ct", bool(commit), zone, table, mark)
 
 
 def conjunction(conj_id, clause, n_clauses):

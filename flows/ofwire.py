@@ -136,7 +136,7 @@ def encode_action(action):
         return struct.pack("!HHIHHB3x", 0xFFFF, 16, NX_VENDOR, NXAST_RESUBMIT_TABLE, OFPP_IN_PORT,
                            pipeline.table_id(action[1]))
     if kind == "ct":
-        _, commit, zone, table = action
+        _, commit, zone, table, mark = action
         if isinstance(zone, str):  # the low 16 bits of a register
             cls, num, _w = OXM[zone]
             zone_src = (cls << 16) | (num << 9) | 4
@@ -144,8 +144,9 @@ def encode_action(action):
         else:
             zone_src, zone_val = 0, zone or 0
         recirc = 0xFF if table is None else pipeline.table_id(table)
-        return struct.pack("!HHIHHIHB3xH", 0xFFFF, 24, NX_VENDOR, NXAST_CT,
-                           NX_CT_F_COMMIT if commit else 0, zone_src, zone_val, recirc, 0)
+        nested = encode_action(("set_field", "ct_mark", mark, None)) if mark is not None else b""
+        return struct.pack("!HHIHHIHB3xH", 0xFFFF, 24 + len(nested), NX_VENDOR, NXAST_CT,
+                           NX_CT_F_COMMIT if commit else 0, zone_src, zone_val, recirc, 0) + nested
     if kind == "conjunction":
         _, conj_id, clause, n_clauses = action
         return struct.pack("!HHIHBBI", 0xFFFF, 16, NX_VENDOR, NXAST_CONJUNCTION, clause - 1,

@@ -89,7 +89,7 @@ def _action(action):
     if kind == "resubmit":
         return "resubmit(,%d)" % pipeline.table_id(action[1])
     if kind == "ct":
-        _, commit, zone, table = action
+        _, commit, zone, table, mark = action
         parts = ["commit"] if commit else []
         if table is not None:
             parts.append("table=%d" % pipeline.table_id(table))
@@ -97,6 +97,8 @@ def _action(action):
             parts.append("zone=NXM_NX_%s[0..15]" % zone.upper())
         elif zone:
             parts.append("zone=%d" % zone)
+        if mark is not None:
+            parts.append("exec(set_field:%s->ct_mark)" % _num(mark))
         return "ct(%s)" % ",".join(parts)
     if kind == "conjunction":
         return "conjunction(%d,%d/%d)" % action[1:]

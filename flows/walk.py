@@ -105,10 +105,10 @@ def walk(flowset, packet, max_depth=64, conntrack=None, start=None):
             elif kind == "ct_clear":
                 pkt["ct_state"] = 0
             elif kind == "ct":
-                _, commit, zone, table_next = action
+                _, commit, zone, table_next, mark = action
                 zone_id = pkt.get(zone, 0) & 0xFFFF if isinstance(zone, str) else (zone or 0)
                 if commit:
-                    packet.setdefault("commits", []).append(zone_id)
+                    packet.setdefault("commits", []).append((zone_id, mark))
                 if table_next is not None:
                     state = conntrack(zone_id, pkt) if conntrack else 0x21  # +trk+new
                     pkt["ct_state"] = state | 0x20

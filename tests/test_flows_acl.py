@@ -6,7 +6,7 @@ import ipaddress
 from hypothesis import given, settings, strategies as st
 
 from flows import pipeline
-from flows.acl import (ICMP, IPV4, TCP, UDP, GroupOnNode, Rule, SecuredPort, compile_acl)
+from flows.acl import (ICMP, IPV4, TCP, UDP, GroupOnNode, Rule, SecuredPort, compile_acl, rule_mark)
 from flows.flow import CT_EST, CT_TRK, PORT, FlowSet, make_flow, match, output
 from flows.walk import walk
 
@@ -59,6 +59,8 @@ def to_dst(flows, pkt, state=None):
     else:
         fields["icmpv4_type"] = pkt["icmp_type"]
         fields["icmpv4_code"] = 0
+    if "mark" in pkt:
+        fields["ct_mark"] = pkt["mark"]
     conntrack = (lambda zone, p: state) if state is not None else None
     return walk(flows, fields, start="out_acl", conntrack=conntrack)
 
@@ -101,9 +103,14 @@ def test_new_connections_get_the_rules_verdict(rules, pkt):
 
 @settings(max_examples=100, deadline=None)
 @given(rules=rules_st, pkt=packets_st)
-def test_established_traffic_passes_whatever_the_rules(rules, pkt):
+def test_established_traffic_passes_while_the_rule_that_allowed_it_exists(rules, pkt):
     flows = flows_for(rules)
-    assert to_dst(flows, pkt, state=CT_TRK | CT_EST) == [(10, None)]
+    for rule in rules:
+        mark = rule_mark("g", rule.id)
+        passed = to_dst(flows, dict(pkt, mark=mark), state=CT_TRK | CT_EST) == [(10, None)]
+        assert passed == (rule.action == "allow"), rule
+    # The connection of a rule that no longer exists (or never did) is cut.
+    assert to_dst(flows, dict(pkt, mark=rule_mark("g", "gone")), state=CT_TRK | CT_EST) == []
 
 
 def test_an_allowed_new_connection_is_committed_in_the_receivers_zone():
@@ -111,7 +118,7 @@ def test_an_allowed_new_connection_is_committed_in_the_receivers_zone():
     fields = {"in_port": 1, "reg7": 10, "eth_type": IPV4, "ip_proto": TCP, "ipv4_src": "192.168.1.1",
               "tcp_dst": 22}
     assert walk(flows, fields, start="out_acl") == [(10, None)]
-    assert fields["commits"] == [10]
+    assert fields["commits"] == [(10, rule_mark("g", "ssh"))]
 
 
 def test_port_security_drops_spoofed_sources():
@@ -136,7 +143,8 @@ def test_remote_group_rules_grow_with_the_sum_of_the_sets():
     addrs = {"web": tuple("10.1.%d.%d" % (i // 200, i % 200 + 1) for i in range(200))}  # 200 remote addresses
     rule = Rule("http", "ingress", protocol=TCP, port_min=8000, port_max=8003, remote_group="web")
     flows = compile_acl((), (GroupOnNode("db", members, (rule,)),), addrs)
-    # 8000-8003 is one masked match, folded into both clauses: members + addresses + the conj_id flow
-    assert len(flows) == 50 + 200 + 1
+    # 8000-8003 is one masked match, folded into both clauses: members + addresses + the conj_id
+    # flow, and the 4 flows that let the rule's established and related connections pass
+    assert len(flows) == 50 + 200 + 1 + 4
     wide = rule._replace(port_min=8000, port_max=8010)     # 3 masked matches: a third clause
-    assert len(compile_acl((), (GroupOnNode("db", members, (wide,)),), addrs)) == 50 + 200 + 3 + 1
+    assert len(compile_acl((), (GroupOnNode("db", members, (wide,)),), addrs)) == 50 + 200 + 3 + 1 + 4

@@ -151,7 +151,7 @@ def acl_shaped_flows():
         make_flow("in_acl", 100, match(reg6=3, eth_type=0x800, ip_proto=6, tcp_dst=22), PORT, "x",
                   actions=(conjunction(7, 2, 2),)),
         make_flow("in_acl", 90, match(conj_id=7, eth_type=0x800, ip_proto=6), PORT, "x",
-                  actions=(ct("l2_lookup", "reg6", True),)),
+                  actions=(ct("l2_lookup", "reg6", True, mark=0x1234),)),
         make_flow("in_acl", 80, match(ct_state=(CT_TRK | CT_EST, CT_TRK | CT_EST | CT_INV), eth_type=0x800),
                   PORT, "x", goto="vip_lb"),
         make_flow("in_acl", 70, match(ct_state=(0, CT_TRK), eth_type=0x86DD), PORT, "x",

@@ -168,10 +168,12 @@ class Lab:
                 if peer is not hv:
                     hv.appctl("tnl/neigh/set", "br-phy", peer.ip, peer.mac)
 
-    def add_vm(self, name, hv, ip_cidr, mac, mtu=1400, iface_id=None):
+    def add_vm(self, name, hv, ip_cidr, mac, mtu=1400, iface_id=None, ipv6_cidr=None):
         vm = VM(self, name, self._netns(name), hv, ip_cidr, mac, mtu)
         self.vms[name] = vm
         vm.start(iface_id)
+        if ipv6_cidr:
+            vm.add_ipv6(ipv6_cidr)
         return vm
 
     def spawn(self, args, **kwargs):
@@ -331,6 +333,12 @@ class VM:
         if iface_id is not None:
             self.plug(iface_id)
 
+    def add_ipv6(self, cidr):
+        """Turn IPv6 on (the lab keeps it off) with ``cidr`` and no duplicate detection."""
+        self.exec("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.eth0.disable_ipv6=0")
+        self.exec("ip", "-6", "addr", "add", cidr, "dev", "eth0", "nodad")
+        self.ip6 = cidr.split("/")[0]
+
     def plug(self, iface_id):
         self.hv.vsctl("--may-exist", "add-port", "br-int", self.name, "--", "set", "Interface", self.name,
                       "external_ids:iface-id=%s" % iface_id, "external_ids:attached-mac=%s" % self.mac)
@@ -340,6 +348,32 @@ class VM:
 
     def exec(self, *args, check=True, timeout=60):
         return sh("ip", "netns", "exec", self.ns, *args, check=check, timeout=timeout)
+
+    def connects(self, dst, port, udp=False, timeout=1.5):
+        """A TCP connect (or a UDP datagram answered) from this VM to dst:port."""
+        family = "AF_INET6" if ":" in dst else "AF_INET"
+        kind = "SOCK_DGRAM" if udp else "SOCK_STREAM"
+        code = ("import socket,sys; s=socket.socket(socket.%s, socket.%s); s.settimeout(%s); "
+                "s.connect((%r, %d)); s.send(b'x'); %s" % (family, kind, timeout, dst, port,
+                                                            "s.recv(16)" if udp else "s.close()"))
+        res = subprocess.run(["ip", "netns", "exec", self.ns, "python3", "-c", code], capture_output=True,
+                             timeout=timeout + 10)
+        return res.returncode == 0
+
+    def serve_udp_echo(self, port):
+        code = ("import socket; s=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); "
+                "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); s.bind(('::', %d))\n"
+                "while True:\n d, a = s.recvfrom(100); s.sendto(d, a)" % port)
+        return HttpServer(self.lab.spawn(["ip", "netns", "exec", self.ns, "python3", "-c", code],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def serve_tcp(self, port):
+        code = ("import socket; s=socket.socket(socket.AF_INET6, socket.SOCK_STREAM); "
+                "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); "
+                "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('::', %d)); s.listen(64)\n"
+                "while True:\n c, a = s.accept(); c.close()" % port)
+        return HttpServer(self.lab.spawn(["ip", "netns", "exec", self.ns, "python3", "-c", code],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     def ping(self, dst, count=3, interval=0.2, timeout=1, source=None):
         extra = ["-I", source] if source else []

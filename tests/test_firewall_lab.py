@@ -42,7 +42,8 @@ def fw(tmp_path_factory):
             for n, ip in HVS.items():
                 join(hvs[n], CTL_IP, ip)
             api = env.api
-            net = api.post("/v1/networks", {"name": "fwnet", "tenant": "acme", "cidrs": ["10.0.0.0/24"]})
+            net = api.post("/v1/networks", {"name": "fwnet", "tenant": "acme",
+                                            "cidrs": ["10.0.0.0/24", "fd00::/64"]})
             env.web = api.post("/v1/security-groups", {"name": "web", "tenant": "acme"})
             env.clients = api.post("/v1/security-groups", {"name": "clients", "tenant": "acme"})
             sg = "/v1/security-groups/%s/rules"
@@ -51,22 +52,32 @@ def fw(tmp_path_factory):
                                                           "remote_group_id": env.clients["id"]})
             env.icmp_rule = api.post(sg % env.web["id"], {"direction": "ingress", "protocol": "icmp",
                                                           "remote_ip_prefix": "0.0.0.0/0"})
+            api.post(sg % env.web["id"], {"direction": "ingress", "protocol": "udp", "port_range_min": 5353,
+                                          "remote_group_id": env.clients["id"]})
+            api.post(sg % env.web["id"], {"direction": "ingress", "ethertype": "IPv6", "protocol": "tcp",
+                                          "port_range_min": 8080, "remote_group_id": env.clients["id"]})
+            api.post(sg % env.web["id"], {"direction": "ingress", "ethertype": "IPv6", "protocol": "icmpv6",
+                                          "remote_ip_prefix": "::/0"})
             for group in (env.web, env.clients):
                 api.post(sg % group["id"], {"direction": "egress"})
+                api.post(sg % group["id"], {"direction": "egress", "ethertype": "IPv6"})
             env.vms, env.ports = {}, {}
             for i, (name, hv, groups) in enumerate((("web1", "hv1", [env.web["id"]]),
                                                    ("cl1", "hv2", [env.clients["id"]]),
                                                    ("cl2", "hv1", [env.clients["id"]]),
                                                    ("x1", "hv2", [])), start=1):
                 ip = "10.0.0.%d" % i
-                port = api.post("/v1/ports", {"name": name, "network": net["id"], "mac": mac(i), "ips": [ip],
-                                              "security_groups": groups})
+                port = api.post("/v1/ports", {"name": name, "network": net["id"], "mac": mac(i),
+                                              "ips": [ip, "fd00::%d" % i], "security_groups": groups})
                 env.ports[name] = port
-                env.vms[name] = lab.add_vm(name, hvs[hv], ip + "/24", mac(i), iface_id=port["id"])
+                env.vms[name] = lab.add_vm(name, hvs[hv], ip + "/24", mac(i), iface_id=port["id"],
+                                           ipv6_cidr="fd00::%d/64" % i)
             for name, hv in (("web1", "hv1"), ("x1", "hv2")):
                 wait_until(lambda: api.get("/v1/ports/%s" % env.ports[name]["id"])["node"] == hv,
                            what="%s bound" % name)
             env.server = env.vms["web1"].serve_http(8080, str(state))
+            env.udp = env.vms["web1"].serve_udp_echo(5353)
+            env.tcp6 = env.vms["web1"].serve_tcp(8080 + 1)
             yield env
         finally:
             dvn.stop()
@@ -166,3 +177,39 @@ def test_retagging_moves_a_port_into_a_dynamic_group_and_its_traffic_follows(fw)
     started = time.monotonic()
     wait_until(lambda: not can_fetch(x1, WEB, timeout=0.5), timeout=5, interval=0.05, what="x1 shut out")
     assert time.monotonic() - started < 1.5  # the refused fetch itself waits 0.5 s
+
+
+MATRIX = [  # source, destination address, protocol, port, allowed
+    ("cl1", "10.0.0.1", "tcp", 8080, True),     # across hosts, remote group
+    ("cl2", "10.0.0.1", "tcp", 8080, True),     # same host
+    ("x1", "10.0.0.1", "tcp", 8080, False),     # not in the remote group
+    ("cl1", "10.0.0.1", "tcp", 22, False),      # no rule for the port
+    ("cl1", "10.0.0.1", "udp", 5353, True),
+    ("cl2", "10.0.0.1", "udp", 5353, True),
+    ("x1", "10.0.0.1", "udp", 5353, False),
+    ("cl1", "fd00::1", "tcp", 8081, False),     # the IPv6 rule is for 8080 only
+    ("cl1", "fd00::1", "icmp6", None, True),
+    ("x1", "fd00::1", "icmp6", None, True),     # ICMPv6 from ::/0
+    ("web1", "10.0.0.2", "icmp", None, False),  # clients accept nothing new
+    ("web1", "fd00::2", "icmp6", None, False),
+]
+
+
+@pytest.mark.parametrize("src,dst,proto,port,allowed", MATRIX)
+def test_traffic_matrix(fw, src, dst, proto, port, allowed):
+    vm = fw.vms[src]
+    if proto.startswith("icmp"):
+        ok = vm.ping(dst, count=2, interval=0.2, timeout=1)[1] > 0
+        if allowed and not ok:  # neighbour discovery may eat the very first packets
+            ok = vm.ping(dst, count=2, interval=0.2, timeout=1)[1] > 0
+    else:
+        ok = vm.connects(dst, port, udp=proto == "udp") or (allowed and vm.connects(dst, port, udp=proto == "udp"))
+    assert ok == allowed
+
+
+def test_ipv6_tcp_from_the_remote_group(fw):
+    fw.api.post("/v1/security-groups/%s/rules" % fw.web["id"],
+                {"direction": "ingress", "ethertype": "IPv6", "protocol": "tcp", "port_range_min": 8081,
+                 "remote_group_id": fw.clients["id"]})
+    wait_until(lambda: fw.vms["cl1"].connects("fd00::1", 8081), timeout=5, what="IPv6 TCP let in")
+    assert not fw.vms["x1"].connects("fd00::1", 8081)

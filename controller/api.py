@@ -128,8 +128,9 @@ def node_view(row):
 
 
 class Api:
-    def __init__(self, nb):
+    def __init__(self, nb, stats=None):
         self.nb = nb
+        self.stats = stats  # rule_stats(group id, rule id) of the running controller, if any
         self.lock = threading.Lock()  # serializes read-check-write (green under eventlet)
         self.routes = [
             ("GET", r"/v1/networks", self.list_networks),
@@ -150,6 +151,7 @@ class Api:
             ("GET", r"/v1/security-groups/{id}/members", self.group_members),
             ("POST", r"/v1/security-groups/{id}/rules", self.create_rule),
             ("DELETE", r"/v1/security-groups/{id}/rules/{rule_id}", self.delete_rule),
+            ("GET", r"/v1/security-groups/{id}/rules/{rule_id}/stats", self.rule_stats),
             ("GET", r"/v1/nodes", self.list_nodes),
             ("GET", r"/v1/nodes/{id}", self.show_node),
             ("DELETE", r"/v1/nodes/{id}", self.delete_node),
@@ -493,6 +495,16 @@ class Api:
                                      "id")
         return 201, rule_view(self.nb.get("Rule", uuid), id)
 
+    def rule_stats(self, req, caller, id, rule_id):
+        """Hit counters of a rule: packets of new connections it decided, and
+        packets of the established connections it let in, on every switch."""
+        group = self._find("SecurityGroup", id, caller)
+        if rule_id not in [str(r.uuid) for r in group.rules]:
+            raise Problem(404, "Not found", "no rule %s in security group %s" % (rule_id, id))
+        if self.stats is None:
+            raise Problem(503, "Unavailable", "statistics come from the running controller (dvn serve)")
+        return 200, self.stats(str(group.uuid), rule_id)
+
     def delete_rule(self, req, caller, id, rule_id):
         with self.lock:
             group = self._find("SecurityGroup", id, caller)
@@ -544,8 +556,8 @@ def _free_mac(used):
             return mac
 
 
-def make_app(nb):
-    return Api(nb)
+def make_app(nb, stats=None):
+    return Api(nb, stats)
 
 
 def main(argv=None):

@@ -25,7 +25,7 @@ from eventlet import event as ev_event
 
 from controller.ofconn import SwitchConn, SwitchError
 from flows import acl, groups, l2, ofwire
-from flows.flow import Flow, FlowSet, cookie_category, cookie_owner, diff, owner_hash
+from flows.flow import GROUP, Flow, FlowSet, cookie_category, cookie_owner, diff, owner_hash
 from flows.model import Network, Port, Topology
 from flows.render import render_flow
 
@@ -324,6 +324,31 @@ class Core:
             switch.conn = None
             switch.synced = False
             LOG.info("switch of node %s disconnected", system_id)
+
+    # ---- statistics ------------------------------------------------------------
+    def rule_stats(self, group_id, rule_id):
+        """Packets and bytes of one rule's flows, summed over every connected switch
+        (read by cookie: category and owner)."""
+        owner = owner_hash("%s/%s" % (group_id, rule_id))
+        cookie = (GROUP << 60) | (owner << 32)
+        mask = (0xF << 60) | (0x0FFFFFFF << 32)
+        total = {"packets": 0, "bytes": 0, "established_packets": 0, "switches": 0}
+        for switch in list(self.switches.values()):
+            if switch.conn is None:
+                continue
+            try:
+                descs = switch.conn.read_flows(cookie, mask)
+            except SwitchError as exc:
+                LOG.warning("statistics of node %s not read: %s", switch.system_id, exc)
+                continue
+            total["switches"] += 1
+            for desc in descs:
+                if desc.priority == acl.P_STATE:
+                    total["established_packets"] += desc.packets
+                else:
+                    total["packets"] += desc.packets
+                    total["bytes"] += desc.bytes
+        return total
 
     # ---- the worker ----------------------------------------------------------
     def _worker(self):

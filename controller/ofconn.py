@@ -140,10 +140,11 @@ class SwitchConn:
         xid = self.next_xid()
         self._request(xid, ofwire.barrier_request(xid), "a barrier")
 
-    def read_flows(self):
-        """Every flow the switch has: a list of ofwire.FlowDesc."""
+    def read_flows(self, cookie=0, cookie_mask=0):
+        """The flows the switch has (those whose cookie matches, if a mask is
+        given): a list of ofwire.FlowDesc."""
         xid = self.next_xid()
-        parts = self._request(xid, ofwire.flow_desc_request(xid), "a flow read")
+        parts = self._request(xid, ofwire.flow_desc_request(xid, cookie, cookie_mask), "a flow read")
         found = []
         for part in parts:
             found.extend(ofwire.decode_flow_desc_reply(part))

@@ -97,6 +97,7 @@ OPERATIONS = {
     ("GET", "/v1/security-groups/{id}/members"): ("The ports in the group now", None, 200, {"type": "array", "items": {"type": "object"}}, []),
     ("POST", "/v1/security-groups/{id}/rules"): ("Add a rule", "RuleCreate", 201, "Rule", []),
     ("DELETE", "/v1/security-groups/{id}/rules/{rule_id}"): ("Remove a rule", None, 204, None, []),
+    ("GET", "/v1/security-groups/{id}/rules/{rule_id}/stats"): ("Hit counters of a rule, over every switch", None, 200, {"type": "object", "properties": {"packets": {"type": "integer"}, "bytes": {"type": "integer"}, "established_packets": {"type": "integer"}, "switches": {"type": "integer"}}}, []),
     ("GET", "/v1/nodes"): ("List nodes (admin)", None, 200, {"type": "array", "items": {"$ref": "#/components/schemas/Node"}}, []),
     ("GET", "/v1/nodes/{id}"): ("Show a node by system-id (admin)", None, 200, "Node", []),
     ("DELETE", "/v1/nodes/{id}"): ("Delete a node that is down (admin)", None, 204, None, []),

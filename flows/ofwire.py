@@ -238,8 +238,9 @@ def bundle_add(bundle_id, inner, xid):
             + struct.pack("!IHH", bundle_id, 0, BUNDLE_FLAGS) + inner[:4] + xb + inner[8:])
 
 
-def flow_desc_request(xid):
-    body = struct.pack("!HH4xB3xII4xQQ", OFPMP_FLOW_DESC, 0, OFPTT_ALL, ANY, ANY, 0, 0)
+def flow_desc_request(xid, cookie=0, cookie_mask=0):
+    """Read every flow, or those whose cookie matches ``cookie``/``cookie_mask``."""
+    body = struct.pack("!HH4xB3xII4xQQ", OFPMP_FLOW_DESC, 0, OFPTT_ALL, ANY, ANY, cookie, cookie_mask)
     body += struct.pack("!HH4x", 1, 4)  # empty OXM match
     return _header(OFPT_MULTIPART_REQUEST, 8 + len(body), xid) + body
 
@@ -251,6 +252,8 @@ class FlowDesc(NamedTuple):
     match_key: frozenset
     raw_match: bytes
     duration_sec: int
+    packets: int = 0
+    bytes: int = 0
 
 
 def _tlvs(oxms):
@@ -276,13 +279,19 @@ def decode_flow_desc_reply(msg):
         raw_match = bytes(msg[pos + 24:pos + 24 + (mlen + 7) // 8 * 8])
         oxms = msg[pos + 28:match_end]
         stats = pos + 24 + (mlen + 7) // 8 * 8
-        duration = 0
+        duration = packets = nbytes = 0
         _res, slen = struct.unpack_from("!HH", msg, stats)
         for tlv in _tlvs(msg[stats + 4:stats + slen]):
             cls, fld = struct.unpack_from("!HB", tlv)
-            if cls == 0x8002 and fld >> 1 == 0:
-                duration = struct.unpack_from("!I", tlv, 4)[0]
-        found.append(FlowDesc(table_id, priority, cookie, frozenset(_tlvs(oxms)), raw_match, duration))
+            if cls == 0x8002:  # OXS: duration 0, packet_count 4, byte_count 5
+                if fld >> 1 == 0:
+                    duration = struct.unpack_from("!I", tlv, 4)[0]
+                elif fld >> 1 == 4:
+                    packets = struct.unpack_from("!Q", tlv, 4)[0]
+                elif fld >> 1 == 5:
+                    nbytes = struct.unpack_from("!Q", tlv, 4)[0]
+        found.append(FlowDesc(table_id, priority, cookie, frozenset(_tlvs(oxms)), raw_match, duration,
+                              packets, nbytes))
         if length == 0:
             break
         pos += length

@@ -101,6 +101,19 @@ def test_group_members_reach_the_web_port_across_and_within_hosts(fw):
     assert can_fetch(fw.vms["cl2"], WEB)          # same host
 
 
+def test_rule_hit_counters_count_the_connections_a_rule_let_in(fw):
+    stats = "/v1/security-groups/%s/rules/%s/stats" % (fw.web["id"], fw.http_rule["id"])
+    before = fw.api.get(stats)
+    assert before["switches"] == 2
+    for _ in range(3):
+        assert can_fetch(fw.vms["cl1"], WEB)
+    for hv in fw.lab.hvs.values():
+        hv.appctl("revalidator/wait")  # datapath counters into OpenFlow counters
+    after = fw.api.get(stats)
+    assert after["packets"] - before["packets"] >= 3          # one SYN per new connection
+    assert after["established_packets"] > before["established_packets"]
+
+
 def test_a_port_outside_the_remote_group_is_refused(fw):
     assert fw.vms["x1"].ping_ok("10.0.0.1")      # ICMP is open to everyone
     assert not can_fetch(fw.vms["x1"], WEB)       # TCP 8080 only from clients

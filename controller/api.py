@@ -96,7 +96,7 @@ def rule_view(row, group_id):
             "icmp_type": opt(row.icmp_type), "icmp_code": opt(row.icmp_code),
             "remote_ip_prefix": opt(row.remote_ip_prefix),
             "remote_group_id": str(remote.uuid) if remote is not None else None,
-            "action": row.action, "priority": row.priority}
+            "action": row.action, "priority": row.priority, "log": opt(row.log) is True}
 
 
 def group_view(row):
@@ -128,9 +128,10 @@ def node_view(row):
 
 
 class Api:
-    def __init__(self, nb, stats=None):
+    def __init__(self, nb, stats=None, events=None):
         self.nb = nb
-        self.stats = stats  # rule_stats(group id, rule id) of the running controller, if any
+        self.stats = stats    # rule_stats(group id, rule id) of the running controller, if any
+        self.events = events  # the controller's recent firewall log events, if any
         self.lock = threading.Lock()  # serializes read-check-write (green under eventlet)
         self.routes = [
             ("GET", r"/v1/networks", self.list_networks),
@@ -152,6 +153,7 @@ class Api:
             ("POST", r"/v1/security-groups/{id}/rules", self.create_rule),
             ("DELETE", r"/v1/security-groups/{id}/rules/{rule_id}", self.delete_rule),
             ("GET", r"/v1/security-groups/{id}/rules/{rule_id}/stats", self.rule_stats),
+            ("GET", r"/v1/events", self.list_events),
             ("GET", r"/v1/nodes", self.list_nodes),
             ("GET", r"/v1/nodes/{id}", self.show_node),
             ("DELETE", r"/v1/nodes/{id}", self.delete_node),
@@ -478,7 +480,7 @@ class Api:
         body = self.body(req)
         v.check_fields(body, ("direction", "ethertype", "protocol", "port_range_min", "port_range_max",
                               "icmp_type", "icmp_code", "remote_ip_prefix", "remote_group_id", "action",
-                              "priority"), required=("direction",))
+                              "priority", "log"), required=("direction",))
         columns = v.rule(body)
         with self.lock:
             group = self._find("SecurityGroup", id, caller)
@@ -504,6 +506,32 @@ class Api:
         if self.stats is None:
             raise Problem(503, "Unavailable", "statistics come from the running controller (dvn serve)")
         return 200, self.stats(str(group.uuid), rule_id)
+
+    def list_events(self, req, caller):
+        """Recent firewall log events (newest first), of the caller's ports and
+        groups; filter with ?port=<id> and ?rule=<id>; ?limit= (default 100)."""
+        q = self._filter(req, ("port", "rule", "limit"))
+        try:
+            limit = int(q.get("limit", 100))
+            if not 1 <= limit <= 1000:
+                raise ValueError
+        except ValueError:
+            raise invalid("limit", "limit is an integer from 1 to 1000")
+        if self.events is None:
+            raise Problem(503, "Unavailable", "events come from the running controller (dvn serve)")
+        out = []
+        for event in reversed(self.events):
+            if "port" in q and event.get("port") != q["port"]:
+                continue
+            if "rule" in q and event.get("rule") != q["rule"]:
+                continue
+            group = self.nb.get("SecurityGroup", event["security_group"]) if event.get("security_group") else None
+            if group is None or not caller.sees(group):
+                continue
+            out.append(event)
+            if len(out) >= limit:
+                break
+        return 200, out
 
     def delete_rule(self, req, caller, id, rule_id):
         with self.lock:
@@ -556,8 +584,8 @@ def _free_mac(used):
             return mac
 
 
-def make_app(nb, stats=None):
-    return Api(nb, stats)
+def make_app(nb, stats=None, events=None):
+    return Api(nb, stats, events)
 
 
 def main(argv=None):
@@ -580,7 +608,8 @@ def main(argv=None):
     host, _, port = args.listen.rpartition(":")
     sock = eventlet.listen((host, int(port)))
     print("listening %d" % sock.getsockname()[1], flush=True)
-    eventlet.wsgi.server(sock, make_app(nb), log=LOG, log_output=False)
+    # No controller here: no switch statistics, and no firewall events to show.
+    eventlet.wsgi.server(sock, make_app(nb, events=()), log=LOG, log_output=False)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,28 @@ def _rule(row):
                     icmp_type=_opt(row.icmp_type), icmp_code=_opt(row.icmp_code),
                     remote_cidr=_opt(row.remote_ip_prefix),
                     remote_group=str(remote.uuid) if remote is not None else None,
-                    action=row.action, priority=row.priority)
+                    action=row.action, priority=row.priority, log=_opt(row.log) is True)
+
+
+def _five_tuple(frame):
+    """Addresses, protocol and ports of an Ethernet frame (IPv4 or IPv6)."""
+    import ipaddress
+    import struct
+    eth_type, = struct.unpack_from("!H", frame, 12)
+    if eth_type == 0x0800:
+        ihl = (frame[14] & 0x0F) * 4
+        proto, src, dst = frame[23], frame[26:30], frame[30:34]
+        l4 = 14 + ihl
+    elif eth_type == 0x86DD:
+        proto, src, dst = frame[20], frame[22:38], frame[38:54]
+        l4 = 54
+    else:
+        return {"eth_type": eth_type}
+    out = {"src": str(ipaddress.ip_address(bytes(src))), "dst": str(ipaddress.ip_address(bytes(dst))),
+           "protocol": proto}
+    if proto in (6, 17) and len(frame) >= l4 + 4:
+        out["src_port"], out["dst_port"] = struct.unpack_from("!HH", frame, l4)
+    return out
 
 
 class Switch:
@@ -75,8 +96,10 @@ class Switch:
 
 
 class Core:
-    def __init__(self, nb, tunnel_options=None):
+    def __init__(self, nb, tunnel_options=None, log_rate=100, log_burst=100):
         self.nb = nb
+        self.log_rate, self.log_burst = log_rate, log_burst
+        self.events = collections.deque(maxlen=10000)  # firewall log events, newest last
         self.tunnel_options = tunnel_options or {}
         self.networks = {}
         self.ports = {}
@@ -98,6 +121,7 @@ class Core:
         self._loaded = False
         self.stats = collections.Counter()
         self.owners = {}                               # cookie owner hash -> object id
+        self.rule_index = {}                           # cookie owner hash -> (group id, Rule)
 
     # ---- start-up ---------------------------------------------------------
     def start(self):
@@ -176,6 +200,9 @@ class Core:
             else:
                 self.owners[owner_hash(gid)] = "security group " + gid
                 self.groups[gid] = tuple(sorted(_rule(r) for r in row.rules))
+                for r in self.groups[gid]:
+                    self.owners[owner_hash("%s/%s" % (gid, r.id))] = "rule %s/%s" % (gid, r.id)
+                    self.rule_index[owner_hash("%s/%s" % (gid, r.id))] = (gid, r)
                 text = _opt(row.criteria)
                 if text:
                     self.criteria[gid] = (row.tenant, json.loads(text))
@@ -299,6 +326,7 @@ class Core:
             return
         switch = self.switches.setdefault(system_id, Switch(system_id))
         switch.conn = SwitchConn(datapath)
+        switch.conn.on_packet_in = lambda buf, s=switch: self._packet_in(s, buf)
         switch.synced = False
         LOG.info("switch %016x (node %s) connected", datapath.id, system_id)
         self.dirty.add((system_id, ALL))
@@ -324,6 +352,25 @@ class Core:
             switch.conn = None
             switch.synced = False
             LOG.info("switch of node %s disconnected", system_id)
+
+    # ---- firewall log ------------------------------------------------------------
+    def _packet_in(self, switch, buf):
+        """A logged rule's packet (rate-limited by the switch's meter): an event."""
+        try:
+            cookie, fields, frame = ofwire.decode_packet_in(buf)
+            gid, rule = self.rule_index.get(cookie_owner(cookie), (None, None))
+            event = {"time": round(time.time(), 3), "node": switch.system_id, "security_group": gid,
+                     "rule": rule.id if rule else None, "verdict": rule.action if rule else "?"}
+            port_ofport = fields.get("reg7") or fields.get("reg6")
+            event["direction"] = "ingress" if fields.get("reg7") else "egress"
+            local = self.local_ofports.get(switch.system_id, {})
+            event["port"] = next((p for p, o in local.items() if o == port_ofport), None)
+            event.update(_five_tuple(frame))
+        except Exception as exc:  # a malformed packet-in must not hurt the switch's thread
+            LOG.warning("packet-in from node %s not understood: %s", switch.system_id, exc)
+            return
+        self.events.append(event)
+        LOG.info("firewall: %s", json.dumps(event, sort_keys=True))
 
     # ---- statistics ------------------------------------------------------------
     def rule_stats(self, group_id, rule_id):
@@ -557,6 +604,8 @@ class Core:
             for flow in entry[1]:
                 desired[ofwire.wire_key(flow)] = flow
         t0 = time.monotonic()
+        # Logged rules send packets to dvn through this meter: it must exist first.
+        switch.conn.ensure_meter(acl.LOG_METER, self.log_rate, self.log_burst)
         have = {}
         for desc in switch.conn.read_flows():
             have[(desc.table_id, desc.priority, desc.match_key)] = desc

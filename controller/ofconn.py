@@ -22,6 +22,7 @@ LOG = logging.getLogger(__name__)
 
 OFP_VERSION = 6  # OpenFlow 1.5
 OFPT_ERROR = 1
+OFPT_PACKET_IN = 10
 OFPT_MULTIPART_REPLY = 19
 OFPT_BARRIER_REPLY = 21
 OFPT_BUNDLE_CONTROL = 33
@@ -74,6 +75,7 @@ class SwitchConn:
         self._waiters = {}
         self._watched = {}  # xid -> error list, for messages without a reply of their own
         self._bundle_id = 0
+        self.on_packet_in = None  # called with the raw message, in the receive thread
         datapath.dvn_conn = self
 
     @property
@@ -87,6 +89,10 @@ class SwitchConn:
 
     # ---- the tap (runs in os-ken's receive green thread: never blocks) ----
     def tap(self, msg_type, xid, buf):
+        if msg_type == OFPT_PACKET_IN:
+            if self.on_packet_in is not None:
+                self.on_packet_in(buf)
+            return True
         if msg_type == OFPT_ERROR:
             err_type, code = struct.unpack_from("!HH", buf, 8)
             record = (xid, err_type, code, buf[12:])
@@ -139,6 +145,20 @@ class SwitchConn:
     def barrier(self):
         xid = self.next_xid()
         self._request(xid, ofwire.barrier_request(xid), "a barrier")
+
+    def ensure_meter(self, meter_id, rate_pps, burst):
+        """Add the meter, or set its rate if it is there already."""
+        for command in (0, 1):  # OFPMC_ADD, then OFPMC_MODIFY if it exists
+            xid = self.next_xid()
+            self._watched[xid] = []
+            try:
+                self.send(ofwire.meter_mod(meter_id, rate_pps, burst, xid, command))
+                self.barrier()
+                if not self._watched[xid]:
+                    return
+            finally:
+                errors = self._watched.pop(xid, [])
+        raise SwitchError("switch %s refused meter %d" % (self._name(), meter_id), errors)
 
     def read_flows(self, cookie=0, cookie_mask=0):
         """The flows the switch has (those whose cookie matches, if a mask is

@@ -54,7 +54,7 @@ SCHEMAS = {
         "remote_ip_prefix": {"type": "string", "nullable": True},
         "remote_group_id": {"type": "string", "nullable": True},
         "action": {"type": "string", "enum": ["allow", "deny"]},
-        "priority": {"type": "integer", "minimum": 0, "maximum": 1000}}},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 1000}, "log": {"type": "boolean"}}},
     "RuleCreate": {"type": "object", "additionalProperties": False, "required": ["direction"], "properties": {
         "direction": {"type": "string", "enum": ["ingress", "egress"]},
         "ethertype": {"type": "string", "enum": ["IPv4", "IPv6"]},
@@ -66,7 +66,7 @@ SCHEMAS = {
         "icmp_code": {"type": "integer", "minimum": 0, "maximum": 255},
         "remote_ip_prefix": {"type": "string"}, "remote_group_id": UUID,
         "action": {"type": "string", "enum": ["allow", "deny"]},
-        "priority": {"type": "integer", "minimum": 0, "maximum": 1000}},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 1000}, "log": {"type": "boolean"}},
         "example": {"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80,
                     "remote_ip_prefix": "0.0.0.0/0"}},
     "Node": {"type": "object", "properties": {
@@ -98,6 +98,7 @@ OPERATIONS = {
     ("POST", "/v1/security-groups/{id}/rules"): ("Add a rule", "RuleCreate", 201, "Rule", []),
     ("DELETE", "/v1/security-groups/{id}/rules/{rule_id}"): ("Remove a rule", None, 204, None, []),
     ("GET", "/v1/security-groups/{id}/rules/{rule_id}/stats"): ("Hit counters of a rule, over every switch", None, 200, {"type": "object", "properties": {"packets": {"type": "integer"}, "bytes": {"type": "integer"}, "established_packets": {"type": "integer"}, "switches": {"type": "integer"}}}, []),
+    ("GET", "/v1/events"): ("Recent firewall log events", None, 200, {"type": "array", "items": {"type": "object"}}, ["port", "rule", "limit"]),
     ("GET", "/v1/nodes"): ("List nodes (admin)", None, 200, {"type": "array", "items": {"$ref": "#/components/schemas/Node"}}, []),
     ("GET", "/v1/nodes/{id}"): ("Show a node by system-id (admin)", None, 200, "Node", []),
     ("DELETE", "/v1/nodes/{id}"): ("Delete a node that is down (admin)", None, 204, None, []),

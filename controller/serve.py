@@ -50,7 +50,7 @@ def serve(args):
     nb.start()
     api_mod.ensure_admin_token(nb, os.path.join(state_dir, "admin.token"))
 
-    core = Core(nb)
+    core = Core(nb, log_rate=args.log_rate, log_burst=args.log_rate)
     core.start()
 
     ovsdb_host, ovsdb_port = _hostport(args.ovsdb_listen, "0.0.0.0")
@@ -79,7 +79,7 @@ def serve(args):
 
     api_host, api_port = _hostport(args.api_listen, "127.0.0.1")
     api_sock = eventlet.listen((api_host, api_port))
-    app = api_mod.make_app(nb, stats=core.rule_stats)
+    app = api_mod.make_app(nb, stats=core.rule_stats, events=core.events)
     services.append(hub.spawn(eventlet.wsgi.server, api_sock, app, log=logging.getLogger("dvn.http"),
                               log_output=False))
     LOG.info("REST API on http://%s:%d/v1", api_host, api_sock.getsockname()[1])
@@ -123,6 +123,8 @@ def register(subparsers):
     p.add_argument("--openflow-listen", default="0.0.0.0:6653", metavar="HOST:PORT")
     p.add_argument("--ovsdb-listen", default="0.0.0.0:6640", metavar="HOST:PORT")
     p.add_argument("--log-file")
+    p.add_argument("--log-rate", type=int, default=100, metavar="PPS",
+                   help="packets per second each switch may send for logged firewall rules")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--stop-nb", action="store_true",
                    help="stop the embedded northbound store on exit (default: leave it running)")

@@ -203,8 +203,12 @@ def rule(body):
     priority = body.get("priority", 100)
     if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 1000:
         raise invalid("priority", "priority is an integer from 0 to 1000")
+    log = body.get("log", False)
+    if not isinstance(log, bool):
+        raise invalid("log", "log must be true or false")
     opt = lambda v: [] if v is None else [v]  # noqa: E731
-    return {"direction": direction, "ethertype": ethertype, "protocol": opt(proto),
+    return {"log": [log],
+            "direction": direction, "ethertype": ethertype, "protocol": opt(proto),
             "port_range_min": opt(pmin), "port_range_max": opt(pmax), "icmp_type": opt(itype),
             "icmp_code": opt(icode), "remote_ip_prefix": opt(prefix), "action": action, "priority": priority}
 

@@ -25,12 +25,13 @@ import zlib
 from typing import NamedTuple, Optional
 
 from flows import fields
-from flows.flow import (CT_EST, CT_INV, CT_NEW, CT_REL, CT_TRK, GROUP, PORT, FlowSet, conjunction, ct,
-                        ct_clear, make_flow, match, set_field, with_actions)
+from flows.flow import (CT_EST, CT_INV, CT_NEW, CT_REL, CT_TRK, GROUP, PORT, FlowSet, clone, conjunction,
+                        controller, ct, ct_clear, make_flow, match, meter, set_field, with_actions)
 from flows.portrange import range_to_masks
 
 IPV4, IPV6 = 0x0800, 0x86DD
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
+LOG_METER = 1     # the meter that rate-limits logged packets to the controller
 RULE_BASE = 1000       # OpenFlow priority of a rule: RULE_BASE + 2 * priority + (1 for deny)
 P_OPEN, P_ARP, P_TRACK, P_STATE, P_DEFAULT = 4000, 3900, 3800, 3700, 100
 
@@ -48,6 +49,7 @@ class Rule(NamedTuple):
     remote_group: Optional[str] = None
     action: str = "allow"
     priority: int = 100
+    log: bool = False
 
 
 class SecuredPort(NamedTuple):
@@ -215,8 +217,9 @@ def _compile_group(group, addrs):
         prio = RULE_BASE + 2 * rule.priority + (1 if rule.action == "deny" else 0)
         zone = reg
         mark = rule_mark(group.group_id, rule.id)
-        verdict = ({"actions": (ct(None, zone, commit=True, mark=mark),), "goto": nxt}
-                   if rule.action == "allow" else {})
+        log = (clone(meter(LOG_METER), controller()),) if rule.log else ()
+        verdict = ({"actions": log + (ct(None, zone, commit=True, mark=mark),), "goto": nxt}
+                   if rule.action == "allow" else {"actions": log})
         if rule.action == "allow":
             # The rule's connections (marked at commit) pass while the rule exists,
             # in both directions: replies cross the other table. Remove the rule

@@ -110,6 +110,20 @@ def ct_clear():
     return ("ct_clear",)
 
 
+def meter(meter_id):
+    return ("meter", meter_id)
+
+
+def controller():
+    """The packet, whole, to the controller (a packet-in with the flow's cookie)."""
+    return ("controller",)
+
+
+def clone(*actions):
+    """Run ``actions`` on a copy: nothing they do (a meter's drop) touches the packet."""
+    return ("clone", tuple(actions))
+
+
 class Flow(NamedTuple):
     table: str
     priority: int

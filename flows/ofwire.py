@@ -32,6 +32,9 @@ NXAST_RESUBMIT_TABLE = 14
 NXAST_CONJUNCTION = 34
 NXAST_CT = 35
 NXAST_CT_CLEAR = 43
+NXAST_CLONE = 42
+OFPP_CONTROLLER = 0xFFFFFFFD
+OFPT_METER_MOD = 29
 NX_CT_F_COMMIT = 1
 
 # field -> (oxm class, field number, width in bytes), as OVS reports them in OF1.5.
@@ -153,6 +156,13 @@ def encode_action(action):
                            n_clauses, conj_id)
     if kind == "ct_clear":
         return struct.pack("!HHIH6x", 0xFFFF, 16, NX_VENDOR, NXAST_CT_CLEAR)
+    if kind == "meter":
+        return struct.pack("!HHI", 29, 8, action[1])
+    if kind == "controller":
+        return struct.pack("!HHIH6x", 0, 16, OFPP_CONTROLLER, 0xFFFF)
+    if kind == "clone":
+        nested = b"".join(encode_action(a) for a in action[1])
+        return struct.pack("!HHIH6x", 0xFFFF, 16 + len(nested), NX_VENDOR, NXAST_CLONE) + nested
     raise EncodeError("unknown action %r" % (action,))
 
 
@@ -209,6 +219,33 @@ def wire_key(flow):
 
 def _header(msg_type, length, xid):
     return struct.pack("!BBHI", VERSION, msg_type, length, xid)
+
+
+def meter_mod(meter_id, rate_pps, burst, xid, command=0):
+    """Add (0) or modify (1) a meter that drops packets over ``rate_pps``."""
+    band = struct.pack("!HHII4x", 1, 16, rate_pps, burst)
+    body = struct.pack("!HHI", command, 0x2 | 0x4, meter_id) + band  # PKTPS | BURST
+    return _header(OFPT_METER_MOD, 8 + len(body), xid) + body
+
+
+def decode_packet_in(msg):
+    """(cookie, {field: value} of the packet's metadata, frame bytes) of an OF1.5 packet-in."""
+    cookie, = struct.unpack_from("!Q", msg, 16)
+    _mtype, mlen = struct.unpack_from("!HH", msg, 24)
+    fields = {}
+    for tlv in _tlvs(msg[28:24 + mlen]):
+        cls, fld, length = struct.unpack_from("!HBB", tlv)
+        num = fld >> 1
+        if cls == 0x8000 and num == 0:
+            fields["in_port"], = struct.unpack_from("!I", tlv, 4)
+        elif cls == XREG_CLASS and length >= 8:
+            value, = struct.unpack_from("!Q", tlv, 4)
+            fields["reg%d" % (2 * num)] = value >> 32
+            fields["reg%d" % (2 * num + 1)] = value & 0xFFFFFFFF
+        elif cls == 0x0001 and num < 8 and length >= 4:
+            fields["reg%d" % num], = struct.unpack_from("!I", tlv, 4)
+    data_at = 24 + (mlen + 7) // 8 * 8 + 2
+    return cookie, fields, bytes(msg[data_at:])
 
 
 def barrier_request(xid):

@@ -104,6 +104,12 @@ def _action(action):
         return "conjunction(%d,%d/%d)" % action[1:]
     if kind == "ct_clear":
         return "ct_clear"
+    if kind == "meter":
+        return "meter:%d" % action[1]
+    if kind == "controller":
+        return "CONTROLLER:65535"
+    if kind == "clone":
+        return "clone(%s)" % ",".join(_action(a) for a in action[1])
     raise ValueError(action)
 
 

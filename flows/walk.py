@@ -102,6 +102,13 @@ def walk(flowset, packet, max_depth=64, conntrack=None, start=None):
                     pkt[field] = (pkt.get(field, 0) & ~mask) | value
             elif kind == "resubmit":
                 run(action[1], depth + 1)
+            elif kind == "clone":
+                if ("controller",) in action[1]:
+                    packet.setdefault("logged", []).append(flow.cookie)
+            elif kind == "controller":
+                packet.setdefault("logged", []).append(flow.cookie)
+            elif kind == "meter":
+                pass  # the rate is the switch's business
             elif kind == "ct_clear":
                 pkt["ct_state"] = 0
             elif kind == "ct":

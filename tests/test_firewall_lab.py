@@ -226,3 +226,34 @@ def test_ipv6_tcp_from_the_remote_group(fw):
                  "remote_group_id": fw.clients["id"]})
     wait_until(lambda: fw.vms["cl1"].connects("fd00::1", 8081), timeout=5, what="IPv6 TCP let in")
     assert not fw.vms["x1"].connects("fd00::1", 8081)
+
+
+def test_logged_deny_rule_events_are_rate_limited_and_the_api_stays_responsive(fw):
+    api = fw.api
+    rule = api.post("/v1/security-groups/%s/rules" % fw.web["id"],
+                    {"direction": "ingress", "protocol": "udp", "port_range_min": 9999, "action": "deny",
+                     "priority": 300, "log": True})
+    assert rule["log"] is True
+    time.sleep(0.5)
+    # x1 floods web1:9999 for 2 s (as fast as Python sends: thousands a second).
+    flood = ("import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); n=0; end=time.time()+2\n"
+             "while time.time() < end:\n s.sendto(b'x', ('10.0.0.1', 9999)); n += 1\nprint(n)")
+    proc = fw.lab.spawn(["ip", "netns", "exec", fw.vms["x1"].ns, "python3", "-c", flood],
+                        stdout=__import__("subprocess").PIPE, text=True)
+    slowest = 0
+    while proc.poll() is None:
+        t0 = time.monotonic()
+        api.get("/v1/networks")
+        slowest = max(slowest, time.monotonic() - t0)
+        time.sleep(0.1)
+    sent = int(proc.stdout.read())
+    time.sleep(0.5)
+    events = api.get("/v1/events?rule=%s&limit=1000" % rule["id"])
+    assert sent > 2000, "the flood was too slow to mean anything: %d packets" % sent
+    # The switch meter lets 100 packets a second (plus a burst of 100) reach dvn.
+    assert 10 <= len(events) <= 100 * 3 + 100, (len(events), sent)
+    e = events[0]
+    assert e["verdict"] == "deny" and e["port"] == fw.ports["web1"]["id"] and e["direction"] == "ingress"
+    assert (e["src"], e["dst"], e["protocol"], e["dst_port"]) == ("10.0.0.4", "10.0.0.1", 17, 9999)
+    assert slowest < 1.0, "the API took %.2f s during the flood" % slowest
+    assert api.get("/v1/events?port=%s&limit=5" % fw.ports["cl1"]["id"]) == []

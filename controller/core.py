@@ -60,6 +60,17 @@ def _rule(row):
                     action=row.action, priority=row.priority, log=_opt(row.log) is True)
 
 
+def _merged(contributions):
+    """The one flow the switch gets for the flows units want at one identity."""
+    if not contributions:
+        return None
+    flows = sorted(contributions.values())
+    merged = flows[0]
+    for flow in flows[1:]:
+        merged = acl.merge_two(merged, flow)
+    return merged
+
+
 def _five_tuple(frame):
     """Addresses, protocol and ports of an Ethernet frame (IPv4 or IPv6)."""
     import ipaddress
@@ -90,6 +101,7 @@ class Switch:
         self.synced = False       # the switch holds `installed`
         self.installed = {}       # wire key -> (cookie, Flow or raw match)
         self.units = {}           # unit -> (view, FlowSet)
+        self.contrib = {}         # wire key -> {unit: Flow}: what each unit wants there
         self.pending = set()      # units to recompile
         self.running = False      # a green thread is syncing this switch
         self.failures = 0
@@ -480,24 +492,36 @@ class Core:
         return switch.synced or (session is not None and getattr(session, "known", False))
 
     def _compile_units(self, switch, units):
-        """Recompile ``units`` of one switch; returns {unit: (old FlowSet, new FlowSet)}."""
+        """Recompile ``units`` of one switch; returns {unit: (old FlowSet, new FlowSet, view)}."""
         topo = self.topology()
-        changed = {}
+        sid = switch.system_id
+        views = {}
         if ALL in units:
-            base, networks = l2.plan_node(topo, switch.system_id)
-            views = {BASE: base, ACL: acl.plan_acl(topo, switch.system_id)}
+            base, networks = l2.plan_node(topo, sid)
+            views[BASE] = base
             views.update(networks)
+            units = set(units) | {ACL}
+        for unit in units:
+            if unit in (ALL, ACL):
+                continue
+            if unit == BASE:
+                views[unit] = l2.plan_node(topo, sid)[0]
+            else:
+                views[unit] = l2.plan_network(topo, unit, sid)
+        if ACL in units:
+            # The firewall: one unit for the ports, one per security group.
+            view = acl.plan_acl(topo, sid)
+            views[ACL] = view.ports if view is not None else None
+            groups = acl.group_views(view) if view is not None else {}
+            for gid, gview in groups.items():
+                views[("grp", gid)] = gview
+            for unit in switch.units:
+                if isinstance(unit, tuple) and unit[1] not in groups:
+                    views[unit] = None
+        if ALL in units:
             for unit in set(switch.units) - set(views):
                 views[unit] = None
-        else:
-            views = {}
-            for unit in units:
-                if unit == BASE:
-                    views[unit] = l2.plan_node(topo, switch.system_id)[0]
-                elif unit == ACL:
-                    views[unit] = acl.plan_acl(topo, switch.system_id)
-                else:
-                    views[unit] = l2.plan_network(topo, unit, switch.system_id)
+        changed = {}
         for unit, view in views.items():
             old_view, old_flows = switch.units.get(unit, (None, FlowSet(())))
             if view == old_view:
@@ -507,7 +531,9 @@ class Core:
             elif unit == BASE:
                 new_flows = l2.compile_base(view)
             elif unit == ACL:
-                new_flows = acl.compile_view(view)
+                new_flows = acl.compile_ports(view)
+            elif isinstance(unit, tuple):
+                new_flows = acl.compile_group_unit(*view)
             else:
                 new_flows = l2.compile_network(view)
             changed[unit] = (old_flows, new_flows, view)
@@ -559,33 +585,45 @@ class Core:
                 switch.units[unit] = (view, new)
 
     def _apply(self, switch, changed):
-        """Send the difference of the changed units in one bundle."""
-        puts, dels = {}, {}
-        for _unit, (old, new, _view) in changed.items():
+        """Send the difference of the changed units in one bundle.
+
+        Units may want a flow with one identity (a conjunction clause of two
+        security groups): the switch gets their merge (acl.merge_two)."""
+        touched = set()
+        for unit, (old, new, _view) in changed.items():
             d = diff(old, new)
             for flow in d.delete:
                 wkey = ofwire.wire_key(flow)
-                if wkey not in puts:
-                    dels[wkey] = flow
-            for flow in list(d.add) + list(d.modify):
+                switch.contrib.get(wkey, {}).pop(unit, None)
+                touched.add(wkey)
+            for flow in d.add + d.modify:
                 wkey = ofwire.wire_key(flow)
-                dels.pop(wkey, None)
-                puts[wkey] = flow
-        msgs = []
-        for wkey, flow in dels.items():
-            if wkey in switch.installed:
-                msgs.append((ofwire.encode_flow_mod(flow, ofwire.DELETE_STRICT), flow))
-        for wkey, flow in puts.items():
+                switch.contrib.setdefault(wkey, {})[unit] = flow
+                touched.add(wkey)
+        msgs, puts, dels = [], {}, []
+        for wkey in touched:
+            want = _merged(switch.contrib.get(wkey))
             have = switch.installed.get(wkey)
-            if have is None or have[0] != flow.cookie:
-                msgs.append((ofwire.encode_flow_mod(flow, ofwire.ADD), flow))
+            if want is None:
+                switch.contrib.pop(wkey, None)
+                if have is not None:
+                    msgs.append((ofwire.encode_flow_mod(have[1], ofwire.DELETE_STRICT), have[1]))
+                    dels.append(wkey)
+            elif have is None or have[0] != want.cookie:
+                msgs.append((ofwire.encode_flow_mod(want, ofwire.ADD), want))
+                puts[wkey] = want
         if msgs:
             started = time.monotonic()
-            switch.conn.bundle(msgs)
+            try:
+                switch.conn.bundle(msgs)
+            except SwitchError:
+                switch.contrib = {}  # rebuilt from the committed units at the resync
+                raise
             self.stats["bundles"] += 1
             self.stats["flow_mods"] += len(msgs)
-            LOG.info("switch of node %s: %d flow changes in one bundle (%d units, %.3f s)",
-                     switch.system_id, len(msgs), len(changed), time.monotonic() - started)
+            LOG.info("switch of node %s: %d flow changes in one bundle (%d units, compile %.4f s, "
+                     "bundle %.3f s)", switch.system_id, len(msgs), len(changed), self.last_compile_s,
+                     time.monotonic() - started)
         for wkey in dels:
             switch.installed.pop(wkey, None)
         for wkey, flow in puts.items():
@@ -597,12 +635,13 @@ class Core:
         units = dict(switch.units)
         for unit, (_old, new, view) in changed.items():
             units[unit] = (view, new) if view is not None else None
-        desired = {}
-        for entry in units.values():
+        contrib = {}
+        for unit, entry in units.items():
             if entry is None:
                 continue
             for flow in entry[1]:
-                desired[ofwire.wire_key(flow)] = flow
+                contrib.setdefault(ofwire.wire_key(flow), {})[unit] = flow
+        desired = {wkey: _merged(c) for wkey, c in contrib.items()}
         t0 = time.monotonic()
         # Logged rules send packets to dvn through this meter: it must exist first.
         switch.conn.ensure_meter(acl.LOG_METER, self.log_rate, self.log_burst)
@@ -625,6 +664,7 @@ class Core:
             self.stats["flow_mods"] += len(msgs)
         t2 = time.monotonic()
         switch.installed = {wkey: (flow.cookie, flow) for wkey, flow in desired.items()}
+        switch.contrib = contrib
         self._commit_units(switch, changed)
         switch.synced = True
         LOG.info("switch of node %s in sync: %d flows, %d changed "

@@ -256,35 +256,56 @@ def _compile_group(group, addrs):
     return tuple(flows)
 
 
+def _is_clause(flow):
+    return bool(flow.actions) and flow.goto is None and all(a[0] == "conjunction" for a in flow.actions)
+
+
+def merge_two(have, flow):
+    """Two flows with one identity as one: conjunction clauses of several rules
+    that match the same packets become one flow with all their conjunction
+    actions; a plain flow with the same match and priority covers a clause flow
+    (the same verdict by construction: allows and denies never share a
+    priority). The result does not depend on the order."""
+    if have == flow:
+        return have
+    if _is_clause(have) and _is_clause(flow):
+        merged = with_actions(have, sorted(set(have.actions) | set(flow.actions)))
+        return merged._replace(cookie=min(have.cookie, flow.cookie) & ~0xFFFFFFFF | (merged.cookie & 0xFFFFFFFF))
+    if _is_clause(have):
+        return flow
+    if _is_clause(flow):
+        return have
+    return min(have, flow)  # two plain flows: cannot happen between rules; stay deterministic
+
+
 def merge(flows):
-    """One flow per identity: conjunction clauses of several rules that match the
-    same packets become one flow with several conjunction actions; a plain flow
-    with the same match and priority covers a clause flow (same verdict by
-    construction: allows and denies never share a priority)."""
+    """One flow per identity (see merge_two)."""
     index = {}
     for flow in flows:
         have = index.get(flow.key)
-        if have is None or have == flow:
-            index[flow.key] = flow
-            continue
-        have_conj = all(a[0] == "conjunction" for a in have.actions) and have.actions and have.goto is None
-        new_conj = all(a[0] == "conjunction" for a in flow.actions) and flow.actions and flow.goto is None
-        if have_conj and new_conj:
-            index[flow.key] = with_actions(have, sorted(set(have.actions) | set(flow.actions)))
-        elif have_conj:
-            index[flow.key] = flow
-        # else: keep the plain flow already there
+        index[flow.key] = flow if have is None else merge_two(have, flow)
     return FlowSet(index.values())
 
 
-def compile_acl(ports, groups, group_addrs) -> FlowSet:
-    """Port security and security groups of one node's local ports."""
+def compile_ports(ports) -> FlowSet:
+    """Port security, defaults and the stateful base of one node's local ports."""
     flows = []
     if any(p.groups and p.port_security for p in ports):
         flows += _stateful_base()
     for port in ports:
         flows += list(compile_port_security(port))
         flows += _port_defaults(port)
+    return merge(flows)
+
+
+def compile_group_unit(group, addrs) -> FlowSet:
+    """One group's rule flows on one node, ``addrs`` as in GroupView."""
+    return merge(compile_group(group, dict(addrs)))
+
+
+def compile_acl(ports, groups, group_addrs) -> FlowSet:
+    """Port security and security groups of one node's local ports."""
+    flows = list(compile_ports(ports))
     for group in groups:
         flows += compile_group(group, group_addrs)
     return merge(flows)
@@ -333,3 +354,14 @@ def plan_acl(topology, system_id):
 
 def compile_view(view: AclView) -> FlowSet:
     return compile_acl(view.ports, view.groups, dict(view.addrs))
+
+
+def group_views(view: AclView):
+    """{group id: (GroupOnNode, the remote addresses its rules name)}: one
+    compile unit per group, so a change to one group recompiles only it."""
+    addrs = dict(view.addrs)
+    out = {}
+    for group in view.groups:
+        wanted = sorted({r.remote_group for r in group.rules if r.remote_group is not None})
+        out[group.group_id] = (group, tuple((g, addrs.get(g, ())) for g in wanted))
+    return out

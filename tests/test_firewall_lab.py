@@ -257,3 +257,44 @@ def test_logged_deny_rule_events_are_rate_limited_and_the_api_stays_responsive(f
     assert (e["src"], e["dst"], e["protocol"], e["dst_port"]) == ("10.0.0.4", "10.0.0.1", 17, 9999)
     assert slowest < 1.0, "the API took %.2f s during the flood" % slowest
     assert api.get("/v1/events?port=%s&limit=5" % fw.ports["cl1"]["id"]) == []
+
+
+ARP_SPOOF = """
+import socket, struct
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+me = bytes.fromhex("{mac}".replace(":", ""))
+# "10.0.0.1 is at <x1's MAC>", to everyone: an ARP reply that lies about web1's address.
+arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, me, socket.inet_aton("10.0.0.1"),
+                  b"\\xff" * 6, socket.inet_aton("10.0.0.3"))
+for _ in range(5):
+    s.send(b"\\xff" * 6 + me + b"\\x08\\x06" + arp)
+"""
+
+
+def test_arp_spoofing_is_dropped(fw):
+    cl2 = fw.vms["cl2"]
+    assert cl2.ping_ok("10.0.0.1")
+    time.sleep(1.5)  # past the neighbour entry's locktime: a true reply would now be taken
+    fw.vms["x1"].exec("python3", "-c", ARP_SPOOF.format(mac=mac(4)))
+    time.sleep(0.5)
+    neigh = cl2.exec("ip", "neigh", "show", "10.0.0.1")
+    assert mac(4) not in neigh and mac(1) in neigh, neigh
+    assert cl2.ping_ok("10.0.0.1")
+
+
+def test_another_tenant_with_the_same_cidr_and_open_rules_cannot_reach(fw):
+    api = fw.api
+    net = api.post("/v1/networks", {"name": "other", "tenant": "umbrella", "cidrs": ["10.0.0.0/24"]})
+    anyone = api.post("/v1/security-groups", {"name": "anyone", "tenant": "umbrella"})
+    for body in ({"direction": "ingress"}, {"direction": "egress"}):
+        api.post("/v1/security-groups/%s/rules" % anyone["id"], body)
+    port = api.post("/v1/ports", {"name": "u1", "network": net["id"], "mac": mac(9), "ips": ["10.0.0.9"],
+                                  "security_groups": [anyone["id"]]})
+    u1 = fw.lab.add_vm("u1", fw.lab.hvs["hv1"], "10.0.0.9/24", mac(9), iface_id=port["id"])
+    wait_until(lambda: api.get("/v1/ports/%s" % port["id"])["node"] == "hv1", what="u1 bound")
+    # u1 allows everything and so does x1 (no group); still nothing crosses the tenants.
+    for dst in ("10.0.0.1", "10.0.0.4", "10.0.0.2"):
+        assert u1.ping(dst, count=2, interval=0.2, timeout=1)[1] == 0
+    assert fw.vms["x1"].ping("10.0.0.9", count=2, interval=0.2, timeout=1)[1] == 0
+

@@ -98,6 +98,22 @@ def compile_port_security(port: SecuredPort) -> FlowSet:
                                                                  ipv6_src=(addr, mask)),
                                    PORT, port.port_id, goto="in_acl"))
     macs = sorted({mac for mac, _ in pairs} | {port.mac})
+    # Neighbour discovery: a port advertises (NA) only its own addresses and
+    # solicits (NS) only with its own MAC as the source link-layer address.
+    v6 = [(mac, ipaddress.ip_network(ip, strict=False)) for mac, ip in pairs
+          if ipaddress.ip_network(ip, strict=False).version == 6]
+    for mac in macs:
+        nd = dict(own, eth_src=mac, eth_type=IPV6, ip_proto=ICMPV6)
+        targets = [(str(n.network_address), str(n.netmask)) for m, n in v6 if m == mac] + [("fe80::", "ffc0::")]
+        for target in targets:
+            flows.append(make_flow("in_port_security", 95, match(**nd, icmpv6_type=136, nd_target=target),
+                                   PORT, port.port_id, goto="in_acl"))
+        for sll in (mac, "00:00:00:00:00:00"):
+            flows.append(make_flow("in_port_security", 95, match(**nd, icmpv6_type=135, nd_sll=sll),
+                                   PORT, port.port_id, goto="in_acl"))
+    for nd_type in (135, 136):
+        flows.append(make_flow("in_port_security", 94, match(**own, eth_type=IPV6, ip_proto=ICMPV6,
+                                                             icmpv6_type=nd_type), PORT, port.port_id))
     for mac in macs:
         # IPv6 link-local (derived by the guest) and DHCPv4 discovery come from no address yet.
         flows.append(make_flow("in_port_security", 90, match(**own, eth_src=mac, eth_type=IPV6,

@@ -298,3 +298,25 @@ def test_another_tenant_with_the_same_cidr_and_open_rules_cannot_reach(fw):
         assert u1.ping(dst, count=2, interval=0.2, timeout=1)[1] == 0
     assert fw.vms["x1"].ping("10.0.0.9", count=2, interval=0.2, timeout=1)[1] == 0
 
+
+
+def test_egress_rules_limit_what_a_port_may_start(fw):
+    api = fw.api
+    egr = api.post("/v1/security-groups", {"name": "egr", "tenant": "acme"})
+    api.post("/v1/security-groups/%s/rules" % egr["id"],
+             {"direction": "egress", "protocol": "tcp", "port_range_min": 7000,
+              "remote_ip_prefix": "10.0.0.0/24"})
+    net = fw.ports["x1"]["network"]
+    port = api.post("/v1/ports", {"name": "e1", "network": net, "mac": mac(5), "ips": ["10.0.0.5"],
+                                  "security_groups": [egr["id"]]})
+    e1 = fw.lab.add_vm("e1", fw.lab.hvs["hv1"], "10.0.0.5/24", mac(5), iface_id=port["id"])
+    wait_until(lambda: api.get("/v1/ports/%s" % port["id"])["node"] == "hv1", what="e1 bound")
+    servers = [fw.vms["x1"].serve_tcp(p) for p in (7000, 7001)]
+    try:
+        time.sleep(0.3)
+        wait_until(lambda: e1.connects("10.0.0.4", 7000), timeout=5, what="e1 -> x1:7000")  # across hosts
+        assert not e1.connects("10.0.0.4", 7001)          # another port
+        assert e1.ping("10.0.0.4", count=2, interval=0.2, timeout=1)[1] == 0   # no ICMP out
+    finally:
+        for server in servers:
+            server.stop()

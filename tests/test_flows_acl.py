@@ -148,3 +148,23 @@ def test_remote_group_rules_grow_with_the_sum_of_the_sets():
     assert len(flows) == 50 + 200 + 1 + 4
     wide = rule._replace(port_min=8000, port_max=8010)     # 3 masked matches: a third clause
     assert len(compile_acl((), (GroupOnNode("db", members, (wide,)),), addrs)) == 50 + 200 + 3 + 1 + 4
+
+
+
+def test_neighbour_discovery_spoofing_is_dropped():
+    port = SecuredPort("v6", 20, "02:00:00:00:00:14", ("fd00::20",), True, ())
+    flows = FlowSet(list(compile_acl((port,), (), {})) + [
+        make_flow("in_acl", 0, (), PORT, "x", goto="vip_lb"),
+        make_flow("vip_lb", 0, (), PORT, "x", actions=(output(99),))])
+
+    def sent(**f):
+        base = {"in_port": 20, "reg6": 20, "eth_src": port.mac, "eth_type": 0x86DD, "ip_proto": 58,
+                "ipv6_src": "fe80::14"}
+        return walk(flows, dict(base, **f), start="in_port_security") == [(99, None)]
+
+    assert sent(icmpv6_type=136, nd_target="fd00::20")          # its own address
+    assert sent(icmpv6_type=136, nd_target="fe80::14")          # its link-local address
+    assert not sent(icmpv6_type=136, nd_target="fd00::1")       # someone else's: spoofing
+    assert sent(icmpv6_type=135, nd_target="fd00::1", nd_sll=port.mac)
+    assert not sent(icmpv6_type=135, nd_target="fd00::1", nd_sll="02:00:00:00:00:99")
+    assert sent(icmpv6_type=135, nd_target="fd00::20", nd_sll="00:00:00:00:00:00")  # DAD

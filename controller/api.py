@@ -82,7 +82,9 @@ def port_view(row):
             "network": str(row.network.uuid), "mac": row.mac, "ips": list(row.ips),
             "tags": sorted(row.tags), "node": _opt(row.node),
             "port_security": security is not False,
-            "security_groups": sorted(str(g.uuid) for g in row.security_groups)}
+            "security_groups": sorted(str(g.uuid) for g in row.security_groups),
+            "allowed_address_pairs": [{"mac_address": p.split(",")[0], "ip_address": p.split(",")[1]}
+                                      for p in sorted(row.allowed_address_pairs)]}
 
 
 def rule_view(row, group_id):
@@ -286,6 +288,8 @@ class Api:
                 changes.append(("security_groups", self._groups_of(body, row.tenant)))
             if "port_security" in body:
                 changes.append(("port_security", [v.boolean(body["port_security"], "port_security")]))
+            if "allowed_address_pairs" in body:
+                changes.append(("allowed_address_pairs", v.address_pairs(body["allowed_address_pairs"], row.mac)))
             if changes:
                 self._transact([self.nb.api.db_set(table, row.uuid, *changes)], "name")
         return self.nb.get(table, id)
@@ -357,8 +361,8 @@ class Api:
 
     def create_port(self, req, caller):
         body = self.body(req)
-        v.check_fields(body, ("name", "network", "mac", "ips", "tags", "security_groups", "port_security"),
-                       required=("name", "network"))
+        v.check_fields(body, ("name", "network", "mac", "ips", "tags", "security_groups", "port_security",
+                              "allowed_address_pairs"), required=("name", "network"))
         name = v.name(body["name"])
         if not isinstance(body["network"], str):
             raise invalid("network", "network must be a network id")
@@ -385,15 +389,17 @@ class Api:
             for i, ip in enumerate(ips):
                 if ip in taken:
                     raise conflict("ips[%d]" % i, "%s is already used in network %s" % (ip, net.name))
+            pairs = v.address_pairs(body.get("allowed_address_pairs", []), mac)
             uuid, = self._transact([self.nb.api.db_create("Port", name=name, tenant=net.tenant,
                                                           network=net.uuid, mac=mac, ips=ips,
                                                           tags=tags, security_groups=group_ids,
-                                                          port_security=security)], "name")
+                                                          port_security=security,
+                                                          allowed_address_pairs=pairs)], "name")
         return 201, port_view(self.nb.get("Port", uuid))
 
     def update_port(self, req, caller, id):
         return 200, port_view(self._update(req, caller, "Port", id,
-                                           extra=("security_groups", "port_security")))
+                                           extra=("security_groups", "port_security", "allowed_address_pairs")))
 
     def delete_port(self, req, caller, id):
         with self.lock:

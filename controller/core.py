@@ -186,7 +186,8 @@ class Core:
                 port = self._with_groups(Port(
                     id=port_id, name=row.name, tenant=row.tenant, network_id=network_id,
                     mac=row.mac, ips=tuple(row.ips), tags=tuple(row.tags), node=node,
-                    port_security=_opt(row.port_security) is not False))
+                    port_security=_opt(row.port_security) is not False,
+                    allowed_pairs=tuple(tuple(p.split(",", 1)) for p in sorted(row.allowed_address_pairs))))
                 self.ports[port_id] = port
                 self.owners[owner_hash(port_id)] = "port " + port_id
                 if old is not None and old.network_id != network_id:

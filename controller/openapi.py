@@ -5,6 +5,8 @@ import re
 NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
 TAGS = {"type": "array", "maxItems": 32, "items": {"type": "string", "pattern": "^[A-Za-z0-9._:/=@+-]{1,64}$"}}
 UUID = {"type": "string", "format": "uuid"}
+PAIRS = {"type": "array", "maxItems": 16, "items": {"type": "object", "required": ["ip_address"], "properties": {
+    "ip_address": {"type": "string"}, "mac_address": {"type": "string"}}}}
 
 SCHEMAS = {
     "Network": {"type": "object", "properties": {
@@ -28,10 +30,11 @@ SCHEMAS = {
                                   "mac": {"type": "string", "pattern": "^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"},
                                   "ips": {"type": "array", "maxItems": 16, "items": {"type": "string"}},
                                   "tags": TAGS, "port_security": {"type": "boolean"},
-                                  "security_groups": {"type": "array", "maxItems": 32, "items": UUID}}},
+                                  "security_groups": {"type": "array", "maxItems": 32, "items": UUID},
+                                  "allowed_address_pairs": PAIRS}},
     "PortUpdate": {"type": "object", "additionalProperties": False, "properties": {
         "name": NAME, "tags": TAGS, "port_security": {"type": "boolean"},
-        "security_groups": {"type": "array", "maxItems": 32, "items": UUID}}},
+        "security_groups": {"type": "array", "maxItems": 32, "items": UUID}, "allowed_address_pairs": PAIRS}},
     "SecurityGroup": {"type": "object", "properties": {
         "id": UUID, "name": NAME, "tenant": NAME, "description": {"type": "string"},
         "criteria": {"type": "object", "nullable": True},

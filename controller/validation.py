@@ -217,3 +217,25 @@ def boolean(value, field):
     if not isinstance(value, bool):
         raise invalid(field, "%s must be true or false" % field)
     return value
+
+
+def address_pairs(value, port_mac):
+    """allowed_address_pairs: [{"ip_address": IP or CIDR, "mac_address": MAC (default the port's)}]
+    -> ["mac,cidr", ...] as the store keeps them."""
+    if not isinstance(value, list) or len(value) > 16:
+        raise invalid("allowed_address_pairs", "allowed_address_pairs is a list of at most 16 pairs")
+    out = []
+    for i, pair in enumerate(value):
+        field = "allowed_address_pairs[%d]" % i
+        if not isinstance(pair, dict) or not set(pair) <= {"ip_address", "mac_address"} or "ip_address" not in pair:
+            raise invalid(field, "a pair is {\"ip_address\": ..., \"mac_address\": ...(optional)}")
+        try:
+            net = ipaddress.ip_network(pair["ip_address"], strict=False) if isinstance(pair["ip_address"], str) \
+                else None
+        except ValueError:
+            net = None
+        if net is None:
+            raise invalid(field + ".ip_address", "ip_address is an IP address or a CIDR")
+        pmac = mac(pair["mac_address"]) if "mac_address" in pair else port_mac
+        out.append("%s,%s" % (pmac, net))
+    return sorted(set(out))

@@ -346,7 +346,8 @@ def plan_acl(topology, system_id):
         # only if the group has rules: without, it only names a set of ports.
         guards = tuple(g for g in port.security_groups
                        if g in topology.groups and (g in port.named_groups or topology.groups[g]))
-        local.append(SecuredPort(port_id, ofport, port.mac, tuple(port.ips), port.port_security, guards))
+        local.append(SecuredPort(port_id, ofport, port.mac, tuple(port.ips), port.port_security, guards,
+                                 tuple(port.allowed_pairs)))
     if not local:
         return None
     members = {}

@@ -23,6 +23,7 @@ class Port(NamedTuple):
     security_groups: tuple = ()   # security group ids the port is in (named or selected)
     port_security: bool = True
     named_groups: tuple = ()      # the groups the port names itself
+    allowed_pairs: tuple = ()     # (mac, ip or cidr) it may also send from
 
 
 class Topology(NamedTuple):

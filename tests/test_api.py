@@ -418,6 +418,17 @@ def test_security_groups_rules_and_ports(acme, umbrella, admin, net, sg):
     expect_problem(acme, "DELETE", "/v1/security-groups/%s" % sg["id"], None, 409, "id")
     expect_problem(acme, "DELETE", "/v1/security-groups/%s" % other["id"], None, 409, "id")
     expect_problem(umbrella, "GET", "/v1/security-groups/%s" % sg["id"], None, 404, None)
+    pairs = acme.call("PATCH", "/v1/ports/%s" % port["id"],
+                      {"allowed_address_pairs": [{"ip_address": "10.1.0.200"},
+                                                 {"ip_address": "10.9.0.0/24", "mac_address": "02:00:00:00:99:01"}]})
+    assert pairs["allowed_address_pairs"] == [
+        {"mac_address": "02:00:00:00:99:01", "ip_address": "10.9.0.0/24"},
+        {"mac_address": port["mac"], "ip_address": "10.1.0.200/32"}]
+    expect_problem(acme, "PATCH", "/v1/ports/%s" % port["id"], {"allowed_address_pairs": [{"ip": "x"}]}, 400,
+                   "allowed_address_pairs[0]")
+    expect_problem(acme, "PATCH", "/v1/ports/%s" % port["id"],
+                   {"allowed_address_pairs": [{"ip_address": "10.0.0.999"}]}, 400,
+                   "allowed_address_pairs[0].ip_address")
     acme.delete("/v1/security-groups/%s/rules/%s" % (sg["id"], rule["id"]))
     expect_problem(acme, "DELETE", "/v1/security-groups/%s/rules/%s" % (sg["id"], rule["id"]), None, 404, None)
     acme.delete("/v1/security-groups/%s" % other["id"])

@@ -183,13 +183,13 @@ def test_retagging_moves_a_port_into_a_dynamic_group_and_its_traffic_follows(fw)
     api.call("PATCH", port, {"tags": ["trusted"]})
     started = time.monotonic()
     assert [m["name"] for m in api.get("/v1/security-groups/%s/members" % trusted["id"])] == ["x1"]
-    wait_until(lambda: can_fetch(x1, WEB), timeout=5, interval=0.05, what="x1 let in")
-    assert time.monotonic() - started < 1.5
+    wait_until(lambda: can_fetch(x1, WEB, timeout=0.2), timeout=5, interval=0.02, what="x1 let in")
+    assert time.monotonic() - started < 1.0
     assert x1.ping_ok("10.0.0.1")   # a dynamic group without rules does not lock its members in
     api.call("PATCH", port, {"tags": []})
     started = time.monotonic()
-    wait_until(lambda: not can_fetch(x1, WEB, timeout=0.5), timeout=5, interval=0.05, what="x1 shut out")
-    assert time.monotonic() - started < 1.5  # the refused fetch itself waits 0.5 s
+    wait_until(lambda: not can_fetch(x1, WEB, timeout=0.2), timeout=5, interval=0.02, what="x1 shut out")
+    assert time.monotonic() - started < 1.0  # the refused fetch itself waits 0.2 s
 
 
 MATRIX = [  # source, destination address, protocol, port, allowed
@@ -249,7 +249,7 @@ def test_logged_deny_rule_events_are_rate_limited_and_the_api_stays_responsive(f
     sent = int(proc.stdout.read())
     time.sleep(0.5)
     events = api.get("/v1/events?rule=%s&limit=1000" % rule["id"])
-    assert sent > 2000, "the flood was too slow to mean anything: %d packets" % sent
+    assert sent >= 20000, "the flood was below 10,000 packets a second: %d in 2 s" % sent
     # The switch meter lets 100 packets a second (plus a burst of 100) reach dvn.
     assert 10 <= len(events) <= 100 * 3 + 100, (len(events), sent)
     e = events[0]
@@ -320,3 +320,15 @@ def test_egress_rules_limit_what_a_port_may_start(fw):
     finally:
         for server in servers:
             server.stop()
+
+
+def test_an_allowed_address_pair_may_be_sent_from(fw):
+    x1, port = fw.vms["x1"], "/v1/ports/%s" % fw.ports["x1"]["id"]
+    fw.api.call("PATCH", port, {"allowed_address_pairs": [{"ip_address": "10.0.0.99"}]})
+    x1.exec("ip", "addr", "add", "10.0.0.99/24", "dev", "eth0")
+    try:
+        wait_until(lambda: x1.ping("10.0.0.1", count=1, timeout=1, source="10.0.0.99")[1] == 1,
+                   timeout=5, what="x1 sends from its allowed pair")
+    finally:
+        x1.exec("ip", "addr", "del", "10.0.0.99/24", "dev", "eth0")
+        fw.api.call("PATCH", port, {"allowed_address_pairs": []})

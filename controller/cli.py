@@ -122,6 +122,67 @@ def cmd_port(args):
         mac=args.mac, ips=args.ip, tags=args.tag))
 
 
+SG_COLS = ["id", "name", "tenant", "description"]
+RULE_COLS = ["id", "direction", "ethertype", "protocol", "port_range_min", "port_range_max", "icmp_type",
+             "remote_ip_prefix", "remote_group_id", "action", "priority", "log"]
+EVENT_COLS = ["time", "node", "port", "rule", "verdict", "direction", "src", "dst", "protocol", "dst_port"]
+
+
+def cmd_group(args):
+    if args.action == "create":
+        body = {"name": args.name}
+        if args.tenant:
+            body["tenant"] = args.tenant
+        if args.description:
+            body["description"] = args.description
+        if args.criteria:
+            try:
+                body["criteria"] = json.loads(args.criteria)
+            except ValueError as exc:
+                raise CliError("--criteria is not JSON: %s" % exc)
+        return _print(args, request(args, "POST", "/v1/security-groups", body), SG_COLS)
+    if args.action == "list":
+        return _print(args, request(args, "GET", "/v1/security-groups"), SG_COLS)
+    path = "/v1/security-groups/%s" % _resolve(args, "security-groups", args.name)
+    if args.action == "show":
+        group = request(args, "GET", path)
+        if args.json:
+            return _print(args, group, SG_COLS)
+        _print(args, group, SG_COLS)
+        print()
+        return _print(args, group["rules"], RULE_COLS)
+    if args.action == "members":
+        return _print(args, request(args, "GET", path + "/members"), ["id", "name"])
+    request(args, "DELETE", path)
+
+
+def cmd_rule(args):
+    path = "/v1/security-groups/%s/rules" % _resolve(args, "security-groups", args.group)
+    if args.action == "delete":
+        request(args, "DELETE", "%s/%s" % (path, args.rule_id))
+        return
+    if args.action == "stats":
+        return _print(args, request(args, "GET", "%s/%s/stats" % (path, args.rule_id)),
+                      ["packets", "bytes", "established_packets", "switches"])
+    body = _optional({"direction": args.direction}, ethertype=args.ethertype, protocol=args.protocol,
+                     remote_ip_prefix=args.remote_ip_prefix, action=args.verdict, priority=args.priority,
+                     icmp_type=args.icmp_type)
+    if args.remote_group:
+        body["remote_group_id"] = _resolve(args, "security-groups", args.remote_group)
+    if args.ports:
+        lo, _, hi = args.ports.partition("-")
+        body["port_range_min"] = int(lo)
+        body["port_range_max"] = int(hi or lo)
+    if args.log:
+        body["log"] = True
+    return _print(args, request(args, "POST", path, body), RULE_COLS)
+
+
+def cmd_events(args):
+    query = urllib.parse.urlencode(_optional({"limit": args.limit}, port=args.port, rule=args.rule))
+    return _print(args, request(args, "GET", "/v1/events?" + query), EVENT_COLS)
+
+
 def cmd_node(args):
     if args.action == "list":
         return _print(args, request(args, "GET", "/v1/nodes"), NODE_COLS)
@@ -185,6 +246,44 @@ def parser():
     u.add_argument("--new-name")
     u.add_argument("--tag", action="append")
     port.set_defaults(func=cmd_port)
+
+    grp = sub.add_parser("security-group", help="security groups (and dynamic groups)")
+    gsub = grp.add_subparsers(dest="action", required=True)
+    c = gsub.add_parser("create")
+    c.add_argument("name")
+    c.add_argument("--tenant")
+    c.add_argument("--description")
+    c.add_argument("--criteria", help='dynamic membership, JSON: {"tags_any": ["pci"]}')
+    gsub.add_parser("list")
+    for action in ("show", "members", "delete"):
+        gsub.add_parser(action).add_argument("name", help="name or id")
+    grp.set_defaults(func=cmd_group)
+
+    rule = sub.add_parser("rule", help="rules of a security group")
+    rsub = rule.add_subparsers(dest="action", required=True)
+    c = rsub.add_parser("add")
+    c.add_argument("group", help="security group name or id")
+    c.add_argument("direction", choices=["ingress", "egress"])
+    c.add_argument("--ethertype", choices=["IPv4", "IPv6"])
+    c.add_argument("--protocol", help="tcp, udp, icmp, icmpv6, any or a number")
+    c.add_argument("--ports", help="a port or a range: 80 or 8000-8080")
+    c.add_argument("--icmp-type", type=int)
+    c.add_argument("--remote-ip-prefix")
+    c.add_argument("--remote-group", help="security group name or id")
+    c.add_argument("--deny", dest="verdict", action="store_const", const="deny")
+    c.add_argument("--priority", type=int)
+    c.add_argument("--log", action="store_true")
+    for action in ("delete", "stats"):
+        r = rsub.add_parser(action)
+        r.add_argument("group", help="security group name or id")
+        r.add_argument("rule_id")
+    rule.set_defaults(func=cmd_rule)
+
+    ev = sub.add_parser("events", help="recent firewall log events")
+    ev.add_argument("--port")
+    ev.add_argument("--rule")
+    ev.add_argument("--limit", type=int, default=50)
+    ev.set_defaults(func=cmd_events)
 
     node = sub.add_parser("node", help="nodes (admin)")
     ndsub = node.add_subparsers(dest="action", required=True)

@@ -433,3 +433,24 @@ def test_security_groups_rules_and_ports(acme, umbrella, admin, net, sg):
     expect_problem(acme, "DELETE", "/v1/security-groups/%s/rules/%s" % (sg["id"], rule["id"]), None, 404, None)
     acme.delete("/v1/security-groups/%s" % other["id"])
     acme.delete("/v1/ports/%s" % port["id"])
+
+
+
+def test_cli_security_groups_and_rules(server):
+    tok = server.token("clisg")
+    assert run_cli(server, tok, "security-group", "create", "web").returncode == 0
+    out = run_cli(server, tok, "security-group", "create", "trusted", "--criteria", '{"tags_any": ["t"]}')
+    assert out.returncode == 0, out.stderr
+    out = run_cli(server, tok, "--json", "rule", "add", "web", "ingress", "--protocol", "tcp", "--ports", "80-81",
+                  "--remote-group", "trusted", "--log")
+    assert out.returncode == 0, out.stderr
+    rule = json.loads(out.stdout)
+    assert (rule["port_range_min"], rule["port_range_max"], rule["log"]) == (80, 81, True)
+    out = run_cli(server, tok, "rule", "add", "web", "ingress", "--protocol", "icmp", "--ports", "80")
+    assert out.returncode == 1 and "port_range_min" in out.stderr
+    shown = run_cli(server, tok, "security-group", "show", "web")
+    assert shown.returncode == 0 and "tcp" in shown.stdout and rule["id"] in shown.stdout
+    assert run_cli(server, tok, "rule", "delete", "web", rule["id"]).returncode == 0
+    assert run_cli(server, tok, "security-group", "members", "trusted").returncode == 0
+    assert run_cli(server, tok, "security-group", "delete", "web").returncode == 0
+    assert run_cli(server, tok, "--json", "events").stdout.strip() == "[]"

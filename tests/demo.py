@@ -106,6 +106,30 @@ def main():
             for src, dst in (("web1", "app1"), ("app2", "web1"), ("db1", "app2")):
                 failures += not ping(vms[src], src, dst, dict((v[0], v[3]) for v in VMS)[dst], False)
 
+            say("Distributed firewall: db1 accepts ICMP and TCP 5432 only from the group 'frontend'")
+            ips = dict((v[0], v[3]) for v in VMS)
+            ports = {p["name"]: p for p in api.get("/v1/ports")}
+            front = api.post("/v1/security-groups", {"name": "frontend", "tenant": "acme",
+                                                     "criteria": {"name": "web1"}})
+            db = api.post("/v1/security-groups", {"name": "database", "tenant": "acme"})
+            for body in ({"direction": "ingress", "protocol": "icmp", "remote_group_id": front["id"]},
+                         {"direction": "ingress", "protocol": "tcp", "port_range_min": 5432,
+                          "remote_group_id": front["id"]},
+                         {"direction": "egress"}):
+                api.post("/v1/security-groups/%s/rules" % db["id"], body)
+            api.call("PATCH", "/v1/ports/%s" % ports["db1"]["id"], {"security_groups": [db["id"]]})
+            show("group frontend: dynamic, every port named web1; group database: db1, stateful")
+            time.sleep(0.5)
+            failures += not ping(vms["web1"], "web1", "db1", ips["db1"], True)
+            failures += not ping(vms["web2"], "web2", "db1", ips["db1"], False)
+            api.call("PATCH", "/v1/security-groups/%s" % front["id"],
+                     {"criteria": {"name": "web*"}})
+            show("frontend's criteria become name web*: web2 is a member now")
+            time.sleep(0.5)
+            failures += not ping(vms["web2"], "web2", "db1", ips["db1"], True)
+            show("db1 may start connections out (its egress rule); the replies pass, statefully:")
+            failures += not ping(vms["db1"], "db1", "web1", ips["web1"], True)
+
             say("What dvn put on hv1's br-int (ovs-ofctl -O OpenFlow15 dump-flows br-int)")
             show("\n".join(line.strip() for line in
                             hvs["hv1"].ofctl("dump-flows", "br-int", "--no-stats").splitlines()))

@@ -332,3 +332,29 @@ def test_an_allowed_address_pair_may_be_sent_from(fw):
     finally:
         x1.exec("ip", "addr", "del", "10.0.0.99/24", "dev", "eth0")
         fw.api.call("PATCH", port, {"allowed_address_pairs": []})
+
+
+RELATED = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.connect(("10.0.0.1", 5353))
+s.send(b"x")
+try:
+    s.recv(16)
+    print("answered")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("timeout")
+"""
+
+
+def test_related_icmp_errors_of_an_allowed_connection_pass(fw):
+    # Nothing listens on web1's UDP 5353 for a moment: its "port unreachable" is
+    # ICMP related to cl1's allowed UDP flow and must reach cl1.
+    fw.udp.stop()
+    try:
+        assert fw.vms["cl1"].exec("python3", "-c", RELATED).strip() == "refused"
+    finally:
+        fw.udp = fw.vms["web1"].serve_udp_echo(5353)

@@ -23,6 +23,7 @@ from controller.validation import Problem, conflict, invalid
 from flows import groups
 from flows.model import Port
 from ovsdb.nb import Conflict, NbError
+from ovsdb.nb import optional as _opt
 
 LOG = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
@@ -65,10 +66,6 @@ class Caller:
 
     def sees(self, row):
         return self.admin or row.tenant == self.tenant
-
-
-def _opt(value):
-    return value[0] if isinstance(value, (list, tuple)) and value else (None if value == [] else value)
 
 
 def network_view(row):

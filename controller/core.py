@@ -28,6 +28,7 @@ from flows import acl, groups, l2, ofwire
 from flows.flow import GROUP, Flow, FlowSet, cookie_category, cookie_owner, diff, owner_hash
 from flows.model import Network, Port, Topology
 from flows.render import render_flow
+from ovsdb.nb import optional as _opt
 
 LOG = logging.getLogger(__name__)
 
@@ -38,13 +39,6 @@ ALL = "*"
 
 def _now_ms():
     return int(time.time() * 1000)
-
-
-def _opt(value):
-    """An optional OVSDB column as python-ovs returns it: [] or [value]."""
-    if isinstance(value, (list, tuple)):
-        return value[0] if value else None
-    return value
 
 
 def _rule(row):

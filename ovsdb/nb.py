@@ -10,6 +10,13 @@ LOG = logging.getLogger(__name__)
 SCHEMA_NAME = "DVN_Northbound"
 
 
+def optional(value):
+    """An optional column (OVSDB "min": 0, "max": 1) as python-ovs gives it, [] or [value]: the value or None."""
+    if isinstance(value, (list, tuple)):
+        return value[0] if value else None
+    return value
+
+
 class NbError(Exception):
     pass
 

@@ -125,7 +125,6 @@ class Core:
         self.mesh_dirty = False
         self._wake = ev_event.Event()
         self._loaded = False
-        self.stats = collections.Counter()
         self.owners = {}                               # cookie owner hash -> object id
         self.rule_index = {}                           # cookie owner hash -> (group id, Rule)
 
@@ -463,7 +462,6 @@ class Core:
                 try:
                     ops = session.ensure_tunnels(peers, self.tunnel_options)
                     if ops:
-                        self.stats["tunnel_txns"] += 1
                         LOG.info("node %s: tunnel mesh updated (%d peers, %d operations)",
                                  session.system_id, len(peers), ops)
                 except Exception as exc:
@@ -614,8 +612,6 @@ class Core:
             except SwitchError:
                 switch.contrib = {}  # rebuilt from the committed units at the resync
                 raise
-            self.stats["bundles"] += 1
-            self.stats["flow_mods"] += len(msgs)
             LOG.info("switch of node %s: %d flow changes in one bundle (%d units, compile %.4f s, "
                      "bundle %.3f s)", switch.system_id, len(msgs), len(changed), self.last_compile_s,
                      time.monotonic() - started)
@@ -655,8 +651,6 @@ class Core:
         t1 = time.monotonic()
         if msgs:
             switch.conn.bundle(msgs)
-            self.stats["bundles"] += 1
-            self.stats["flow_mods"] += len(msgs)
         t2 = time.monotonic()
         switch.installed = {wkey: (flow.cookie, flow) for wkey, flow in desired.items()}
         switch.contrib = contrib

@@ -78,17 +78,23 @@ class DvnServer:
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.state_dir, "dvn.stderr"), "ab"))
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("dvn serve exited with %s; see %s" % (self.proc.returncode, self.log_path))
-            try:
-                status, _ = self.client().request("GET", "/v1/networks", timeout=2)
-                if status == 200:
-                    return self
-            except (OSError, http.client.HTTPException, ValueError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("dvn serve did not answer in %d s" % timeout)
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("dvn serve exited with %s; see %s" % (self.proc.returncode, self.log_path))
+                try:
+                    status, _ = self.client().request("GET", "/v1/networks", timeout=2)
+                    if status == 200:
+                        return self
+                except (OSError, http.client.HTTPException, ValueError):
+                    pass
+                time.sleep(0.1)
+            raise RuntimeError("dvn serve did not answer in %d s" % timeout)
+        except RuntimeError:
+            # Leave nothing behind: the process and the store it may have started.
+            self.kill()
+            self.stop_store()
+            raise
 
     @property
     def admin_token(self):

@@ -72,6 +72,7 @@ class L2Lab:
 @pytest.fixture(scope="module")
 def l2(tmp_path_factory):
     state = tmp_path_factory.mktemp("dvn-l2")
+    Lab.cleanup_stale("l2")
     with Lab("l2") as lab:
         lab.underlay("192.168.61.0/24")
         lab.controller_uplink(CTL_IP + "/24")

@@ -94,11 +94,12 @@ def resubmit(table):
     return ("resubmit", table)
 
 
-def ct(table=None, zone=None, commit=False, mark=None):
+def ct(table=None, zone=None, commit=False, mark=None, nat=None):
     """Send the packet through conntrack; ``zone`` is an int or a register name
     (its low 16 bits), ``table`` where the packet continues, recirculated;
-    ``mark`` is written to the connection's ct_mark when it is committed."""
-    return ("ct", bool(commit), zone, table, mark)
+    ``mark`` is written to the connection's ct_mark when it is committed;
+    ``nat`` is ``()`` (apply the connection's NAT) or ``("dst", ip, port)``."""
+    return ("ct", bool(commit), zone, table, mark, nat)
 
 
 def conjunction(conj_id, clause, n_clauses):
@@ -175,6 +176,21 @@ def cookie_category(cookie):
 
 def cookie_owner(cookie):
     return (cookie >> 32) & 0x0FFFFFFF
+
+
+class Bucket(NamedTuple):
+    bucket_id: int
+    weight: int
+    actions: tuple
+
+
+class Group(NamedTuple):
+    """An OpenFlow select group: the packet goes to one bucket, chosen by a hash
+    of ``fields`` and weighted."""
+    group_id: int
+    buckets: tuple                                    # Bucket, by bucket_id
+    fields: tuple = ("ipv4_src", "ipv4_dst", "ip_proto", "tcp_src", "tcp_dst")
+    cookie: int = 0                                   # the owner, as for flows (not sent)
 
 
 class FlowSet:

@@ -139,7 +139,7 @@ def encode_action(action):
         return struct.pack("!HHIHHB3x", 0xFFFF, 16, NX_VENDOR, NXAST_RESUBMIT_TABLE, OFPP_IN_PORT,
                            pipeline.table_id(action[1]))
     if kind == "ct":
-        _, commit, zone, table, mark = action
+        _, commit, zone, table, mark, nat = action
         if isinstance(zone, str):  # the low 16 bits of a register
             cls, num, _w = OXM[zone]
             zone_src = (cls << 16) | (num << 9) | 4
@@ -148,6 +148,8 @@ def encode_action(action):
             zone_src, zone_val = 0, zone or 0
         recirc = 0xFF if table is None else pipeline.table_id(table)
         nested = encode_action(("set_field", "ct_mark", mark, None)) if mark is not None else b""
+        if nat is not None:
+            nested += _encode_nat(nat)
         return struct.pack("!HHIHHIHB3xH", 0xFFFF, 24 + len(nested), NX_VENDOR, NXAST_CT,
                            NX_CT_F_COMMIT if commit else 0, zone_src, zone_val, recirc, 0) + nested
     if kind == "conjunction":
@@ -164,6 +166,84 @@ def encode_action(action):
         nested = b"".join(encode_action(a) for a in action[1])
         return struct.pack("!HHIH6x", 0xFFFF, 16 + len(nested), NX_VENDOR, NXAST_CLONE) + nested
     raise EncodeError("unknown action %r" % (action,))
+
+
+NXAST_NAT = 36
+NX_NAT_F_SRC, NX_NAT_F_DST = 1, 2
+NX_NAT_RANGE_IPV4_MIN, NX_NAT_RANGE_IPV6_MIN, NX_NAT_RANGE_PROTO_MIN = 1, 4, 16
+
+
+def _encode_nat(nat):
+    """NXAST_NAT: () re-applies the connection's NAT; ("dst"|"src", ip, port) sets it."""
+    flags = present = 0
+    ranges = b""
+    if nat:
+        kind, ip, port = nat
+        flags = NX_NAT_F_DST if kind == "dst" else NX_NAT_F_SRC
+        addr = ipaddress.ip_address(ip)
+        present |= NX_NAT_RANGE_IPV4_MIN if addr.version == 4 else NX_NAT_RANGE_IPV6_MIN
+        ranges += addr.packed
+        if port:
+            present |= NX_NAT_RANGE_PROTO_MIN
+            ranges += struct.pack("!H", port)
+    body = struct.pack("!HHIH2xHH", 0xFFFF, 0, NX_VENDOR, NXAST_NAT, flags, present) + ranges
+    body = _pad8(body)
+    return body[:2] + struct.pack("!H", len(body)) + body[4:]
+
+
+OFPT_GROUP_MOD = 15
+OFPGT_SELECT = 1
+OFPGC_ADD, OFPGC_MODIFY, OFPGC_DELETE = 0, 1, 2
+OFPG_BUCKET_ALL = 0xFFFFFFFF
+NTR_VENDOR = 0x0000154D
+
+
+def _selection_method(fields):
+    oxms = b""
+    for field in fields:
+        cls, num, width = OXM[field]
+        oxms += struct.pack("!HBB", cls, num << 1, width) + b"\xff" * width
+    body = struct.pack("!HHII4x16sQ", 0xFFFF, 40 + len(oxms), NTR_VENDOR, 1, b"hash", 0) + oxms
+    return _pad8(body)
+
+
+def encode_group_mod(group, command=OFPGC_ADD, xid=0):
+    """OFPT_GROUP_MOD (OpenFlow 1.5) of a select group hashing ``group.fields``."""
+    buckets = b""
+    if command != OFPGC_DELETE:
+        for bucket in group.buckets:
+            acts = b"".join(encode_action(a) for a in bucket.actions)
+            prop = struct.pack("!HHH2x", 0, 8, bucket.weight)
+            buckets += struct.pack("!HHI", 8 + len(acts) + len(prop), len(acts), bucket.bucket_id) + acts + prop
+    props = _selection_method(group.fields) if command != OFPGC_DELETE else b""
+    body = struct.pack("!HBxIH2xI", command, OFPGT_SELECT, group.group_id, len(buckets), OFPG_BUCKET_ALL)
+    body += buckets + props
+    return _header(OFPT_GROUP_MOD, 8 + len(body), xid) + body
+
+
+def group_desc_request(xid):
+    body = struct.pack("!HH4xI4x", 7, 0, 0xFFFFFFFC)  # OFPMP_GROUP_DESC, all groups
+    return _header(OFPT_MULTIPART_REQUEST, 8 + len(body), xid) + body
+
+
+def decode_group_desc_reply(msg):
+    """{group id: (type, the group's bytes after its header)} of a group-desc reply:
+    enough to tell whether a switch's group equals a desired one."""
+    out, pos = {}, 16
+    while pos + 16 <= len(msg):
+        length, gtype, gid = struct.unpack_from("!HBxI", msg, pos)
+        out[gid] = (gtype, bytes(msg[pos + 8:pos + length]))
+        if length == 0:
+            break
+        pos += length
+    return out
+
+
+def group_desc_of(group):
+    """What decode_group_desc_reply gives for ``group`` once a switch has it."""
+    mod = encode_group_mod(group)
+    buckets_len, = struct.unpack_from("!H", mod, 16)
+    return (OFPGT_SELECT, mod[16:18] + b"\0" * 6 + mod[24:])
 
 
 def encode_instructions(flow):

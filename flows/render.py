@@ -89,7 +89,7 @@ def _action(action):
     if kind == "resubmit":
         return "resubmit(,%d)" % pipeline.table_id(action[1])
     if kind == "ct":
-        _, commit, zone, table, mark = action
+        _, commit, zone, table, mark, nat = action
         parts = ["commit"] if commit else []
         if table is not None:
             parts.append("table=%d" % pipeline.table_id(table))
@@ -99,6 +99,13 @@ def _action(action):
             parts.append("zone=%d" % zone)
         if mark is not None:
             parts.append("exec(set_field:%s->ct_mark)" % _num(mark))
+        if nat is not None:
+            if nat:
+                kind, ip, port = nat
+                where = ("[%s]" % ip if ":" in ip else ip) + (":%d" % port if port else "")
+                parts.append("nat(%s=%s)" % (kind, where))
+            else:
+                parts.append("nat")
         return "ct(%s)" % ",".join(parts)
     if kind == "conjunction":
         return "conjunction(%d,%d/%d)" % action[1:]
@@ -125,6 +132,18 @@ def render_flow(flow):
     if flow.goto is not None:
         acts.append("goto_table:%d" % pipeline.table_id(flow.goto))
     return "%s, %s%s actions=%s" % (parts[0], head, ",".join(parts_match), ",".join(acts) or "drop")
+
+
+GROUP_FIELD_NAMES = {"ipv4_src": "ip_src", "ipv4_dst": "ip_dst", "ip_proto": "ip_proto",
+                     "tcp_src": "tcp_src", "tcp_dst": "tcp_dst", "udp_src": "udp_src", "udp_dst": "udp_dst"}
+
+
+def render_group(group):
+    """A group as `ovs-ofctl -O OpenFlow15 dump-groups` prints it."""
+    fields = ",".join(GROUP_FIELD_NAMES[f] for f in group.fields)
+    buckets = ",".join("bucket=bucket_id:%d,weight:%d,actions=%s" % (
+        b.bucket_id, b.weight, ",".join(_action(a) for a in b.actions) or "drop") for b in group.buckets)
+    return "group_id=%d,type=select,selection_method=hash,fields(%s),%s" % (group.group_id, fields, buckets)
 
 
 def render_flowset(flowset):

@@ -112,7 +112,7 @@ def walk(flowset, packet, max_depth=64, conntrack=None, start=None):
             elif kind == "ct_clear":
                 pkt["ct_state"] = 0
             elif kind == "ct":
-                _, commit, zone, table_next, mark = action
+                _, commit, zone, table_next, mark, _nat = action
                 zone_id = pkt.get(zone, 0) & 0xFFFF if isinstance(zone, str) else (zone or 0)
                 if commit:
                     packet.setdefault("commits", []).append((zone_id, mark))

@@ -197,3 +197,32 @@ def test_compiled_firewall_is_accepted_and_reads_back(switch):
     assert dump(ovs) - before == {render_flow(f) for f in flows}
     have = {(d.table_id, d.priority, d.match_key): d.cookie for d in sw.read_flows()}
     assert all(have[ofwire.wire_key(f)] == f.cookie for f in flows)
+
+
+def test_select_groups_with_weights_hash_fields_and_nat(switch):
+    from flows.flow import Bucket, Group
+    from flows.render import render_group
+    ovs, sw = switch
+    group = Group(7, (Bucket(0, 100, (output(5),)),
+                      Bucket(1, 200, (ct("l2_lookup", 1, commit=True, nat=("dst", "10.0.0.2", 8080)),)),
+                      Bucket(2, 50, (ct("l2_lookup", "reg6", commit=True, nat=("dst", "fd00::2", 443)),))),
+                  fields=("ipv4_src", "tcp_src"))
+    x = sw.next_xid()
+    sw.sock.sendall(ofwire.encode_group_mod(group, xid=x) + ofwire.barrier_request(x + 1))
+    sw.xid = x + 1
+    errors, _ = sw.until(x + 1)
+    assert errors == []
+    dumped = ovs.run("ovs-ofctl", "-O", "OpenFlow15", "dump-groups", "br-int")
+    assert render_group(group) in [line.strip() for line in dumped.splitlines()]
+    x = sw.next_xid()
+    sw.sock.sendall(ofwire.group_desc_request(x))
+    errors, replies = sw.until(x)
+    have = {}
+    for reply in replies:
+        have.update(ofwire.decode_group_desc_reply(reply))
+    assert have[7] == ofwire.group_desc_of(group)
+    x = sw.next_xid()
+    sw.sock.sendall(ofwire.encode_group_mod(group, ofwire.OFPGC_DELETE, xid=x) + ofwire.barrier_request(x + 1))
+    sw.xid = x + 1
+    assert sw.until(x + 1)[0] == []
+    assert "group_id=7" not in ovs.run("ovs-ofctl", "-O", "OpenFlow15", "dump-groups", "br-int")

@@ -14,13 +14,9 @@ import datetime
 import re
 import statistics
 import sys
-import tempfile
 import time
 
-from tests.dvnproc import DvnServer, join, wait_until
-from tests.lab import Lab
-
-CTL_IP = "192.168.72.1"
+from tests.dvnproc import add_joined_hv, dvn_lab, wait_until
 
 
 def percentile(values, p):
@@ -34,60 +30,47 @@ def has_flow(hv, mac):
 
 
 def run(n_hvs, n_ports):
-    state = tempfile.mkdtemp(prefix="dvn-bench-conv-")
-    Lab.cleanup_stale("bconv")
-    with Lab("bconv") as lab:
-        lab.underlay("192.168.72.0/24")
-        lab.controller_uplink(CTL_IP + "/24")
-        dvn = DvnServer(state, api_port=18280, listen_ip=CTL_IP).start()
-        try:
-            api = dvn.client()
-            hvs = []
-            for i in range(n_hvs):
-                hvs.append(lab.add_hv("hv%d" % (i + 1), "192.168.72.%d/24" % (11 + i)))
-            for i, hv in enumerate(hvs):
-                join(hv, CTL_IP, "192.168.72.%d" % (11 + i))
-            wait_until(lambda: all(len(hv.vsctl("--bare", "--columns=name", "find", "Interface",
-                                                "type=geneve").split()) == n_hvs - 1 for hv in hvs),
-                       timeout=60, what="tunnel mesh")
-            net = api.post("/v1/networks", {"name": "bench", "tenant": "bench", "cidrs": ["10.1.0.0/16"]})
-            rest_ms, plug_ms, total_ms, dvn_ms = [], [], [], []
-            for i in range(n_ports):
-                hv = hvs[i % n_hvs]
-                mac = "02:00:00:01:%02x:%02x" % (i // 256, i % 256)
-                mark = len(dvn.log())
-                wall0 = time.time()
-                t0 = time.monotonic()
-                port = api.post("/v1/ports", {"name": "p%d" % i, "network": net["id"], "mac": mac})
-                t1 = time.monotonic()
-                name = "p%d" % i
-                hv.vsctl("add-port", "br-int", name, "--", "set", "Interface", name, "type=internal",
-                         "external_ids:iface-id=%s" % port["id"])
-                t2 = time.monotonic()
-                # Every hypervisor that has a port of the network must know the new MAC.
-                needed = hvs if i >= n_hvs else hvs[:i + 1]
-                pending = list(needed)
-                while pending:
-                    pending = [h for h in pending if not has_flow(h, mac)]
-                    if pending and time.monotonic() - t0 > 30:
-                        raise RuntimeError("port %d not converged on %s" % (i, [h.name for h in pending]))
-                t3 = time.monotonic()
-                # dvn's side: the last bundle it committed for this port (log time, ms).
-                stamps = re.findall(r"^(\S+ \S+) INFO controller.core: switch of node \w+: \d+ flow changes",
-                                    dvn.log()[mark:], re.M)
-                if stamps:
-                    last = datetime.datetime.strptime(stamps[-1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                    dvn_ms.append((last - wall0) * 1000)
-                rest_ms.append((t1 - t0) * 1000)
-                plug_ms.append((t2 - t1) * 1000)
-                total_ms.append((t3 - t0) * 1000)
-            return {"hvs": n_hvs, "ports": n_ports,
-                    "median": statistics.median(total_ms), "p99": percentile(total_ms, 99),
-                    "rest_median": statistics.median(rest_ms), "plug_median": statistics.median(plug_ms),
-                    "dvn_median": statistics.median(dvn_ms), "dvn_p99": percentile(dvn_ms, 99)}
-        finally:
-            dvn.stop()
-            dvn.stop_store()
+    with dvn_lab("bconv", 72, 18280) as (lab, dvn):
+        api = dvn.client()
+        hvs = [add_joined_hv(lab, dvn, "hv%d" % (i + 1), "192.168.72.%d" % (11 + i)) for i in range(n_hvs)]
+        wait_until(lambda: all(len(hv.vsctl("--bare", "--columns=name", "find", "Interface",
+                                            "type=geneve").split()) == n_hvs - 1 for hv in hvs),
+                   timeout=60, what="tunnel mesh")
+        net = api.post("/v1/networks", {"name": "bench", "tenant": "bench", "cidrs": ["10.1.0.0/16"]})
+        rest_ms, plug_ms, total_ms, dvn_ms = [], [], [], []
+        for i in range(n_ports):
+            hv = hvs[i % n_hvs]
+            mac = "02:00:00:01:%02x:%02x" % (i // 256, i % 256)
+            mark = len(dvn.log())
+            wall0 = time.time()
+            t0 = time.monotonic()
+            port = api.post("/v1/ports", {"name": "p%d" % i, "network": net["id"], "mac": mac})
+            t1 = time.monotonic()
+            name = "p%d" % i
+            hv.vsctl("add-port", "br-int", name, "--", "set", "Interface", name, "type=internal",
+                     "external_ids:iface-id=%s" % port["id"])
+            t2 = time.monotonic()
+            # Every hypervisor that has a port of the network must know the new MAC.
+            needed = hvs if i >= n_hvs else hvs[:i + 1]
+            pending = list(needed)
+            while pending:
+                pending = [h for h in pending if not has_flow(h, mac)]
+                if pending and time.monotonic() - t0 > 30:
+                    raise RuntimeError("port %d not converged on %s" % (i, [h.name for h in pending]))
+            t3 = time.monotonic()
+            # dvn's side: the last bundle it committed for this port (log time, ms).
+            stamps = re.findall(r"^(\S+ \S+) INFO controller.core: switch of node \w+: \d+ flow changes",
+                                dvn.log()[mark:], re.M)
+            if stamps:
+                last = datetime.datetime.strptime(stamps[-1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                dvn_ms.append((last - wall0) * 1000)
+            rest_ms.append((t1 - t0) * 1000)
+            plug_ms.append((t2 - t1) * 1000)
+            total_ms.append((t3 - t0) * 1000)
+        return {"hvs": n_hvs, "ports": n_ports,
+                "median": statistics.median(total_ms), "p99": percentile(total_ms, 99),
+                "rest_median": statistics.median(rest_ms), "plug_median": statistics.median(plug_ms),
+                "dvn_median": statistics.median(dvn_ms), "dvn_p99": percentile(dvn_ms, 99)}
 
 
 def main():

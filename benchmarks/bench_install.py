@@ -19,13 +19,9 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-from tests.dvnproc import DvnServer, join, wait_until
-from tests.lab import Lab
-
-CTL_IP = "192.168.73.1"
+from tests.dvnproc import add_joined_hv, dvn_lab, wait_until
 
 
 def transact(sock, ops):
@@ -75,43 +71,33 @@ def main():
     ap.add_argument("--networks", type=int, default=50)
     ap.add_argument("--fake-nodes", type=int, default=10)
     args = ap.parse_args()
-    state = tempfile.mkdtemp(prefix="dvn-bench-install-")
-    Lab.cleanup_stale("binst")
-    with Lab("binst") as lab:
-        lab.underlay("192.168.73.0/24")
-        lab.controller_uplink(CTL_IP + "/24")
-        dvn = DvnServer(state, api_port=18380, listen_ip=CTL_IP).start()
-        try:
-            hv = lab.add_hv("hv1", "192.168.73.11/24")
-            join(hv, CTL_IP, "192.168.73.11")
-            sock = os.path.join(state, "nb.sock")
-            populate(sock, args.flows, args.networks, args.fake_nodes)
-            api = dvn.client()
-            # The store was written by another client: wait until dvn has seen it all.
-            total = args.flows // args.networks * args.networks + args.networks
-            wait_until(lambda: len(api.get("/v1/ports")) == total, timeout=120, interval=0.5,
-                       what="dvn to see every port")
-            for port in api.get("/v1/ports"):
-                if port["name"].startswith("l"):
-                    hv.vsctl("add-port", "br-int", port["name"], "--", "set", "Interface", port["name"],
-                             "type=internal", "external_ids:iface-id=%s" % port["id"])
-            wait_until(lambda: len(hv.dump_flows()) > args.flows, timeout=300, interval=1,
-                       what="first sync")
-            before = len(dvn.log().split("in sync:")) - 1
-            flows_before = len(hv.dump_flows())
-            hv.kill_vswitchd(signal.SIGKILL)
-            t0 = time.monotonic()
-            hv.start_vswitchd()
-            dvn.wait_log("in sync:", count=before + 1, timeout=300)
-            wall = time.monotonic() - t0
-            line = dvn.log().split("in sync:")[before + 1].splitlines()[0]
-            m = re.search(r"(\d+) flows, (\d+) changed \(compile ([\d.]+) s, read\+diff ([\d.]+) s, "
-                          r"bundle ([\d.]+) s\)", line)
-            flows, changed, compile_s, read_s, bundle_s = (float(x) for x in m.groups())
-            flows_after = len(hv.dump_flows())
-        finally:
-            dvn.stop()
-            dvn.stop_store()
+    with dvn_lab("binst", 73, 18380) as (lab, dvn):
+        hv = add_joined_hv(lab, dvn, "hv1", "192.168.73.11")
+        sock = os.path.join(dvn.state_dir, "nb.sock")
+        populate(sock, args.flows, args.networks, args.fake_nodes)
+        api = dvn.client()
+        # The store was written by another client: wait until dvn has seen it all.
+        total = args.flows // args.networks * args.networks + args.networks
+        wait_until(lambda: len(api.get("/v1/ports")) == total, timeout=120, interval=0.5,
+                   what="dvn to see every port")
+        for port in api.get("/v1/ports"):
+            if port["name"].startswith("l"):
+                hv.vsctl("add-port", "br-int", port["name"], "--", "set", "Interface", port["name"],
+                         "type=internal", "external_ids:iface-id=%s" % port["id"])
+        wait_until(lambda: len(hv.dump_flows()) > args.flows, timeout=300, interval=1,
+                   what="first sync")
+        before = len(dvn.log().split("in sync:")) - 1
+        flows_before = len(hv.dump_flows())
+        hv.kill_vswitchd(signal.SIGKILL)
+        t0 = time.monotonic()
+        hv.start_vswitchd()
+        dvn.wait_log("in sync:", count=before + 1, timeout=300)
+        wall = time.monotonic() - t0
+        line = dvn.log().split("in sync:")[before + 1].splitlines()[0]
+        m = re.search(r"(\d+) flows, (\d+) changed \(compile ([\d.]+) s, read\+diff ([\d.]+) s, "
+                      r"bundle ([\d.]+) s\)", line)
+        flows, changed, compile_s, read_s, bundle_s = (float(x) for x in m.groups())
+        flows_after = len(hv.dump_flows())
     print("\ninitial sync of one switch (vswitchd restarted with an empty table)")
     print("  flows on the switch before / after: %d / %d" % (flows_before, flows_after))
     print("  flows sent in one bundle:           %d" % changed)

@@ -13,14 +13,10 @@ import argparse
 import re
 import statistics
 import sys
-import tempfile
 import time
 
 from flows.flow import GROUP, owner_hash
-from tests.dvnproc import DvnServer, join, wait_until
-from tests.lab import Lab
-
-CTL_IP = "192.168.74.1"
+from tests.dvnproc import add_joined_hv, dvn_lab, wait_until
 
 
 def main():
@@ -28,59 +24,49 @@ def main():
     ap.add_argument("--ports", type=int, default=300)
     ap.add_argument("--groups", type=int, default=30)
     args = ap.parse_args()
-    state = tempfile.mkdtemp(prefix="dvn-bench-rule-")
-    Lab.cleanup_stale("brule")
-    with Lab("brule") as lab:
-        lab.underlay("192.168.74.0/24")
-        lab.controller_uplink(CTL_IP + "/24")
-        dvn = DvnServer(state, api_port=18480, listen_ip=CTL_IP).start()
-        try:
-            hv = lab.add_hv("hv1", "192.168.74.11/24")
-            join(hv, CTL_IP, "192.168.74.11")
-            api = dvn.client()
-            net = api.post("/v1/networks", {"name": "n", "tenant": "b", "cidrs": ["10.0.0.0/16"]})
-            groups = [api.post("/v1/security-groups", {"name": "g%d" % i, "tenant": "b"})
-                      for i in range(args.groups)]
-            for i, g in enumerate(groups):
-                nxt = groups[(i + 1) % len(groups)]["id"]
-                for body in ({"direction": "ingress", "protocol": "tcp", "port_range_min": 80,
-                              "remote_group_id": nxt},
-                             {"direction": "ingress", "protocol": "tcp", "port_range_min": 22,
-                              "remote_ip_prefix": "192.168.0.0/16"},
-                             {"direction": "ingress", "protocol": "icmp", "remote_group_id": g["id"]},
-                             {"direction": "egress"}):
-                    api.post("/v1/security-groups/%s/rules" % g["id"], body)
-            for i in range(args.ports):
-                port = api.post("/v1/ports", {"name": "p%d" % i, "network": net["id"],
-                                              "ips": ["10.0.%d.%d" % (i // 250, i % 250 + 1)],
-                                              "security_groups": [groups[i % len(groups)]["id"]]})
-                hv.vsctl("add-port", "br-int", "p%d" % i, "--", "set", "Interface", "p%d" % i,
-                         "type=internal", "external_ids:iface-id=%s" % port["id"])
-            wait_until(lambda: all(p["node"] for p in api.get("/v1/ports")), timeout=120, interval=0.5,
-                       what="every port bound")
-            time.sleep(2)
-            flows = len(hv.dump_flows())
-            total, compile_ms, changes = [], [], []
-            for k in range(5):
-                g = groups[(k * 7) % len(groups)]
-                mark = len(dvn.log())
-                t0 = time.monotonic()
-                rule = api.post("/v1/security-groups/%s/rules" % g["id"],
-                                {"direction": "ingress", "protocol": "tcp", "port_range_min": 9000 + k,
-                                 "remote_ip_prefix": "198.51.100.0/24"})
-                cookie = (GROUP << 60) | (owner_hash("%s/%s" % (g["id"], rule["id"])) << 32)
-                mask = (0xF << 60) | (0x0FFFFFFF << 32)
-                while "priority" not in hv.ofctl("dump-flows", "br-int", "cookie=%#x/%#x" % (cookie, mask)):
-                    if time.monotonic() - t0 > 30:
-                        raise RuntimeError("rule flows did not arrive")
-                total.append((time.monotonic() - t0) * 1000)
-                m = re.findall(r"(\d+) flow changes in one bundle \(\d+ units, compile ([\d.]+) s",
-                               dvn.log()[mark:])
-                changes.append(sum(int(c) for c, _ in m))
-                compile_ms.append(sum(float(t) for _, t in m) * 1000)
-        finally:
-            dvn.stop()
-            dvn.stop_store()
+    with dvn_lab("brule", 74, 18480) as (lab, dvn):
+        hv = add_joined_hv(lab, dvn, "hv1", "192.168.74.11")
+        api = dvn.client()
+        net = api.post("/v1/networks", {"name": "n", "tenant": "b", "cidrs": ["10.0.0.0/16"]})
+        groups = [api.post("/v1/security-groups", {"name": "g%d" % i, "tenant": "b"})
+                  for i in range(args.groups)]
+        for i, g in enumerate(groups):
+            nxt = groups[(i + 1) % len(groups)]["id"]
+            for body in ({"direction": "ingress", "protocol": "tcp", "port_range_min": 80,
+                          "remote_group_id": nxt},
+                         {"direction": "ingress", "protocol": "tcp", "port_range_min": 22,
+                          "remote_ip_prefix": "192.168.0.0/16"},
+                         {"direction": "ingress", "protocol": "icmp", "remote_group_id": g["id"]},
+                         {"direction": "egress"}):
+                api.post("/v1/security-groups/%s/rules" % g["id"], body)
+        for i in range(args.ports):
+            port = api.post("/v1/ports", {"name": "p%d" % i, "network": net["id"],
+                                          "ips": ["10.0.%d.%d" % (i // 250, i % 250 + 1)],
+                                          "security_groups": [groups[i % len(groups)]["id"]]})
+            hv.vsctl("add-port", "br-int", "p%d" % i, "--", "set", "Interface", "p%d" % i,
+                     "type=internal", "external_ids:iface-id=%s" % port["id"])
+        wait_until(lambda: all(p["node"] for p in api.get("/v1/ports")), timeout=120, interval=0.5,
+                   what="every port bound")
+        time.sleep(2)
+        flows = len(hv.dump_flows())
+        total, compile_ms, changes = [], [], []
+        for k in range(5):
+            g = groups[(k * 7) % len(groups)]
+            mark = len(dvn.log())
+            t0 = time.monotonic()
+            rule = api.post("/v1/security-groups/%s/rules" % g["id"],
+                            {"direction": "ingress", "protocol": "tcp", "port_range_min": 9000 + k,
+                             "remote_ip_prefix": "198.51.100.0/24"})
+            cookie = (GROUP << 60) | (owner_hash("%s/%s" % (g["id"], rule["id"])) << 32)
+            mask = (0xF << 60) | (0x0FFFFFFF << 32)
+            while "priority" not in hv.ofctl("dump-flows", "br-int", "cookie=%#x/%#x" % (cookie, mask)):
+                if time.monotonic() - t0 > 30:
+                    raise RuntimeError("rule flows did not arrive")
+            total.append((time.monotonic() - t0) * 1000)
+            m = re.findall(r"(\d+) flow changes in one bundle \(\d+ units, compile ([\d.]+) s",
+                           dvn.log()[mark:])
+            changes.append(sum(int(c) for c, _ in m))
+            compile_ms.append(sum(float(t) for _, t in m) * 1000)
     print("\none rule added to one group: %d ports, %d groups, %d flows on the switch" % (
         args.ports, args.groups, flows))
     print("  REST call -> rule flows on the switch: median %.1f ms, worst %.1f ms (polled with ovs-ofctl)"

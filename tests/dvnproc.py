@@ -1,11 +1,13 @@
 """A real `dvn serve` process for lab tests, benchmarks and the demo, and a REST client."""
 
+import contextlib
 import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,3 +151,31 @@ def wait_until(predicate, timeout=10, interval=0.1, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out after %s s waiting for %s" % (timeout, what))
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def dvn_lab(tag, octet, api_port, state=None):
+    """A lab whose underlay is 192.168.<octet>.0/24, with dvn running on this
+    machine at 192.168.<octet>.1, reached by the hypervisors over the underlay.
+    Yields (lab, dvn); tears everything down after, the store included."""
+    from tests.lab import Lab
+    state = state or tempfile.mkdtemp(prefix="dvn-%s-" % tag)
+    ctl = "192.168.%d.1" % octet
+    Lab.cleanup_stale(tag)
+    with Lab(tag) as lab:
+        lab.underlay("192.168.%d.0/24" % octet)
+        lab.controller_uplink(ctl + "/24")
+        dvn = DvnServer(state, api_port=api_port, listen_ip=ctl).start()
+        try:
+            yield lab, dvn
+        finally:
+            dvn.stop()
+            dvn.stop_store()
+
+
+def add_joined_hv(lab, dvn, name, ip):
+    """A hypervisor at ``ip`` on the underlay that has run `dvn join`."""
+    hv = lab.add_hv(name, ip + "/24")
+    lab.seed_neighbors()
+    join(hv, dvn.listen_ip, ip)
+    return hv

@@ -9,12 +9,10 @@ import time
 
 import pytest
 
-from tests.dvnproc import DvnServer, join, wait_until
-from tests.lab import Lab
+from tests.dvnproc import add_joined_hv, dvn_lab, wait_until
 
 pytestmark = pytest.mark.lab
 
-CTL_IP = "192.168.62.1"
 HVS = {"hv1": "192.168.62.11", "hv2": "192.168.62.12"}
 
 
@@ -29,59 +27,48 @@ def mac(i):
 @pytest.fixture(scope="module")
 def fw(tmp_path_factory):
     state = tmp_path_factory.mktemp("dvn-fw")
-    Lab.cleanup_stale("fw")
-    with Lab("fw") as lab:
-        lab.underlay("192.168.62.0/24")
-        lab.controller_uplink(CTL_IP + "/24")
-        dvn = DvnServer(str(state), api_port=18081, listen_ip=CTL_IP, of_port=6653, ovsdb_port=6640).start()
-        try:
-            env = Env()
-            env.lab, env.dvn, env.api = lab, dvn, dvn.client()
-            hvs = {n: lab.add_hv(n, ip + "/24") for n, ip in HVS.items()}
-            lab.seed_neighbors()
-            for n, ip in HVS.items():
-                join(hvs[n], CTL_IP, ip)
-            api = env.api
-            net = api.post("/v1/networks", {"name": "fwnet", "tenant": "acme",
-                                            "cidrs": ["10.0.0.0/24", "fd00::/64"]})
-            env.web = api.post("/v1/security-groups", {"name": "web", "tenant": "acme"})
-            env.clients = api.post("/v1/security-groups", {"name": "clients", "tenant": "acme"})
-            sg = "/v1/security-groups/%s/rules"
-            env.http_rule = api.post(sg % env.web["id"], {"direction": "ingress", "protocol": "tcp",
-                                                          "port_range_min": 8080, "port_range_max": 8080,
-                                                          "remote_group_id": env.clients["id"]})
-            env.icmp_rule = api.post(sg % env.web["id"], {"direction": "ingress", "protocol": "icmp",
-                                                          "remote_ip_prefix": "0.0.0.0/0"})
-            api.post(sg % env.web["id"], {"direction": "ingress", "protocol": "udp", "port_range_min": 5353,
-                                          "remote_group_id": env.clients["id"]})
-            api.post(sg % env.web["id"], {"direction": "ingress", "ethertype": "IPv6", "protocol": "tcp",
-                                          "port_range_min": 8080, "remote_group_id": env.clients["id"]})
-            api.post(sg % env.web["id"], {"direction": "ingress", "ethertype": "IPv6", "protocol": "icmpv6",
-                                          "remote_ip_prefix": "::/0"})
-            for group in (env.web, env.clients):
-                api.post(sg % group["id"], {"direction": "egress"})
-                api.post(sg % group["id"], {"direction": "egress", "ethertype": "IPv6"})
-            env.vms, env.ports = {}, {}
-            for i, (name, hv, groups) in enumerate((("web1", "hv1", [env.web["id"]]),
-                                                   ("cl1", "hv2", [env.clients["id"]]),
-                                                   ("cl2", "hv1", [env.clients["id"]]),
-                                                   ("x1", "hv2", [])), start=1):
-                ip = "10.0.0.%d" % i
-                port = api.post("/v1/ports", {"name": name, "network": net["id"], "mac": mac(i),
-                                              "ips": [ip, "fd00::%d" % i], "security_groups": groups})
-                env.ports[name] = port
-                env.vms[name] = lab.add_vm(name, hvs[hv], ip + "/24", mac(i), iface_id=port["id"],
-                                           ipv6_cidr="fd00::%d/64" % i)
-            for name, hv in (("web1", "hv1"), ("x1", "hv2")):
-                wait_until(lambda: api.get("/v1/ports/%s" % env.ports[name]["id"])["node"] == hv,
-                           what="%s bound" % name)
-            env.server = env.vms["web1"].serve_http(8080, str(state))
-            env.udp = env.vms["web1"].serve_udp_echo(5353)
-            env.tcp6 = env.vms["web1"].serve_tcp(8080 + 1)
-            yield env
-        finally:
-            dvn.stop()
-            dvn.stop_store()
+    with dvn_lab("fw", 62, 18081, str(state)) as (lab, dvn):
+        env = Env()
+        env.lab, env.dvn, env.api = lab, dvn, dvn.client()
+        hvs = {n: add_joined_hv(lab, dvn, n, ip) for n, ip in HVS.items()}
+        api = env.api
+        net = api.post("/v1/networks", {"name": "fwnet", "tenant": "acme",
+                                        "cidrs": ["10.0.0.0/24", "fd00::/64"]})
+        env.web = api.post("/v1/security-groups", {"name": "web", "tenant": "acme"})
+        env.clients = api.post("/v1/security-groups", {"name": "clients", "tenant": "acme"})
+        sg = "/v1/security-groups/%s/rules"
+        env.http_rule = api.post(sg % env.web["id"], {"direction": "ingress", "protocol": "tcp",
+                                                      "port_range_min": 8080, "port_range_max": 8080,
+                                                      "remote_group_id": env.clients["id"]})
+        env.icmp_rule = api.post(sg % env.web["id"], {"direction": "ingress", "protocol": "icmp",
+                                                      "remote_ip_prefix": "0.0.0.0/0"})
+        api.post(sg % env.web["id"], {"direction": "ingress", "protocol": "udp", "port_range_min": 5353,
+                                      "remote_group_id": env.clients["id"]})
+        api.post(sg % env.web["id"], {"direction": "ingress", "ethertype": "IPv6", "protocol": "tcp",
+                                      "port_range_min": 8080, "remote_group_id": env.clients["id"]})
+        api.post(sg % env.web["id"], {"direction": "ingress", "ethertype": "IPv6", "protocol": "icmpv6",
+                                      "remote_ip_prefix": "::/0"})
+        for group in (env.web, env.clients):
+            api.post(sg % group["id"], {"direction": "egress"})
+            api.post(sg % group["id"], {"direction": "egress", "ethertype": "IPv6"})
+        env.vms, env.ports = {}, {}
+        for i, (name, hv, groups) in enumerate((("web1", "hv1", [env.web["id"]]),
+                                               ("cl1", "hv2", [env.clients["id"]]),
+                                               ("cl2", "hv1", [env.clients["id"]]),
+                                               ("x1", "hv2", [])), start=1):
+            ip = "10.0.0.%d" % i
+            port = api.post("/v1/ports", {"name": name, "network": net["id"], "mac": mac(i),
+                                          "ips": [ip, "fd00::%d" % i], "security_groups": groups})
+            env.ports[name] = port
+            env.vms[name] = lab.add_vm(name, hvs[hv], ip + "/24", mac(i), iface_id=port["id"],
+                                       ipv6_cidr="fd00::%d/64" % i)
+        for name, hv in (("web1", "hv1"), ("x1", "hv2")):
+            wait_until(lambda: api.get("/v1/ports/%s" % env.ports[name]["id"])["node"] == hv,
+                       what="%s bound" % name)
+        env.server = env.vms["web1"].serve_http(8080, str(state))
+        env.udp = env.vms["web1"].serve_udp_echo(5353)
+        env.tcp6 = env.vms["web1"].serve_tcp(8080 + 1)
+        yield env
 
 
 def can_fetch(vm, url, timeout=3):

@@ -14,13 +14,11 @@ import time
 import pytest
 
 from flows.acl import SecuredPort, compile_port_security
-from tests.dvnproc import DvnServer, join, wait_until
-from tests.lab import Lab
+from tests.dvnproc import add_joined_hv, dvn_lab, wait_until
 
 pytestmark = pytest.mark.lab
 
 CIDR = "10.0.0.0/24"
-CTL_IP = "192.168.61.1"
 HV_IPS = {"hv1": "192.168.61.11", "hv2": "192.168.61.12", "hv3": "192.168.61.13",
           "hv4": "192.168.61.14"}
 
@@ -40,10 +38,8 @@ class L2Lab:
         self.ports = {}
 
     def add_hv(self, name):
-        hv = self.lab.add_hv(name, HV_IPS[name] + "/24")
+        hv = add_joined_hv(self.lab, self.dvn, name, HV_IPS[name])
         self.hvs[name] = hv
-        self.lab.seed_neighbors()
-        join(hv, CTL_IP, HV_IPS[name])
         return hv
 
     def add_vm(self, name, hv, network, ip, index):
@@ -72,29 +68,21 @@ class L2Lab:
 @pytest.fixture(scope="module")
 def l2(tmp_path_factory):
     state = tmp_path_factory.mktemp("dvn-l2")
-    Lab.cleanup_stale("l2")
-    with Lab("l2") as lab:
-        lab.underlay("192.168.61.0/24")
-        lab.controller_uplink(CTL_IP + "/24")
-        dvn = DvnServer(str(state), api_port=18080, listen_ip=CTL_IP).start()
-        try:
-            env = L2Lab(lab, dvn)
-            for name in ("hv1", "hv2", "hv3"):
-                env.add_hv(name)
-            admin = env.api
-            env.net_a = admin.post("/v1/networks", {"name": "blue", "tenant": "acme", "cidrs": [CIDR]})
-            env.net_b = admin.post("/v1/networks", {"name": "red", "tenant": "umbrella", "cidrs": [CIDR]})
-            env.add_vm("a1", "hv1", env.net_a, "10.0.0.1", 1)
-            env.add_vm("a2", "hv2", env.net_a, "10.0.0.2", 2)
-            env.add_vm("a3", "hv3", env.net_a, "10.0.0.3", 3)
-            # Network B reuses the CIDR and even A's addresses: isolation is by network.
-            env.add_vm("b1", "hv1", env.net_b, "10.0.0.11", 11)
-            env.add_vm("b2", "hv2", env.net_b, "10.0.0.12", 12)
-            env.add_vm("b3", "hv3", env.net_b, "10.0.0.2", 13)
-            yield env
-        finally:
-            dvn.stop()
-            dvn.stop_store()
+    with dvn_lab("l2", 61, 18080, str(state)) as (lab, dvn):
+        env = L2Lab(lab, dvn)
+        for name in ("hv1", "hv2", "hv3"):
+            env.add_hv(name)
+        admin = env.api
+        env.net_a = admin.post("/v1/networks", {"name": "blue", "tenant": "acme", "cidrs": [CIDR]})
+        env.net_b = admin.post("/v1/networks", {"name": "red", "tenant": "umbrella", "cidrs": [CIDR]})
+        env.add_vm("a1", "hv1", env.net_a, "10.0.0.1", 1)
+        env.add_vm("a2", "hv2", env.net_a, "10.0.0.2", 2)
+        env.add_vm("a3", "hv3", env.net_a, "10.0.0.3", 3)
+        # Network B reuses the CIDR and even A's addresses: isolation is by network.
+        env.add_vm("b1", "hv1", env.net_b, "10.0.0.11", 11)
+        env.add_vm("b2", "hv2", env.net_b, "10.0.0.12", 12)
+        env.add_vm("b3", "hv3", env.net_b, "10.0.0.2", 13)
+        yield env
 
 
 def test_ports_are_bound_to_the_hypervisor_that_plugged_them(l2):

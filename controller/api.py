@@ -264,23 +264,32 @@ class Api:
                 raise invalid(key, "unknown query parameter %r (allowed: %s)" % (key, ", ".join(allowed)))
         return req.GET
 
-    def _update(self, req, caller, table, id, extra=()):
-        """PATCH of a network or a port: its name (unique in the tenant) and tags
-        (and a port's security groups and port security)."""
+    NOUNS = {"Network": "network", "Port": "port", "SecurityGroup": "security group"}
+
+    def _check_name_free(self, table, tenant, name, rows=None, but=None):
+        """Names are unique per tenant and table (409 naming the field)."""
+        for r in (rows if rows is not None else self.nb.rows(table)):
+            if r.tenant == tenant and r.name == name and r.uuid != but:
+                raise conflict("name", "tenant %s already has a %s named %s" % (tenant, self.NOUNS[table], name))
+
+    def _update(self, req, caller, table, id, fields):
+        """PATCH: the ``fields`` a network, port or security group may change;
+        the name stays unique in the tenant."""
         body = self.body(req)
-        v.check_fields(body, ("name", "tags") + extra)
+        v.check_fields(body, fields)
         with self.lock:
             row = self._find(table, id, caller)
             changes = []
             if "name" in body:
                 name = v.name(body["name"])
-                if any(r.tenant == row.tenant and r.name == name and r.uuid != row.uuid
-                       for r in self.nb.rows(table)):
-                    raise conflict("name", "tenant %s already has a %s named %s" % (
-                        row.tenant, table.lower(), name))
+                self._check_name_free(table, row.tenant, name, but=row.uuid)
                 changes.append(("name", name))
             if "tags" in body:
                 changes.append(("tags", v.tags(body["tags"])))
+            if "description" in body:
+                changes.append(("description", v.description(body["description"])))
+            if "criteria" in body:
+                changes.append(("criteria", _criteria(body)))
             if "security_groups" in body:
                 changes.append(("security_groups", self._groups_of(body, row.tenant)))
             if "port_security" in body:
@@ -323,8 +332,7 @@ class Api:
         vni = v.vni(body["vni"]) if "vni" in body else None
         with self.lock:
             rows = self.nb.rows("Network")
-            if any(r.tenant == tenant and r.name == name for r in rows):
-                raise conflict("name", "tenant %s already has a network named %s" % (tenant, name))
+            self._check_name_free("Network", tenant, name, rows)
             used = {r.vni for r in rows}
             if vni is None:
                 vni = next(n for n in range(VNI_AUTO_START, v.VNI_MAX + 1) if n not in used)
@@ -335,7 +343,7 @@ class Api:
         return 201, network_view(self.nb.get("Network", uuid))
 
     def update_network(self, req, caller, id):
-        return 200, network_view(self._update(req, caller, "Network", id))
+        return 200, network_view(self._update(req, caller, "Network", id, ("name", "tags")))
 
     def delete_network(self, req, caller, id):
         with self.lock:
@@ -374,8 +382,7 @@ class Api:
         security = [v.boolean(body["port_security"], "port_security")] if "port_security" in body else []
         with self.lock:
             ports = self.nb.rows("Port")
-            if any(p.tenant == net.tenant and p.name == name for p in ports):
-                raise conflict("name", "tenant %s already has a port named %s" % (net.tenant, name))
+            self._check_name_free("Port", net.tenant, name, ports)
             siblings = [p for p in ports if p.network.uuid == net.uuid]
             macs = {p.mac for p in siblings}
             if mac is None:
@@ -396,7 +403,8 @@ class Api:
 
     def update_port(self, req, caller, id):
         return 200, port_view(self._update(req, caller, "Port", id,
-                                           extra=("security_groups", "port_security", "allowed_address_pairs")))
+                                           ("name", "tags", "security_groups", "port_security",
+                                            "allowed_address_pairs")))
 
     def delete_port(self, req, caller, id):
         with self.lock:
@@ -420,37 +428,15 @@ class Api:
         tenant = self._tenant_of_new(body, caller)
         criteria = _criteria(body)
         name = v.name(body["name"])
-        description = body.get("description", "")
-        if not isinstance(description, str) or len(description) > 255:
-            raise invalid("description", "description is a string of at most 255 characters")
+        description = v.description(body.get("description", ""))
         with self.lock:
-            if any(r.tenant == tenant and r.name == name for r in self.nb.rows("SecurityGroup")):
-                raise conflict("name", "tenant %s already has a security group named %s" % (tenant, name))
+            self._check_name_free("SecurityGroup", tenant, name)
             uuid, = self._transact([self.nb.api.db_create("SecurityGroup", name=name, tenant=tenant,
                                                           description=description, criteria=criteria)], "name")
         return 201, group_view(self.nb.get("SecurityGroup", uuid))
 
     def update_group(self, req, caller, id):
-        body = self.body(req)
-        v.check_fields(body, ("name", "description", "criteria"))
-        with self.lock:
-            row = self._find("SecurityGroup", id, caller)
-            changes = []
-            if "name" in body:
-                name = v.name(body["name"])
-                if any(r.tenant == row.tenant and r.name == name and r.uuid != row.uuid
-                       for r in self.nb.rows("SecurityGroup")):
-                    raise conflict("name", "tenant %s already has a security group named %s" % (row.tenant, name))
-                changes.append(("name", name))
-            if "description" in body:
-                if not isinstance(body["description"], str) or len(body["description"]) > 255:
-                    raise invalid("description", "description is a string of at most 255 characters")
-                changes.append(("description", body["description"]))
-            if "criteria" in body:
-                changes.append(("criteria", _criteria(body)))
-            if changes:
-                self._transact([self.nb.api.db_set("SecurityGroup", row.uuid, *changes)], "name")
-        return 200, group_view(self.nb.get("SecurityGroup", id))
+        return 200, group_view(self._update(req, caller, "SecurityGroup", id, ("name", "description", "criteria")))
 
     def delete_group(self, req, caller, id):
         with self.lock:

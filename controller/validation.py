@@ -54,6 +54,12 @@ def name(value, field="name"):
     return value
 
 
+def description(value):
+    if not isinstance(value, str) or len(value) > 255:
+        raise invalid("description", "description is a string of at most 255 characters")
+    return value
+
+
 def tags(value, field="tags"):
     if not isinstance(value, list):
         raise invalid(field, "tags must be a list of strings")

@@ -30,7 +30,6 @@ MAC_FIELDS = tuple(f for f, (_w, k) in FIELD_SPECS.items() if k == "mac")
 # ct_state bits (as OVS numbers them).
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
-BROADCAST_MASK = "01:00:00:00:00:00"
 
 # Cookie categories: what kind of object owns a flow.
 PIPELINE, NODE, NETWORK, PORT, GROUP = 1, 2, 3, 4, 5
@@ -69,7 +68,7 @@ def _norm(field, value, mask):
 
 
 def match(**fields):
-    """A match: ``match(in_port=5, eth_dst=("01:00:00:00:00:00", BROADCAST_MASK))``."""
+    """A match: ``match(in_port=5, eth_dst=("01:00:00:00:00:00", "01:00:00:00:00:00"))``."""
     items = []
     for field, spec in fields.items():
         if field not in _ORDER:

@@ -9,7 +9,7 @@ only views that changed.
 from typing import NamedTuple, Optional
 
 from flows import fields, pipeline
-from flows.flow import (BROADCAST_MASK, NETWORK, NODE, PIPELINE, PORT, FlowSet, make_flow,
+from flows.flow import (NETWORK, NODE, PIPELINE, PORT, FlowSet, make_flow,
                         match, output, resubmit, set_field)
 
 
@@ -138,4 +138,4 @@ def compile_node(topology, system_id) -> FlowSet:
 
 
 __all__ = ["LocalPort", "RemotePort", "NetworkOnNode", "NodeBase", "plan_network", "plan_node",
-           "compile_base", "compile_network", "compile_node", "BROADCAST_MASK"]
+           "compile_base", "compile_network", "compile_node"]

@@ -242,7 +242,6 @@ def decode_group_desc_reply(msg):
 def group_desc_of(group):
     """What decode_group_desc_reply gives for ``group`` once a switch has it."""
     mod = encode_group_mod(group)
-    buckets_len, = struct.unpack_from("!H", mod, 16)
     return (OFPGT_SELECT, mod[16:18] + b"\0" * 6 + mod[24:])
 
 

@@ -494,13 +494,8 @@ class Core:
             views[BASE] = base
             views.update(networks)
             units = set(units) | {ACL}
-        for unit in units:
-            if unit in (ALL, ACL):
-                continue
-            if unit == BASE:
-                views[unit] = l2.plan_node(topo, sid)[0]
-            else:
-                views[unit] = l2.plan_network(topo, unit, sid)
+        for unit in set(units) - {ALL, ACL} - set(views):  # networks (ALL planned them all)
+            views[unit] = l2.plan_network(topo, unit, sid)
         if ACL in units:
             # The firewall: one unit for the ports, one per security group.
             view = acl.plan_acl(topo, sid)

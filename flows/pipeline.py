@@ -38,10 +38,6 @@ def table_id(name):
         raise PipelineViolation("unknown table %r" % (name,)) from None
 
 
-def table(name):
-    return TABLES[table_id(name)]
-
-
 def next_table(name):
     i = table_id(name)
     if i + 1 >= len(TABLES):

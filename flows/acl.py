@@ -33,7 +33,9 @@ IPV4, IPV6 = 0x0800, 0x86DD
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 LOG_METER = 1     # the meter that rate-limits logged packets to the controller
 RULE_BASE = 1000       # OpenFlow priority of a rule: RULE_BASE + 2 * priority + (1 for deny)
-P_OPEN, P_ARP, P_TRACK, P_STATE, P_DEFAULT = 4000, 3900, 3800, 3700, 100
+# An open port's packets are tracked too (P_TRACK, so that load-balanced
+# connections are un-NATed), then pass before any state is judged.
+P_ARP, P_TRACK, P_OPEN, P_STATE, P_DEFAULT = 3900, 3800, 3750, 3700, 100
 
 
 class Rule(NamedTuple):
@@ -135,7 +137,7 @@ def _stateful_base():
         for eth in (IPV4, IPV6):
             if table == "in_acl":
                 flows.append(make_flow(table, P_TRACK, match(ct_state=(0, CT_TRK), eth_type=eth),
-                                       PORT, "acl", actions=(ct(table, zone_reg),)))
+                                       PORT, "acl", actions=(ct(table, zone_reg, nat=()),)))
             else:
                 # The packet may carry the sender's zone state (same host): clear it
                 # and track it in the receiver's zone, once (reg0 bit 1).
@@ -143,12 +145,23 @@ def _stateful_base():
                 flows.append(make_flow(table, P_TRACK, match(**{mark.field.name: (0, mark.mask)}, eth_type=eth),
                                        PORT, "acl",
                                        actions=(set_field(mark.field.name, mark.value, mark.mask), ct_clear(),
-                                                ct(table, zone_reg))))
+                                                ct(table, zone_reg, nat=()))))
             flows.append(make_flow(table, P_STATE + 1, match(ct_state=(CT_TRK | CT_INV, CT_TRK | CT_INV),
                                                              eth_type=eth), PORT, "acl"))
         # ARP, and IPv6 neighbour and router discovery, pass for every port (port
         # security has checked the sender's addresses already).
         flows.append(make_flow(table, P_ARP, match(eth_type=0x0806), PORT, "acl", goto=nxt))
+        if table == "in_acl":
+            # A new connection an egress rule allowed: committed in the sender's
+            # zone with the rule's mark, in vip_lb (a VIP's bucket commits it
+            # itself, with its NAT: a connection is committed once).
+            commit = fields.COMMIT
+            for eth in (IPV4, IPV6):
+                flows.append(make_flow("vip_lb", 1, match(**{commit.field.name: (commit.value, commit.mask)},
+                                                          eth_type=eth),
+                                       PORT, "acl", actions=(ct(None, zone_reg, commit=True,
+                                                                mark=fields.REG_MARK.name),),
+                                       goto="l2_lookup"))
         for nd_type in (133, 134, 135, 136):
             flows.append(make_flow(table, P_ARP, match(eth_type=IPV6, ip_proto=ICMPV6, icmpv6_type=nd_type),
                                    PORT, "acl", goto=nxt))
@@ -234,8 +247,14 @@ def _compile_group(group, addrs):
         zone = reg
         mark = rule_mark(group.group_id, rule.id)
         log = (clone(meter(LOG_METER), controller()),) if rule.log else ()
-        verdict = ({"actions": log + (ct(None, zone, commit=True, mark=mark),), "goto": nxt}
-                   if rule.action == "allow" else {"actions": log})
+        if rule.action == "deny":
+            verdict = {"actions": log}
+        elif rule.direction == "egress":
+            commit = fields.COMMIT
+            verdict = {"actions": log + (set_field(fields.REG_MARK.name, mark),
+                                         set_field(commit.field.name, commit.value, commit.mask)), "goto": nxt}
+        else:
+            verdict = {"actions": log + (ct(None, zone, commit=True, mark=mark),), "goto": nxt}
         if rule.action == "allow":
             # The rule's connections (marked at commit) pass while the rule exists,
             # in both directions: replies cross the other table. Remove the rule
@@ -303,10 +322,11 @@ def merge(flows):
     return FlowSet(index.values())
 
 
-def compile_ports(ports) -> FlowSet:
-    """Port security, defaults and the stateful base of one node's local ports."""
+def compile_ports(ports, tracked=False) -> FlowSet:
+    """Port security, defaults and the stateful base of one node's local ports
+    (the base if a port is secured, or if ``tracked``: a VIP is served here)."""
     flows = []
-    if any(p.groups and p.port_security for p in ports):
+    if tracked or any(p.groups and p.port_security for p in ports):
         flows += _stateful_base()
     for port in ports:
         flows += list(compile_port_security(port))

@@ -16,7 +16,7 @@ FIELD_SPECS = {
     **{"reg%d" % i: (32, "int") for i in range(8)},
     "conj_id": (32, "int"), "ct_state": (32, "int"), "ct_zone": (16, "int"), "ct_mark": (32, "int"),
     "eth_dst": (48, "mac"), "eth_src": (48, "mac"), "eth_type": (16, "int"),
-    "arp_op": (16, "int"), "arp_spa": (32, "ipv4"), "arp_tpa": (32, "ipv4"), "arp_sha": (48, "mac"),
+    "arp_op": (16, "int"), "arp_spa": (32, "ipv4"), "arp_tpa": (32, "ipv4"), "arp_sha": (48, "mac"), "arp_tha": (48, "mac"),
     "ip_proto": (8, "int"),
     "ipv4_src": (32, "ipv4"), "ipv4_dst": (32, "ipv4"), "ipv6_src": (128, "ipv6"), "ipv6_dst": (128, "ipv6"),
     "tcp_src": (16, "int"), "tcp_dst": (16, "int"), "udp_src": (16, "int"), "udp_dst": (16, "int"),
@@ -28,12 +28,14 @@ _ORDER = {f: i for i, f in enumerate(FIELDS)}
 MAC_FIELDS = tuple(f for f, (_w, k) in FIELD_SPECS.items() if k == "mac")
 
 # ct_state bits (as OVS numbers them).
-CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK, CT_SNAT, CT_DNAT = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+IN_PORT = 0xFFFFFFF8  # output: the port the packet came in on
 
 
 # Cookie categories: what kind of object owns a flow.
-PIPELINE, NODE, NETWORK, PORT, GROUP = 1, 2, 3, 4, 5
-CATEGORY_NAMES = {PIPELINE: "pipeline", NODE: "node", NETWORK: "network", PORT: "port", GROUP: "security group"}
+PIPELINE, NODE, NETWORK, PORT, GROUP, LB = 1, 2, 3, 4, 5, 6
+CATEGORY_NAMES = {PIPELINE: "pipeline", NODE: "node", NETWORK: "network", PORT: "port", GROUP: "security group",
+                  LB: "load balancer"}
 
 
 class FlowError(Exception):
@@ -93,11 +95,21 @@ def resubmit(table):
     return ("resubmit", table)
 
 
+def move(src, dst):
+    """Copy the whole field ``src`` into ``dst`` (same width)."""
+    return ("move", src, dst)
+
+
+def group(group_id):
+    return ("group", group_id)
+
+
 def ct(table=None, zone=None, commit=False, mark=None, nat=None):
     """Send the packet through conntrack; ``zone`` is an int or a register name
     (its low 16 bits), ``table`` where the packet continues, recirculated;
-    ``mark`` is written to the connection's ct_mark when it is committed;
-    ``nat`` is ``()`` (apply the connection's NAT) or ``("dst", ip, port)``."""
+    ``mark`` is written to the connection's ct_mark when it is committed (an
+    int, or a register name: its value); ``nat`` is ``()`` (apply the
+    connection's NAT) or ``("dst"|"src", ip, port or 0)``."""
     return ("ct", bool(commit), zone, table, mark, nat)
 
 

@@ -26,6 +26,38 @@ class Port(NamedTuple):
     allowed_pairs: tuple = ()     # (mac, ip or cidr) it may also send from
 
 
+class Member(NamedTuple):
+    id: str
+    address: str
+    port: int
+    weight: int = 1
+    admin_up: bool = True
+    status: str = "ONLINE"        # ONLINE, OFFLINE (health checks) or NO_MONITOR
+
+
+class Monitor(NamedTuple):
+    type: str                     # "TCP" or "HTTP"
+    delay: float                  # seconds between probes
+    timeout: float                # seconds a probe may take
+    rise: int                     # successes in a row that bring a member back
+    fall: int                     # failures in a row that take it out
+    url_path: str = "/"
+    expected_codes: str = "200"
+
+
+class LoadBalancer(NamedTuple):
+    id: str
+    tenant: str
+    network_id: str
+    vip: str
+    protocol: str                 # "tcp" or "udp"
+    port: int
+    group_id: int
+    members: tuple = ()           # Member, sorted
+    affinity: int = 0             # session persistence by client IP: its timeout (0: off)
+    monitor: Optional[Monitor] = None
+
+
 class Topology(NamedTuple):
     """Everything the L2 compiler needs.
 
@@ -34,7 +66,8 @@ class Topology(NamedTuple):
     the ofport). ``tunnels``: system id -> {peer system id: tunnel ofport}.
     ``net_ports``: network id -> port ids (an index, so one network is planned
     without looking at the others). ``groups``: security group id -> its
-    rules (flows.acl.Rule).
+    rules (flows.acl.Rule). ``lbs``/``net_lbs``: load balancers, and the
+    index of them by network.
     """
     networks: Mapping
     ports: Mapping
@@ -42,3 +75,5 @@ class Topology(NamedTuple):
     tunnels: Mapping
     net_ports: Mapping
     groups: Mapping = {}
+    lbs: Mapping = {}             # load balancer id -> LoadBalancer
+    net_lbs: Mapping = {}         # network id -> load balancer ids

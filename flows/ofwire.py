@@ -33,6 +33,7 @@ NXAST_CONJUNCTION = 34
 NXAST_CT = 35
 NXAST_CT_CLEAR = 43
 NXAST_CLONE = 42
+OFPAT_COPY_FIELD = 28
 OFPP_CONTROLLER = 0xFFFFFFFD
 OFPT_METER_MOD = 29
 NX_CT_F_COMMIT = 1
@@ -50,7 +51,7 @@ OXM = {
     "udp_src": (0x8000, 15, 2), "udp_dst": (0x8000, 16, 2),
     "icmpv4_type": (0x8000, 19, 1), "icmpv4_code": (0x8000, 20, 1),
     "arp_op": (0x8000, 21, 2), "arp_spa": (0x8000, 22, 4), "arp_tpa": (0x8000, 23, 4),
-    "arp_sha": (0x8000, 24, 6),
+    "arp_sha": (0x8000, 24, 6), "arp_tha": (0x8000, 25, 6),
     "ipv6_src": (0x8000, 26, 16), "ipv6_dst": (0x8000, 27, 16),
     "icmpv6_type": (0x8000, 29, 1), "icmpv6_code": (0x8000, 30, 1),
     "nd_target": (0x8000, 31, 16), "nd_sll": (0x8000, 32, 6),
@@ -81,6 +82,12 @@ def oxm_tlv(field, value, mask=None):
     if mask is not None:
         body += _value_bytes(field, mask, width)
     return struct.pack("!HBB", cls, (num << 1) | (mask is not None), len(body)) + body
+
+
+def nxm_header(field):
+    """The 32-bit header naming a whole field in NXM/OXM actions."""
+    cls, num, width = OXM[field]
+    return (cls << 16) | (num << 9) | width
 
 
 def _pad8(data):
@@ -147,11 +154,23 @@ def encode_action(action):
         else:
             zone_src, zone_val = 0, zone or 0
         recirc = 0xFF if table is None else pipeline.table_id(table)
-        nested = encode_action(("set_field", "ct_mark", mark, None)) if mark is not None else b""
+        if isinstance(mark, str):  # a register's value
+            nested = encode_action(("move", mark, "ct_mark"))
+        elif mark is not None:
+            nested = encode_action(("set_field", "ct_mark", mark, None))
+        else:
+            nested = b""
         if nat is not None:
             nested += _encode_nat(nat)
         return struct.pack("!HHIHHIHB3xH", 0xFFFF, 24 + len(nested), NX_VENDOR, NXAST_CT,
                            NX_CT_F_COMMIT if commit else 0, zone_src, zone_val, recirc, 0) + nested
+    if kind == "move":
+        _, src, dst = action
+        n_bits = OXM[src][2] * 8
+        # OpenFlow 1.5 copy_field (OVS takes NXAST_REG_MOVE only up to 1.4)
+        return struct.pack("!HHHHH2xII4x", OFPAT_COPY_FIELD, 24, n_bits, 0, 0, nxm_header(src), nxm_header(dst))
+    if kind == "group":
+        return struct.pack("!HHI", 22, 8, action[1])
     if kind == "conjunction":
         _, conj_id, clause, n_clauses = action
         return struct.pack("!HHIHBBI", 0xFFFF, 16, NX_VENDOR, NXAST_CONJUNCTION, clause - 1,
@@ -193,8 +212,9 @@ def _encode_nat(nat):
 
 OFPT_GROUP_MOD = 15
 OFPGT_SELECT = 1
-OFPGC_ADD, OFPGC_MODIFY, OFPGC_DELETE = 0, 1, 2
-OFPG_BUCKET_ALL = 0xFFFFFFFF
+OFPGC_ADD, OFPGC_MODIFY, OFPGC_DELETE, OFPGC_INSERT_BUCKET = 0, 1, 2, 3
+OFPG_BUCKET_ALL, OFPG_BUCKET_LAST = 0xFFFFFFFF, 0xFFFFFFFE
+MAX_GROUP_MOD = 60000  # bytes of buckets per group mod: a message is at most 64 KiB
 NTR_VENDOR = 0x0000154D
 
 
@@ -207,18 +227,97 @@ def _selection_method(fields):
     return _pad8(body)
 
 
-def encode_group_mod(group, command=OFPGC_ADD, xid=0):
-    """OFPT_GROUP_MOD (OpenFlow 1.5) of a select group hashing ``group.fields``."""
-    buckets = b""
+@functools.lru_cache(maxsize=1 << 16)
+def encode_bucket(bucket):
+    acts = b"".join(encode_action(a) for a in bucket.actions)
+    prop = struct.pack("!HHH2x", 0, 8, bucket.weight)
+    return struct.pack("!HHI", 8 + len(acts) + len(prop), len(acts), bucket.bucket_id) + acts + prop
+
+
+def encode_group_mod(group, command=OFPGC_ADD, xid=0, buckets=None, bucket_id=OFPG_BUCKET_ALL):
+    """OFPT_GROUP_MOD (OpenFlow 1.5) of a select group hashing ``group.fields``
+    (``buckets``: the buckets to send, default all of the group's)."""
+    data = b""
     if command != OFPGC_DELETE:
-        for bucket in group.buckets:
-            acts = b"".join(encode_action(a) for a in bucket.actions)
-            prop = struct.pack("!HHH2x", 0, 8, bucket.weight)
-            buckets += struct.pack("!HHI", 8 + len(acts) + len(prop), len(acts), bucket.bucket_id) + acts + prop
-    props = _selection_method(group.fields) if command != OFPGC_DELETE else b""
-    body = struct.pack("!HBxIH2xI", command, OFPGT_SELECT, group.group_id, len(buckets), OFPG_BUCKET_ALL)
-    body += buckets + props
+        data = b"".join(encode_bucket(b) for b in (group.buckets if buckets is None else buckets))
+    props = _selection_method(group.fields) if command in (OFPGC_ADD, OFPGC_MODIFY) else b""
+    body = struct.pack("!HBxIH2xI", command, OFPGT_SELECT, group.group_id, len(data), bucket_id)
+    body += data + props
     return _header(OFPT_GROUP_MOD, 8 + len(body), xid) + body
+
+
+def _chunks(buckets):
+    chunk, size = [], 0
+    for bucket in buckets:
+        n = len(encode_bucket(bucket))
+        if chunk and size + n > MAX_GROUP_MOD:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(bucket)
+        size += n
+    yield chunk
+
+
+def group_install(group, command=OFPGC_ADD):
+    """Messages that add (or replace, ``OFPGC_MODIFY``) ``group`` whole, however
+    many buckets it has: the first message with what fits, the rest inserted
+    at the end (send them in one bundle: the switch applies them together)."""
+    chunks = list(_chunks(group.buckets))
+    msgs = [encode_group_mod(group, command, buckets=chunks[0])]
+    for chunk in chunks[1:]:
+        msgs.append(encode_group_mod(group, OFPGC_INSERT_BUCKET, buckets=chunk, bucket_id=OFPG_BUCKET_LAST))
+    return msgs
+
+
+def group_change(old, new):
+    """Messages that turn the switch's ``old`` group into ``new``: only the
+    added buckets when nothing else changed (a member joins), else the whole
+    group again (OVS 3.1 refuses OpenFlow 1.5 bucket removals by id)."""
+    olds = set(old.buckets)
+    if old.fields == new.fields and olds <= set(new.buckets):
+        added = [b for b in new.buckets if b not in olds]
+        return [encode_group_mod(new, OFPGC_INSERT_BUCKET, buckets=chunk, bucket_id=OFPG_BUCKET_LAST)
+                for chunk in _chunks(added)] if added else []
+    return group_install(new, OFPGC_MODIFY)
+
+
+def after_change(old, new):
+    """The group as the switch holds it after group_change(old, new)."""
+    olds = set(old.buckets)
+    if old.fields == new.fields and olds <= set(new.buckets):
+        return new._replace(buckets=old.buckets + tuple(b for b in new.buckets if b not in olds))
+    return new
+
+
+def group_stats_request(xid):
+    body = struct.pack("!HH4xI4x", 6, 0, 0xFFFFFFFC)  # OFPMP_GROUP_STATS, all groups
+    return _header(OFPT_MULTIPART_REQUEST, 8 + len(body), xid) + body
+
+
+def decode_group_stats_reply(msg):
+    """{group id: (packets, bytes, [(packets, bytes) per bucket, in the switch's order])}."""
+    out, pos = {}, 16
+    while pos + 40 <= len(msg):
+        length, gid = struct.unpack_from("!H2xI", msg, pos)
+        packets, nbytes = struct.unpack_from("!QQ", msg, pos + 16)
+        buckets = [struct.unpack_from("!QQ", msg, at) for at in range(pos + 40, pos + length, 16)]
+        out[gid] = (packets, nbytes, buckets)
+        if length == 0:
+            break
+        pos += length
+    return out
+
+
+OFPT_PACKET_OUT = 13
+OFPP_CONTROLLER_IN = 0xFFFFFFFD
+
+
+def packet_out(frame, actions, xid=0):
+    """OFPT_PACKET_OUT (OpenFlow 1.5) of ``frame`` with ``actions``."""
+    acts = b"".join(encode_action(a) for a in actions)
+    match = _pad8(struct.pack("!HH", 1, 12) + struct.pack("!HBBI", 0x8000, 0, 4, OFPP_CONTROLLER_IN))
+    body = struct.pack("!IH2x", NO_BUFFER, len(acts)) + match + acts + frame
+    return _header(OFPT_PACKET_OUT, 8 + len(body), xid) + body
 
 
 def group_desc_request(xid):

@@ -19,12 +19,20 @@ TABLES = (
     Table("classify", "Where a packet comes from: a local VM port (its network goes to metadata) "
           "or a tunnel from a peer (flagged in reg0).", "drop"),
     Table("tunnel_classify", "Packets from a tunnel: the GENEVE VNI (tun_id) names the network.", "drop"),
-    Table("in_port_security", "Anti-spoofing for packets from local ports (placeholder).", "next"),
-    Table("in_acl", "The sending port's egress firewall (placeholder).", "next"),
-    Table("vip_lb", "Distributed load balancer VIPs (placeholder).", "next"),
+    Table("in_port_security", "Anti-spoofing for packets from local ports; health-probe replies to dvn; "
+          "a load-balancer member's hairpin replies un-NATed.", "next"),
+    Table("in_acl", "The sending port's egress firewall: tracked (with NAT) in the port's zone; "
+          "an allowed new connection gets its rule's mark in reg5.", "next"),
+    Table("vip_lb", "Load balancer VIPs, answered here: ARP for VIPs, new connections to a select "
+          "group whose buckets pick a member (reg4), members' MACs after NAT, hairpin replies; "
+          "other allowed new connections committed.", "next"),
+    Table("lb_nat", "A load-balanced connection's member (reg4, set by the VIP group's bucket): "
+          "committed with DNAT in the client's zone; a member's connection to its own VIP also SNATed "
+          "to the VIP.", "next"),
     Table("l2_lookup", "Destination MAC within the network: a local port (reg7), a tunnel to the "
           "port's node, or flooding for broadcast and unknown unicast.", "drop"),
-    Table("out_acl", "The receiving port's ingress firewall (placeholder).", "next"),
+    Table("out_acl", "The receiving port's ingress firewall: tracked (with NAT, so replies of "
+          "load-balanced connections are un-NATed) in the port's zone.", "next"),
     Table("out_deliver", "Output to the local port named by reg7.", "drop"),
 )
 

@@ -5,7 +5,7 @@ from flows import pipeline
 
 import ipaddress
 
-from flows.flow import FIELD_SPECS
+from flows.flow import FIELD_SPECS, IN_PORT
 
 # The order in which ovs-ofctl prints match fields ("proto" is the shorthand
 # such as tcp or arp that stands for eth_type and ip_proto).
@@ -13,7 +13,7 @@ ORDER = ("conj_id", "ct_state", "ct_zone", "ct_mark", "proto", "tun_id",
          "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7", "metadata",
          "in_port", "eth_src", "eth_dst", "eth_type", "ipv6_src", "ipv6_dst", "ipv4_src", "ipv4_dst",
          "arp_spa", "arp_tpa", "ip_proto", "arp_op", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
-         "icmpv4_type", "icmpv4_code", "icmpv6_type", "icmpv6_code", "nd_target", "nd_sll", "arp_sha")
+         "icmpv4_type", "icmpv4_code", "icmpv6_type", "icmpv6_code", "nd_target", "nd_sll", "arp_sha", "arp_tha")
 _RANK = {f: i for i, f in enumerate(ORDER)}
 NAMES = {"eth_dst": "dl_dst", "eth_src": "dl_src", "ipv4_src": "nw_src", "ipv4_dst": "nw_dst",
          "tcp_src": "tp_src", "tcp_dst": "tp_dst", "udp_src": "tp_src", "udp_dst": "tp_dst",
@@ -25,6 +25,12 @@ SHORTHAND = {(0x0800, None): "ip", (0x0800, 6): "tcp", (0x0800, 17): "udp", (0x0
 CT_FLAGS = ("new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat")
 DECIMAL = ("in_port", "conj_id", "ct_zone", "arp_op", "ip_proto", "icmpv4_type", "icmpv4_code",
            "icmpv6_type", "icmpv6_code")
+
+
+# Field names in move actions, as ovs-ofctl prints them.
+NXM_NAMES = {"eth_src": "NXM_OF_ETH_SRC", "eth_dst": "NXM_OF_ETH_DST", "arp_sha": "NXM_NX_ARP_SHA",
+             "arp_tha": "NXM_NX_ARP_THA", "arp_spa": "NXM_OF_ARP_SPA", "arp_tpa": "NXM_OF_ARP_TPA",
+             "ct_mark": "NXM_NX_CT_MARK", **{"reg%d" % i: "NXM_NX_REG%d" % i for i in range(8)}}
 
 
 def _num(value):
@@ -79,10 +85,13 @@ def _fields(match):
 def _action(action):
     kind = action[0]
     if kind == "output":
-        return "output:%d" % action[1]
+        return "IN_PORT" if action[1] == IN_PORT else "output:%d" % action[1]
     if kind == "set_field":
         _, field, value, mask = action
-        text = _num(value) if isinstance(value, int) else value
+        if isinstance(value, int):
+            text = "%d" % value if field in DECIMAL else _num(value)
+        else:
+            text = value
         if mask is not None:
             text += "/" + _num(mask)
         return "set_field:%s->%s" % (text, field)
@@ -97,16 +106,28 @@ def _action(action):
             parts.append("zone=NXM_NX_%s[0..15]" % zone.upper())
         elif zone:
             parts.append("zone=%d" % zone)
-        if mark is not None:
-            parts.append("exec(set_field:%s->ct_mark)" % _num(mark))
+        nested = []
+        if isinstance(mark, str):
+            nested.append(_action(("move", mark, "ct_mark")))
+        elif mark is not None:
+            nested.append("set_field:%s->ct_mark" % _num(mark))
         if nat is not None:
             if nat:
                 kind, ip, port = nat
                 where = ("[%s]" % ip if ":" in ip else ip) + (":%d" % port if port else "")
-                parts.append("nat(%s=%s)" % (kind, where))
+                nested.append("nat(%s=%s)" % (kind, where))
             else:
-                parts.append("nat")
+                nested.append("nat")
+        # OVS prints a lone nat bare, and everything in exec() once there is more.
+        if mark is not None:
+            parts.append("exec(%s)" % ",".join(nested))
+        else:
+            parts += nested
         return "ct(%s)" % ",".join(parts)
+    if kind == "move":
+        return "move:%s[]->%s[]" % (NXM_NAMES[action[1]], NXM_NAMES[action[2]])
+    if kind == "group":
+        return "group:%d" % action[1]
     if kind == "conjunction":
         return "conjunction(%d,%d/%d)" % action[1:]
     if kind == "ct_clear":
@@ -134,15 +155,16 @@ def render_flow(flow):
     return "%s, %s%s actions=%s" % (parts[0], head, ",".join(parts_match), ",".join(acts) or "drop")
 
 
-GROUP_FIELD_NAMES = {"ipv4_src": "ip_src", "ipv4_dst": "ip_dst", "ip_proto": "ip_proto",
+GROUP_FIELD_NAMES = {"ipv4_src": "ip_src", "ipv4_dst": "ip_dst", "ip_proto": "nw_proto",
                      "tcp_src": "tcp_src", "tcp_dst": "tcp_dst", "udp_src": "udp_src", "udp_dst": "udp_dst"}
 
 
 def render_group(group):
     """A group as `ovs-ofctl -O OpenFlow15 dump-groups` prints it."""
     fields = ",".join(GROUP_FIELD_NAMES[f] for f in group.fields)
-    buckets = ",".join("bucket=bucket_id:%d,weight:%d,actions=%s" % (
-        b.bucket_id, b.weight, ",".join(_action(a) for a in b.actions) or "drop") for b in group.buckets)
+    buckets = ",".join("bucket=bucket_id:%d,%sactions=%s" % (
+        b.bucket_id, "weight:%d," % b.weight if b.weight != 1 else "",  # OVS leaves out the default
+        ",".join(_action(a) for a in b.actions) or "drop") for b in group.buckets)
     return "group_id=%d,type=select,selection_method=hash,fields(%s),%s" % (group.group_id, fields, buckets)
 
 

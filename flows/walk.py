@@ -11,7 +11,7 @@ output to the port the packet came in on is dropped.
 import ipaddress
 
 from flows import pipeline
-from flows.flow import FIELD_SPECS
+from flows.flow import CT_DNAT, CT_SNAT, FIELD_SPECS, IN_PORT
 
 
 def _matches(flow, pkt):
@@ -72,11 +72,13 @@ def _lookup(index, table, pkt):
     return best
 
 
-def walk(flowset, packet, max_depth=64, conntrack=None, start=None):
+def walk(flowset, packet, max_depth=64, conntrack=None, start=None, groups=None, pick=None):
     """Outputs of ``packet`` (a dict of match fields, in_port required):
     a list of (ofport, tun_id at the output). ``conntrack(zone, packet)``
     gives the ct_state bits a ct() action finds (default: a new connection);
-    commits are listed in ``packet["commits"]`` after the walk."""
+    commits are listed in ``packet["commits"]`` after the walk. ``groups``
+    ({group id: Group}) are run with the bucket ``pick(group)`` chooses (the
+    first by default); a bucket's NAT to a destination is applied."""
     index = {}
     for flow in flowset:
         index.setdefault(flow.table, []).append(flow)
@@ -89,11 +91,32 @@ def walk(flowset, packet, max_depth=64, conntrack=None, start=None):
         flow = _lookup(index, table, pkt)
         if flow is None:
             return
-        for action in flow.actions:
+        if not apply(flow.actions, depth, flow.cookie):
+            return
+        if flow.metadata is not None:
+            pkt["metadata"] = flow.metadata
+        if flow.goto is not None:
+            if pipeline.table_id(flow.goto) <= pipeline.table_id(table):
+                raise pipeline.PipelineViolation("goto backwards")
+            run(flow.goto, depth + 1)
+
+    def apply(actions, depth, cookie):
+        """Run ``actions``; False if the packet was recirculated (the rest is done)."""
+        for action in actions:
             kind = action[0]
             if kind == "output":
-                if action[1] != pkt["in_port"]:
+                if action[1] == IN_PORT:
+                    outputs.append((pkt["in_port"], pkt.get("tun_id")))
+                elif action[1] != pkt["in_port"]:
                     outputs.append((action[1], pkt.get("tun_id")))
+            elif kind == "move":
+                pkt[action[2]] = pkt.get(action[1], 0)
+            elif kind == "group":
+                grp = (groups or {}).get(action[1])
+                if grp is None or not grp.buckets:
+                    return False
+                bucket = pick(grp) if pick else grp.buckets[0]
+                return apply(bucket.actions, depth, cookie)
             elif kind == "set_field":
                 _, field, value, mask = action
                 if mask is None:
@@ -104,30 +127,35 @@ def walk(flowset, packet, max_depth=64, conntrack=None, start=None):
                 run(action[1], depth + 1)
             elif kind == "clone":
                 if ("controller",) in action[1]:
-                    packet.setdefault("logged", []).append(flow.cookie)
+                    packet.setdefault("logged", []).append(cookie)
             elif kind == "controller":
-                packet.setdefault("logged", []).append(flow.cookie)
+                packet.setdefault("logged", []).append(cookie)
             elif kind == "meter":
                 pass  # the rate is the switch's business
             elif kind == "ct_clear":
                 pkt["ct_state"] = 0
             elif kind == "ct":
-                _, commit, zone, table_next, mark, _nat = action
+                _, commit, zone, table_next, mark, nat = action
                 zone_id = pkt.get(zone, 0) & 0xFFFF if isinstance(zone, str) else (zone or 0)
                 if commit:
+                    if isinstance(mark, str):
+                        mark = pkt.get(mark, 0)
                     packet.setdefault("commits", []).append((zone_id, mark))
                 if table_next is not None:
                     state = conntrack(zone_id, pkt) if conntrack else 0x21  # +trk+new
+                    if nat:
+                        kind_, ip, port = nat
+                        side = "dst" if kind_ == "dst" else "src"
+                        pkt["ipv4_" + side] = ip
+                        if port:
+                            proto = "tcp_" if pkt.get("ip_proto") == 6 else "udp_"
+                            pkt[proto + side] = port
+                        state |= CT_DNAT if kind_ == "dst" else CT_SNAT
                     pkt["ct_state"] = state | 0x20
                     pkt["ct_zone"] = zone_id
                     run(table_next, depth + 1)
-                    return
-        if flow.metadata is not None:
-            pkt["metadata"] = flow.metadata
-        if flow.goto is not None:
-            if pipeline.table_id(flow.goto) <= pipeline.table_id(table):
-                raise pipeline.PipelineViolation("goto backwards")
-            run(flow.goto, depth + 1)
+                    return False
+        return True
 
     run(start or pipeline.TABLES[0].name, 0)
     return outputs

@@ -1,0 +1,189 @@
+"""The load balancer's compiler: plans, groups, walks, and a real vswitchd's word on them."""
+
+import collections
+
+import pytest
+
+from flows import acl, l2, lb, ofwire
+from flows.flow import CT_DNAT, CT_NEW, CT_TRK, LB, cookie_category
+from flows.model import LoadBalancer, Member, Monitor
+from flows.render import render_flow, render_group
+from flows.walk import walk
+from tests.test_flows_l2 import small_topology
+
+VIP = "10.0.0.100"
+
+
+def topology(members=None, **kw):
+    """small_topology (a1 on hv1 ofport 10, a2 on hv2, a3 on hv3, a4 on hv1 ofport 11)
+    with a TCP VIP in net-a."""
+    topo = small_topology()
+    if members is None:
+        members = (Member("m1", "10.0.0.2", 8080, 1), Member("m2", "10.0.0.3", 8080, 1),
+                   Member("m3", "10.0.0.4", 8080, 2))
+    vip = LoadBalancer("lb1", "acme", "net-a", VIP, kw.get("protocol", "tcp"), 80, 7, tuple(members),
+                       kw.get("affinity", 0), kw.get("monitor"))
+    return topo._replace(lbs={"lb1": vip}, net_lbs={"net-a": {"lb1"}})
+
+
+def node_flows(topo, node):
+    view = lb.plan_lb(topo, "net-a", node)
+    acl_view = acl.plan_acl(topo, node)
+    flows = l2.compile_node(topo, node).union(acl.compile_ports(acl_view.ports, tracked=True),
+                                                lb.compile_lb(view))
+    return flows, lb.compile_groups(view)
+
+
+def test_weights_become_equal_buckets_in_proportion():
+    view = lb.plan_lb(topology(), "net-a", "hv1")
+    group = lb.compile_groups(view)[7]
+    per_member = collections.Counter(b.actions[0][2] & 0xFFFF for b in group.buckets)
+    slots = lb.slots(topology().lbs["lb1"].members)
+    assert sorted(per_member[slots[m]] for m in ("m1", "m2", "m3")) == [1, 1, 2]
+    assert {b.weight for b in group.buckets} == {1}
+    assert lb.bucket_counts([Member("a", "x", 1, 256), Member("b", "y", 1, 128)]) == {"a": 2, "b": 1}
+
+
+def test_a_member_change_leaves_the_other_buckets_alone():
+    before = lb.compile_groups(lb.plan_lb(topology(), "net-a", "hv1"))[7]
+    more = topology().lbs["lb1"].members + (Member("m4", "10.0.0.1", 8080, 1),)
+    after = lb.compile_groups(lb.plan_lb(topology(more), "net-a", "hv1"))[7]
+    assert set(before.buckets) < set(after.buckets)
+    assert len(ofwire.group_change(before, after)) == 1  # one insert, nothing removed
+
+
+def test_offline_disabled_and_portless_members_get_no_bucket():
+    members = (Member("m1", "10.0.0.2", 8080, 1, status="OFFLINE"), Member("m2", "10.0.0.3", 8080, 1, False),
+               Member("m3", "10.0.0.99", 8080, 1), Member("m4", "10.0.0.4", 8080, 0))
+    view = lb.plan_lb(topology(members), "net-a", "hv1")
+    assert lb.compile_groups(view) == {}
+    flows, _ = node_flows(topology(members), "hv1")
+    vip_flow = [f for f in flows if f.table == "vip_lb" and f.priority == lb.P_VIP]
+    assert [a[0] for a in vip_flow[0].actions] == ["meter", "controller"]  # rejected, not black-holed
+
+
+def test_only_nodes_of_the_network_get_the_vip():
+    topo = topology()
+    assert lb.plan_lb(topo, "net-a", "hv3") is not None
+    topo = topo._replace(net_lbs={"net-b": {"lb1"}}, lbs={"lb1": topo.lbs["lb1"]._replace(network_id="net-b")})
+    assert lb.plan_lb(topo, "net-b", "hv3") is None  # hv3 hosts no port of net-b
+
+
+def test_a_client_reaches_the_member_the_group_picks():
+    topo = topology()
+    flows, groups = node_flows(topo, "hv1")
+    pkt = {"in_port": 10, "eth_src": "02:00:00:00:00:01", "eth_dst": lb.vip_mac(5001), "eth_type": 0x0800,
+           "ipv4_src": "10.0.0.1", "ipv4_dst": VIP, "ip_proto": 6, "tcp_src": 40000, "tcp_dst": 80}
+    slots = lb.slots(topo.lbs["lb1"].members)
+
+    def pick(slot):
+        return lambda g: next(b for b in g.buckets if b.actions[0][2] & 0xFFFF == slot)
+
+    # m3 (10.0.0.4) is a4, on this node (ofport 11); m1 (10.0.0.2) is a2 on hv2 (tunnel 102).
+    assert walk(flows, dict(pkt), groups=groups, pick=pick(slots["m3"])) == [(11, None)]
+    assert walk(flows, dict(pkt), groups=groups, pick=pick(slots["m1"])) == [(102, 5001)]
+
+
+def test_arp_for_the_vip_is_answered_with_the_vip_mac():
+    flows, groups = node_flows(topology(), "hv1")
+    pkt = {"in_port": 10, "eth_src": "02:00:00:00:00:01", "eth_dst": "ff:ff:ff:ff:ff:ff", "eth_type": 0x0806,
+           "arp_op": 1, "arp_spa": "10.0.0.1", "arp_sha": "02:00:00:00:00:01", "arp_tpa": VIP}
+    probe = dict(pkt)
+    assert walk(flows, probe) == [(10, None)]
+
+
+def test_hairpin_is_snated_to_the_vip():
+    topo = topology()
+    flows, _ = node_flows(topo, "hv1")
+    hairpin = [f for f in flows if f.table == "lb_nat" and f.priority == lb.P_HAIRPIN]
+    assert len(hairpin) == 1  # a4 (10.0.0.4) is the only member on hv1
+    text = render_flow(hairpin[0])
+    assert "nw_src=10.0.0.4,nw_dst=10.0.0.4" in text
+    assert "nat(src=10.0.0.100)" in text and "zone=%d" % lb.HAIRPIN_ZONE in text
+    m = dict((f, v) for f, v, _ in hairpin[0].match)
+    assert m["ct_state"] == CT_TRK | CT_DNAT
+    assert all(cookie_category(f.cookie) in ("load balancer", "network") for f in lb.compile_lb(
+        lb.plan_lb(topo, "net-a", "hv1")))
+
+
+def test_affinity_hashes_the_client_address_only():
+    view = lb.plan_lb(topology(affinity=600), "net-a", "hv1")
+    assert lb.compile_groups(view)[7].fields == ("ipv4_src", "ipv4_dst")
+    udp = lb.compile_groups(lb.plan_lb(topology(protocol="udp"), "net-a", "hv1"))[7]
+    assert udp.fields[-2:] == ("udp_src", "udp_dst")
+
+
+def test_probe_replies_go_to_dvn_only_on_the_members_node():
+    mon = Monitor("TCP", 1, 1, 1, 1)
+    f1, _ = node_flows(topology(monitor=mon), "hv1")
+    f2, _ = node_flows(topology(monitor=mon), "hv2")
+    probes1 = [f for f in f1 if f.table == "in_port_security" and f.priority == lb.P_PROBE]
+    probes2 = [f for f in f2 if f.table == "in_port_security" and f.priority == lb.P_PROBE]
+    assert len(probes1) == 1 and len(probes2) == 1  # m3 (a4) on hv1, m1 (a2) on hv2
+    assert "nw_src=10.0.0.4" in render_flow(probes1[0]) and "nw_src=10.0.0.2" in render_flow(probes2[0])
+
+
+def test_big_pools_fit_group_messages():
+    members = tuple(Member("m%04d" % i, "10.0.0.%d" % (1 + i % 4), 1000 + i, 1) for i in range(1000))
+    view = lb.plan_lb(topology(members), "net-a", "hv1")
+    group = lb.compile_groups(view)[7]
+    assert len(group.buckets) == 1000
+    msgs = ofwire.group_install(group)
+    assert all(len(m) <= 65535 for m in msgs)
+    assert len(ofwire.group_desc_of(group)[1]) + 8 <= 65535  # the switch can describe it back
+    assert lb.bucket_counts([Member("m%d" % i, "x", 1, 1 + i % 256) for i in range(1000)]) and \
+        sum(lb.bucket_counts([Member("m%d" % i, "x", 1, 1 + i % 256) for i in range(1000)]).values()) \
+        <= lb.MAX_BUCKETS
+
+
+@pytest.mark.lab
+def test_real_vswitchd_takes_the_lb_flows_and_a_1000_member_group(tmp_path):
+    from tests.ovs1 import SingleOvs
+    from tests.test_flows_ofwire import RawSwitch, dump
+    ovs = SingleOvs(tmp_path)
+    ovs.start()
+    try:
+        ovs.run("ovs-vsctl", "add-br", "br-int", "--", "set", "Bridge", "br-int", "datapath_type=netdev",
+                "fail_mode=secure", "protocols=OpenFlow10,OpenFlow13,OpenFlow15")
+        sw = RawSwitch(ovs.dir + "/br-int.mgmt")
+        for meter_id in (lb.REJECT_METER, lb.PROBE_METER):
+            x = sw.next_xid()
+            sw.sock.sendall(ofwire.meter_mod(meter_id, 100, 100, x) + ofwire.barrier_request(x + 1))
+            sw.xid = x + 1
+            assert sw.until(x + 1)[0] == []
+        members = tuple(Member("m%04d" % i, "10.0.0.%d" % (1 + i % 4), 1000 + i, 1) for i in range(1000))
+        topo = topology(members, monitor=Monitor("TCP", 1, 1, 1, 1))
+        flows, groups = node_flows(topo, "hv1")
+        msgs = [m for g in groups.values() for m in ofwire.group_install(g)]
+        msgs += [ofwire.encode_flow_mod(f, ofwire.ADD) for f in flows]
+        assert sw.bundle(msgs) == []
+        assert {render_flow(f) for f in flows} <= dump(ovs)
+        x = sw.next_xid()
+        sw.sock.sendall(ofwire.group_desc_request(x))
+        errors, replies = sw.until(x)
+        have = {}
+        for reply in replies:
+            have.update(ofwire.decode_group_desc_reply(reply))
+        assert have[7] == ofwire.group_desc_of(groups[7])
+        g = lb.compile_groups(lb.plan_lb(topology(members[:10]), "net-a", "hv1"))[7]
+        assert sw.bundle(ofwire.group_change(groups[7], g)) == []
+        text = ovs.run("ovs-ofctl", "-O", "OpenFlow15", "dump-groups", "br-int")
+        line = next(ln.strip() for ln in text.splitlines() if "group_id=7" in ln)
+        assert line == render_group(ofwire.after_change(groups[7], g))
+        x = sw.next_xid()
+        sw.sock.sendall(ofwire.group_stats_request(x))
+        errors, replies = sw.until(x)
+        stats = {}
+        for reply in replies:
+            stats.update(ofwire.decode_group_stats_reply(reply))
+        assert stats[7][0] == 0 and len(stats[7][2]) == len(g.buckets)
+    finally:
+        ovs.stop()
+
+
+def test_new_flag_is_what_the_vip_flow_needs():
+    flows, _ = node_flows(topology(), "hv1")
+    vip_flow = next(f for f in flows if f.table == "vip_lb" and f.priority == lb.P_VIP)
+    m = dict((f, v) for f, v, _ in vip_flow.match)
+    assert m["ct_state"] == CT_TRK | CT_NEW and cookie_category(vip_flow.cookie) == "load balancer"
+    assert vip_flow.cookie >> 60 == LB

@@ -12,7 +12,7 @@ from typing import NamedTuple, Optional
 # Match fields: name -> (width in bits, kind). The order is the order they are written.
 FIELD_SPECS = {
     "proto": (0, "shorthand"),  # rendering only: tcp, arp, ...
-    "in_port": (32, "int"), "tun_id": (64, "int"), "metadata": (64, "int"),
+    "in_port": (32, "int"), "nx_in_port": (16, "int"), "tun_id": (64, "int"), "metadata": (64, "int"),
     **{"reg%d" % i: (32, "int") for i in range(8)},
     "conj_id": (32, "int"), "ct_state": (32, "int"), "ct_zone": (16, "int"), "ct_mark": (32, "int"),
     "eth_dst": (48, "mac"), "eth_src": (48, "mac"), "eth_type": (16, "int"),

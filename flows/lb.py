@@ -250,11 +250,15 @@ def compile_lb(view: LbOnNode) -> FlowSet:
         add(make_flow("vip_lb", P_MEMBER, match(metadata=vni, eth_dst=vmac, eth_type=0x0800, ipv4_dst=address),
                       NETWORK, net, actions=(set_field("eth_dst", mac),), goto="lb_nat"))
     if any(True for _ in view.local):
-        add(make_flow("out_acl", P_OUT_HAIRPIN, match(**hairpin), NETWORK, net, goto="out_deliver"))
+        # Back to the port it came from: OpenFlow drops an output to the
+        # in_port, so the in_port is cleared first.
+        add(make_flow("out_acl", P_OUT_HAIRPIN, match(**hairpin), NETWORK, net,
+                      actions=(set_field("nx_in_port", 0),), goto="out_deliver"))
         # The way back of a hairpin connection, un-NATed in both zones.
         add(make_flow("vip_lb", P_HAIRPIN_BACK, match(ct_state=(CT_TRK | CT_RPL, CT_TRK | CT_RPL), **hairpin),
                       NETWORK, net, actions=(move("eth_src", "eth_dst"), set_field("eth_src", vmac),
-                                             move(fields.REG_IN_PORT.name, fields.REG_OUT_PORT.name)),
+                                             move(fields.REG_IN_PORT.name, fields.REG_OUT_PORT.name),
+                                             set_field("nx_in_port", 0)),
                       goto="out_deliver"))
     for lm in view.local:
         own = {fields.REG_IN_PORT.name: lm.ofport}

@@ -41,6 +41,7 @@ NX_CT_F_COMMIT = 1
 # field -> (oxm class, field number, width in bytes), as OVS reports them in OF1.5.
 OXM = {
     "in_port": (0x8000, 0, 4),
+    "nx_in_port": (0x0000, 0, 2),  # NXM_OF_IN_PORT: may be set to 0 (OXM's may not)
     "metadata": (0x8000, 2, 8),
     "eth_dst": (0x8000, 3, 6),
     "eth_src": (0x8000, 4, 6),

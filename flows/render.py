@@ -15,7 +15,7 @@ ORDER = ("conj_id", "ct_state", "ct_zone", "ct_mark", "proto", "tun_id",
          "arp_spa", "arp_tpa", "ip_proto", "arp_op", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
          "icmpv4_type", "icmpv4_code", "icmpv6_type", "icmpv6_code", "nd_target", "nd_sll", "arp_sha", "arp_tha")
 _RANK = {f: i for i, f in enumerate(ORDER)}
-NAMES = {"eth_dst": "dl_dst", "eth_src": "dl_src", "ipv4_src": "nw_src", "ipv4_dst": "nw_dst",
+NAMES = {"nx_in_port": "in_port", "eth_dst": "dl_dst", "eth_src": "dl_src", "ipv4_src": "nw_src", "ipv4_dst": "nw_dst",
          "tcp_src": "tp_src", "tcp_dst": "tp_dst", "udp_src": "tp_src", "udp_dst": "tp_dst",
          "icmpv4_type": "icmp_type", "icmpv4_code": "icmp_code", "icmpv6_type": "icmp_type",
          "icmpv6_code": "icmp_code", "ip_proto": "nw_proto"}
@@ -23,7 +23,7 @@ SHORTHAND = {(0x0800, None): "ip", (0x0800, 6): "tcp", (0x0800, 17): "udp", (0x0
              (0x86DD, None): "ipv6", (0x86DD, 6): "tcp6", (0x86DD, 17): "udp6", (0x86DD, 58): "icmp6",
              (0x0806, None): "arp"}
 CT_FLAGS = ("new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat")
-DECIMAL = ("in_port", "conj_id", "ct_zone", "arp_op", "ip_proto", "icmpv4_type", "icmpv4_code",
+DECIMAL = ("in_port", "nx_in_port", "conj_id", "ct_zone", "arp_op", "ip_proto", "icmpv4_type", "icmpv4_code",
            "icmpv6_type", "icmpv6_code")
 
 
@@ -94,7 +94,7 @@ def _action(action):
             text = value
         if mask is not None:
             text += "/" + _num(mask)
-        return "set_field:%s->%s" % (text, field)
+        return "set_field:%s->%s" % (text, NAMES.get(field, field) if field == "nx_in_port" else field)
     if kind == "resubmit":
         return "resubmit(,%d)" % pipeline.table_id(action[1])
     if kind == "ct":

@@ -119,6 +119,7 @@ def walk(flowset, packet, max_depth=64, conntrack=None, start=None, groups=None,
                 return apply(bucket.actions, depth, cookie)
             elif kind == "set_field":
                 _, field, value, mask = action
+                field = "in_port" if field == "nx_in_port" else field
                 if mask is None:
                     pkt[field] = value
                 else:

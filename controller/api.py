@@ -121,15 +121,45 @@ def _criteria(body):
     return [text]
 
 
+def _json_opt(value):
+    text = _opt(value)
+    return json.loads(text) if text else None
+
+
+def member_view(row, monitored, addresses):
+    """``addresses``: the IP addresses of the network's ports (a member
+    without a port there cannot be reached: ERROR)."""
+    if row.address not in addresses:
+        status = "ERROR"
+    elif not monitored:
+        status = "NO_MONITOR"
+    else:
+        status = row.operating_status
+    return {"id": str(row.uuid), "name": row.name, "address": row.address,
+            "protocol_port": row.protocol_port, "weight": row.weight,
+            "admin_state_up": row.admin_state_up, "operating_status": status}
+
+
+def lb_view(row, addresses):
+    monitor = _json_opt(row.health_monitor)
+    return {"id": str(row.uuid), "name": row.name, "tenant": row.tenant, "description": row.description,
+            "network": str(row.network.uuid), "vip_address": row.vip_address, "protocol": row.protocol,
+            "protocol_port": row.protocol_port, "session_persistence": _json_opt(row.session_persistence),
+            "health_monitor": monitor,
+            "members": sorted((member_view(m, monitor is not None, addresses) for m in row.members),
+                              key=lambda m: (m["address"], m["protocol_port"], m["id"]))}
+
+
 def node_view(row):
     return {"system_id": row.system_id, "hostname": row.hostname, "encap_ip": row.encap_ip,
             "state": row.state, "last_seen": row.last_seen}
 
 
 class Api:
-    def __init__(self, nb, stats=None, events=None):
+    def __init__(self, nb, stats=None, events=None, lb_stats=None):
         self.nb = nb
         self.stats = stats    # rule_stats(group id, rule id) of the running controller, if any
+        self.lb_stats = lb_stats  # lb_stats(load balancer id) of the running controller, if any
         self.events = events  # the controller's recent firewall log events, if any
         self.lock = threading.Lock()  # serializes read-check-write (green under eventlet)
         self.routes = [
@@ -153,6 +183,16 @@ class Api:
             ("DELETE", r"/v1/security-groups/{id}/rules/{rule_id}", self.delete_rule),
             ("GET", r"/v1/security-groups/{id}/rules/{rule_id}/stats", self.rule_stats),
             ("GET", r"/v1/events", self.list_events),
+            ("GET", r"/v1/load-balancers", self.list_lbs),
+            ("POST", r"/v1/load-balancers", self.create_lb),
+            ("GET", r"/v1/load-balancers/{id}", self.show_lb),
+            ("PATCH", r"/v1/load-balancers/{id}", self.update_lb),
+            ("DELETE", r"/v1/load-balancers/{id}", self.delete_lb),
+            ("GET", r"/v1/load-balancers/{id}/members", self.list_members),
+            ("POST", r"/v1/load-balancers/{id}/members", self.create_members),
+            ("PATCH", r"/v1/load-balancers/{id}/members/{member_id}", self.update_member),
+            ("DELETE", r"/v1/load-balancers/{id}/members/{member_id}", self.delete_member),
+            ("GET", r"/v1/load-balancers/{id}/stats", self.show_lb_stats),
             ("GET", r"/v1/nodes", self.list_nodes),
             ("GET", r"/v1/nodes/{id}", self.show_node),
             ("DELETE", r"/v1/nodes/{id}", self.delete_node),
@@ -264,7 +304,8 @@ class Api:
                 raise invalid(key, "unknown query parameter %r (allowed: %s)" % (key, ", ".join(allowed)))
         return req.GET
 
-    NOUNS = {"Network": "network", "Port": "port", "SecurityGroup": "security group"}
+    NOUNS = {"Network": "network", "Port": "port", "SecurityGroup": "security group",
+             "LoadBalancer": "load balancer"}
 
     def _check_name_free(self, table, tenant, name, rows=None, but=None):
         """Names are unique per tenant and table (409 naming the field)."""
@@ -350,6 +391,8 @@ class Api:
             row = self._find("Network", id, caller)
             if any(p.network.uuid == row.uuid for p in self.nb.rows("Port")):
                 raise conflict("id", "network %s still has ports; delete them first" % id)
+            if any(lb.network.uuid == row.uuid for lb in self.nb.rows("LoadBalancer")):
+                raise conflict("id", "network %s still has load balancers; delete them first" % id)
             self._transact([self.nb.api.db_destroy("Network", row.uuid)], "id")
         return 204, None
 
@@ -390,6 +433,7 @@ class Api:
             elif mac in macs:
                 raise conflict("mac", "%s is already used in network %s" % (mac, net.name))
             taken = {ip for p in siblings for ip in p.ips}
+            taken.update(lb.vip_address for lb in self.nb.rows("LoadBalancer") if lb.network.uuid == net.uuid)
             for i, ip in enumerate(ips):
                 if ip in taken:
                     raise conflict("ips[%d]" % i, "%s is already used in network %s" % (ip, net.name))
@@ -531,6 +575,173 @@ class Api:
             self._transact([self.nb.api.db_remove("SecurityGroup", group.uuid, "rules", rule.uuid)], "rule_id")
         return 204, None
 
+    # ---- load balancers ----------------------------------------------------------
+    def _addresses(self, network_uuid):
+        return {ip for p in self.nb.rows("Port") if p.network.uuid == network_uuid for ip in p.ips}
+
+    def _lb_out(self, row):
+        return lb_view(row, self._addresses(row.network.uuid))
+
+    def list_lbs(self, req, caller):
+        q = self._filter(req, ("name", "tenant", "network"))
+        rows = [r for r in self.nb.rows("LoadBalancer") if caller.sees(r)
+                and q.get("name", r.name) == r.name and q.get("tenant", r.tenant) == r.tenant
+                and q.get("network", str(r.network.uuid)) == str(r.network.uuid)]
+        return 200, sorted((self._lb_out(r) for r in rows), key=lambda b: (b["tenant"], b["name"]))
+
+    def show_lb(self, req, caller, id):
+        return 200, self._lb_out(self._find("LoadBalancer", id, caller))
+
+    def _new_members(self, value, networks, have, field="members"):
+        """Members to create: a list of member objects, checked, none twice."""
+        if not isinstance(value, list) or len(value) > 1000:
+            raise invalid(field, "%s is a list of at most 1000 members" % field)
+        out, seen = [], set(have)
+        for i, body in enumerate(value):
+            try:
+                m = v.member(body, networks)
+            except Problem as p:
+                p.field = "%s[%d]%s" % (field, i, "." + p.field if p.field else "")
+                raise
+            key = (m["address"], m["protocol_port"])
+            if key in seen:
+                raise conflict("%s[%d]" % (field, i), "the pool has a member %s:%d already" % key)
+            seen.add(key)
+            out.append(m)
+        return out
+
+    def create_lb(self, req, caller):
+        body = self.body(req)
+        v.check_fields(body, ("name", "tenant", "description", "network", "vip_address", "protocol",
+                              "protocol_port", "session_persistence", "health_monitor", "members"),
+                       required=("name", "network", "vip_address", "protocol_port"))
+        name = v.name(body["name"])
+        if not isinstance(body["network"], str):
+            raise invalid("network", "network must be a network id")
+        net = self.nb.get("Network", body["network"])
+        if net is None or not caller.sees(net):
+            raise invalid("network", "no network %s" % body["network"])
+        if "tenant" in body and body["tenant"] != net.tenant:
+            raise invalid("tenant", "a load balancer belongs to its network's tenant (%s)" % net.tenant)
+        networks = [ipaddress.ip_network(c) for c in net.cidrs]
+        vip = v.ipv4_in(body["vip_address"], "vip_address", networks)
+        protocol = v.lb_protocol(body.get("protocol", "tcp"))
+        port = v.integer(body["protocol_port"], "protocol_port", 1, 65535)
+        description = v.description(body.get("description", ""))
+        persistence = v.session_persistence(body.get("session_persistence"))
+        monitor = v.health_monitor(body.get("health_monitor"))
+        members = self._new_members(body.get("members", []), networks, ())
+        with self.lock:
+            lbs = self.nb.rows("LoadBalancer")
+            self._check_name_free("LoadBalancer", net.tenant, name, lbs)
+            if vip in self._addresses(net.uuid):
+                raise conflict("vip_address", "%s is a port's address in network %s" % (vip, net.name))
+            for lb in lbs:
+                if (lb.network.uuid, lb.vip_address, lb.protocol, lb.protocol_port) == (net.uuid, vip, protocol, port):
+                    raise conflict("protocol_port", "%s %s:%d is load balancer %s already" % (
+                        protocol, vip, port, lb.uuid))
+            used = {lb.group_id for lb in lbs}
+            group_id = next(n for n in range(1, len(used) + 2) if n not in used)
+            creates = [self.nb.api.db_create("Member", operating_status="ONLINE", **m) for m in members]
+            lb = self.nb.api.db_create("LoadBalancer", name=name, tenant=net.tenant, description=description,
+                                       network=net.uuid, vip_address=vip, protocol=protocol, protocol_port=port,
+                                       group_id=group_id, session_persistence=persistence,
+                                       health_monitor=monitor, members=creates)
+            result = self._transact(creates + [lb], "name")
+        return 201, self._lb_out(self.nb.get("LoadBalancer", result[-1]))
+
+    def update_lb(self, req, caller, id):
+        body = self.body(req)
+        v.check_fields(body, ("name", "description", "session_persistence", "health_monitor"))
+        with self.lock:
+            row = self._find("LoadBalancer", id, caller)
+            changes, extra = [], []
+            if "name" in body:
+                name = v.name(body["name"])
+                self._check_name_free("LoadBalancer", row.tenant, name, but=row.uuid)
+                changes.append(("name", name))
+            if "description" in body:
+                changes.append(("description", v.description(body["description"])))
+            if "session_persistence" in body:
+                changes.append(("session_persistence", v.session_persistence(body["session_persistence"])))
+            if "health_monitor" in body:
+                monitor = v.health_monitor(body["health_monitor"])
+                changes.append(("health_monitor", monitor))
+                if not monitor:  # nothing checks the members any more: none stays out
+                    extra = [self.nb.api.db_set("Member", m.uuid, ("operating_status", "ONLINE"))
+                             for m in row.members if m.operating_status != "ONLINE"]
+            if changes:
+                self._transact([self.nb.api.db_set("LoadBalancer", row.uuid, *changes)] + extra, "name")
+        return 200, self._lb_out(self.nb.get("LoadBalancer", id))
+
+    def delete_lb(self, req, caller, id):
+        with self.lock:
+            row = self._find("LoadBalancer", id, caller)
+            self._transact([self.nb.api.db_destroy("LoadBalancer", row.uuid)], "id")
+        return 204, None
+
+    def list_members(self, req, caller, id):
+        return 200, self._lb_out(self._find("LoadBalancer", id, caller))["members"]
+
+    def create_members(self, req, caller, id):
+        """One member (an object: 201 with it) or several (a list: 201 with them), in one transaction."""
+        body = self.body(req)
+        with self.lock:
+            row = self._find("LoadBalancer", id, caller)
+            networks = [ipaddress.ip_network(c) for c in row.network.cidrs]
+            have = {(m.address, m.protocol_port) for m in row.members}
+            if isinstance(body, dict):
+                members = self._new_members([body], networks, have)
+            else:
+                members = self._new_members(body, networks, have, field="body")
+            if len(row.members) + len(members) > 4096:
+                raise conflict("members", "a pool has at most 4096 members")
+            creates = [self.nb.api.db_create("Member", operating_status="ONLINE", **m) for m in members]
+            adds = [self.nb.api.db_add("LoadBalancer", row.uuid, "members", c) for c in creates]
+            result = self._transact(creates + adds, "address")
+        lb = self._lb_out(self.nb.get("LoadBalancer", id))
+        made = {str(u) for u in result[:len(creates)]}
+        out = [m for m in lb["members"] if m["id"] in made]
+        return 201, out[0] if isinstance(body, dict) else out
+
+    def _member(self, row, member_id):
+        for m in row.members:
+            if str(m.uuid) == member_id:
+                return m
+        raise Problem(404, "Not found", "no member %s in load balancer %s" % (member_id, row.uuid))
+
+    def update_member(self, req, caller, id, member_id):
+        body = self.body(req)
+        v.check_fields(body, ("name", "weight", "admin_state_up"))
+        with self.lock:
+            row = self._find("LoadBalancer", id, caller)
+            member = self._member(row, member_id)
+            changes = []
+            if "name" in body:
+                changes.append(("name", v.name(body["name"])))
+            if "weight" in body:
+                changes.append(("weight", v.integer(body["weight"], "weight", 0, 256)))
+            if "admin_state_up" in body:
+                changes.append(("admin_state_up", v.boolean(body["admin_state_up"], "admin_state_up")))
+            if changes:
+                self._transact([self.nb.api.db_set("Member", member.uuid, *changes)], "member_id")
+        lb = self._lb_out(self.nb.get("LoadBalancer", id))
+        return 200, next(m for m in lb["members"] if m["id"] == member_id)
+
+    def delete_member(self, req, caller, id, member_id):
+        with self.lock:
+            row = self._find("LoadBalancer", id, caller)
+            member = self._member(row, member_id)
+            self._transact([self.nb.api.db_remove("LoadBalancer", row.uuid, "members", member.uuid)], "member_id")
+        return 204, None
+
+    def show_lb_stats(self, req, caller, id):
+        """New connections the VIP took, in all and per member, summed over every switch."""
+        row = self._find("LoadBalancer", id, caller)
+        if self.lb_stats is None:
+            raise Problem(503, "Unavailable", "statistics come from the running controller (dvn serve)")
+        return 200, self.lb_stats(str(row.uuid))
+
     # ---- nodes (admin) ---------------------------------------------------------
     def _admin(self, caller):
         if not caller.admin:
@@ -573,8 +784,8 @@ def _free_mac(used):
             return mac
 
 
-def make_app(nb, stats=None, events=None):
-    return Api(nb, stats, events)
+def make_app(nb, stats=None, events=None, lb_stats=None):
+    return Api(nb, stats, events, lb_stats)
 
 
 def main(argv=None):

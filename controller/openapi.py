@@ -8,6 +8,22 @@ UUID = {"type": "string", "format": "uuid"}
 PAIRS = {"type": "array", "maxItems": 16, "items": {"type": "object", "required": ["ip_address"], "properties": {
     "ip_address": {"type": "string"}, "mac_address": {"type": "string"}}}}
 
+PERSISTENCE = {"type": "object", "nullable": True, "properties": {
+    "type": {"type": "string", "enum": ["SOURCE_IP"]},
+    "persistence_timeout": {"type": "integer", "minimum": 1, "maximum": 86400}}}
+MONITOR = {"type": "object", "nullable": True, "required": ["type"], "properties": {
+    "type": {"type": "string", "enum": ["TCP", "HTTP"]},
+    "delay": {"type": "number", "minimum": 0.2, "maximum": 3600},
+    "timeout": {"type": "number", "minimum": 0.1, "maximum": 3600},
+    "max_retries": {"type": "integer", "minimum": 1, "maximum": 10},
+    "max_retries_down": {"type": "integer", "minimum": 1, "maximum": 10},
+    "url_path": {"type": "string"}, "expected_codes": {"type": "string"}}}
+MEMBER_CREATE = {"type": "object", "additionalProperties": False, "required": ["address", "protocol_port"],
+                 "properties": {"name": NAME, "address": {"type": "string"},
+                                "protocol_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                                "weight": {"type": "integer", "minimum": 0, "maximum": 256},
+                                "admin_state_up": {"type": "boolean"}}}
+
 SCHEMAS = {
     "Network": {"type": "object", "properties": {
         "id": UUID, "name": NAME, "tenant": NAME,
@@ -72,6 +88,37 @@ SCHEMAS = {
         "priority": {"type": "integer", "minimum": 0, "maximum": 1000}, "log": {"type": "boolean"}},
         "example": {"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80,
                     "remote_ip_prefix": "0.0.0.0/0"}},
+    "Member": {"type": "object", "properties": {
+        "id": UUID, "name": {"type": "string"}, "address": {"type": "string"},
+        "protocol_port": {"type": "integer"}, "weight": {"type": "integer"}, "admin_state_up": {"type": "boolean"},
+        "operating_status": {"type": "string", "enum": ["ONLINE", "OFFLINE", "NO_MONITOR", "ERROR"]}}},
+    "MemberCreate": MEMBER_CREATE,
+    "MemberUpdate": {"type": "object", "additionalProperties": False, "properties": {
+        "name": NAME, "weight": {"type": "integer", "minimum": 0, "maximum": 256},
+        "admin_state_up": {"type": "boolean"}}},
+    "LoadBalancer": {"type": "object", "properties": {
+        "id": UUID, "name": NAME, "tenant": NAME, "description": {"type": "string"}, "network": UUID,
+        "vip_address": {"type": "string"}, "protocol": {"type": "string", "enum": ["tcp", "udp"]},
+        "protocol_port": {"type": "integer"}, "session_persistence": PERSISTENCE,
+        "health_monitor": MONITOR,
+        "members": {"type": "array", "items": {"$ref": "#/components/schemas/Member"}}}},
+    "LoadBalancerCreate": {"type": "object", "additionalProperties": False,
+                           "required": ["name", "network", "vip_address", "protocol_port"], "properties": {
+                               "name": NAME, "tenant": NAME, "description": {"type": "string", "maxLength": 255},
+                               "network": UUID, "vip_address": {"type": "string"},
+                               "protocol": {"type": "string", "enum": ["tcp", "udp"]},
+                               "protocol_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                               "session_persistence": PERSISTENCE, "health_monitor": MONITOR,
+                               "members": {"type": "array", "maxItems": 1000, "items": MEMBER_CREATE}},
+                           "example": {"name": "web", "network": "<network id>", "vip_address": "10.0.0.100",
+                                       "protocol": "tcp", "protocol_port": 80,
+                                       "members": [{"address": "10.0.0.5", "protocol_port": 8080}]}},
+    "LoadBalancerUpdate": {"type": "object", "additionalProperties": False, "properties": {
+        "name": NAME, "description": {"type": "string", "maxLength": 255},
+        "session_persistence": PERSISTENCE, "health_monitor": MONITOR}},
+    "LoadBalancerStats": {"type": "object", "properties": {
+        "connections": {"type": "integer"}, "switches": {"type": "integer"},
+        "members": {"type": "object", "additionalProperties": {"type": "integer"}}}},
     "Node": {"type": "object", "properties": {
         "system_id": {"type": "string"}, "hostname": {"type": "string"}, "encap_ip": {"type": "string"},
         "state": {"type": "string", "enum": ["up", "down"]}, "last_seen": {"type": "integer"}}},
@@ -102,6 +149,16 @@ OPERATIONS = {
     ("DELETE", "/v1/security-groups/{id}/rules/{rule_id}"): ("Remove a rule", None, 204, None, []),
     ("GET", "/v1/security-groups/{id}/rules/{rule_id}/stats"): ("Hit counters of a rule, over every switch", None, 200, {"type": "object", "properties": {"packets": {"type": "integer"}, "bytes": {"type": "integer"}, "established_packets": {"type": "integer"}, "switches": {"type": "integer"}}}, []),
     ("GET", "/v1/events"): ("Recent firewall log events", None, 200, {"type": "array", "items": {"type": "object"}}, ["port", "rule", "limit"]),
+    ("GET", "/v1/load-balancers"): ("List load balancers", None, 200, {"type": "array", "items": {"$ref": "#/components/schemas/LoadBalancer"}}, ["name", "tenant", "network"]),
+    ("POST", "/v1/load-balancers"): ("Create a load balancer (a VIP, its pool and monitor)", "LoadBalancerCreate", 201, "LoadBalancer", []),
+    ("GET", "/v1/load-balancers/{id}"): ("Show a load balancer and its members' status", None, 200, "LoadBalancer", []),
+    ("PATCH", "/v1/load-balancers/{id}"): ("Change a load balancer's name, affinity or monitor", "LoadBalancerUpdate", 200, "LoadBalancer", []),
+    ("DELETE", "/v1/load-balancers/{id}"): ("Delete a load balancer and its members", None, 204, None, []),
+    ("GET", "/v1/load-balancers/{id}/members"): ("List a pool's members", None, 200, {"type": "array", "items": {"$ref": "#/components/schemas/Member"}}, []),
+    ("POST", "/v1/load-balancers/{id}/members"): ("Add a member (an object) or several (a list)", {"oneOf": [{"$ref": "#/components/schemas/MemberCreate"}, {"type": "array", "maxItems": 1000, "items": {"$ref": "#/components/schemas/MemberCreate"}}]}, 201, {"oneOf": [{"$ref": "#/components/schemas/Member"}, {"type": "array", "items": {"$ref": "#/components/schemas/Member"}}]}, []),
+    ("PATCH", "/v1/load-balancers/{id}/members/{member_id}"): ("Change a member's weight or admin state", "MemberUpdate", 200, "Member", []),
+    ("DELETE", "/v1/load-balancers/{id}/members/{member_id}"): ("Remove a member", None, 204, None, []),
+    ("GET", "/v1/load-balancers/{id}/stats"): ("New connections per VIP and per member, over every switch", None, 200, "LoadBalancerStats", []),
     ("GET", "/v1/nodes"): ("List nodes (admin)", None, 200, {"type": "array", "items": {"$ref": "#/components/schemas/Node"}}, []),
     ("GET", "/v1/nodes/{id}"): ("Show a node by system-id (admin)", None, 200, "Node", []),
     ("DELETE", "/v1/nodes/{id}"): ("Delete a node that is down (admin)", None, 204, None, []),

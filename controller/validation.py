@@ -1,6 +1,7 @@
 """Validation of API input: every field checked, every error names its field."""
 
 import ipaddress
+import json
 import re
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -245,3 +246,98 @@ def address_pairs(value, port_mac):
         pmac = mac(pair["mac_address"]) if "mac_address" in pair else port_mac
         out.append("%s,%s" % (pmac, net))
     return sorted(set(out))
+
+
+def integer(value, field, lo, hi):
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise invalid(field, "%s must be an integer from %d to %d" % (field, lo, hi))
+    return value
+
+
+def _number(value, field, lo, hi):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo <= value <= hi:
+        raise invalid(field, "%s must be a number from %g to %g" % (field, lo, hi))
+    return float(value)
+
+
+def ipv4_in(value, field, networks):
+    """An IPv4 address inside one of the network's CIDRs (load balancers are IPv4)."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise invalid(field, "%s is an IPv4 address" % field)
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        raise invalid(field, "%r is not an IP address" % value)
+    if addr.version != 4:
+        raise invalid(field, "load balancers take IPv4 addresses only")
+    inside = [n for n in networks if n.version == 4 and addr in n]
+    if not inside:
+        raise invalid(field, "%s is not inside the network's IPv4 CIDR" % addr)
+    if addr in (inside[0].network_address, inside[0].broadcast_address):
+        raise invalid(field, "%s is the network or broadcast address of %s" % (addr, inside[0]))
+    return str(addr)
+
+
+def lb_protocol(value):
+    if value not in ("tcp", "udp"):
+        raise invalid("protocol", "protocol is tcp or udp")
+    return value
+
+
+def session_persistence(value):
+    """{"type": "SOURCE_IP", "persistence_timeout": seconds} or None -> the store's JSON."""
+    if value is None:
+        return []
+    if not isinstance(value, dict) or not set(value) <= {"type", "persistence_timeout"}:
+        raise invalid("session_persistence", "session_persistence is null or {\"type\": \"SOURCE_IP\", "
+                      "\"persistence_timeout\": seconds}")
+    if value.get("type") != "SOURCE_IP":
+        raise invalid("session_persistence.type", "the only session persistence is SOURCE_IP")
+    timeout = integer(value.get("persistence_timeout", 360), "session_persistence.persistence_timeout", 1, 86400)
+    return [json.dumps({"type": "SOURCE_IP", "persistence_timeout": timeout}, sort_keys=True)]
+
+
+CODES_RE = re.compile(r"^[1-5][0-9][0-9]((-[1-5][0-9][0-9])|(,[1-5][0-9][0-9])*)$")
+
+
+def health_monitor(value):
+    """A health monitor (Octavia's fields; delay and timeout in seconds, may be
+    fractions) or None -> the store's JSON."""
+    if value is None:
+        return []
+    allowed = {"type", "delay", "timeout", "max_retries", "max_retries_down", "url_path", "expected_codes"}
+    check_fields(value, allowed, required=("type",))
+    kind = value["type"]
+    if kind not in ("TCP", "HTTP"):
+        raise invalid("health_monitor.type", "type is TCP or HTTP")
+    out = {"type": kind,
+           "delay": _number(value.get("delay", 5), "health_monitor.delay", 0.2, 3600),
+           "timeout": _number(value.get("timeout", 2), "health_monitor.timeout", 0.1, 3600),
+           "max_retries": integer(value.get("max_retries", 2), "health_monitor.max_retries", 1, 10),
+           "max_retries_down": integer(value.get("max_retries_down", 2), "health_monitor.max_retries_down", 1, 10)}
+    if out["timeout"] > out["delay"]:
+        raise invalid("health_monitor.timeout", "timeout must not be longer than delay")
+    if kind == "HTTP":
+        path = value.get("url_path", "/")
+        if not isinstance(path, str) or not path.startswith("/") or len(path) > 255 \
+                or any(c <= " " or c == "\x7f" for c in path):
+            raise invalid("health_monitor.url_path", "url_path is a path starting with / (no spaces)")
+        codes = value.get("expected_codes", "200")
+        if not isinstance(codes, str) or not CODES_RE.match(codes):
+            raise invalid("health_monitor.expected_codes", "expected_codes is like 200, 200,202 or 200-204")
+        out.update(url_path=path, expected_codes=codes)
+    elif "url_path" in value or "expected_codes" in value:
+        raise invalid("health_monitor.url_path" if "url_path" in value else "health_monitor.expected_codes",
+                      "url_path and expected_codes are for HTTP monitors")
+    return [json.dumps(out, sort_keys=True)]
+
+
+def member(body, networks, prefix="member"):
+    """A pool member as the store keeps it."""
+    check_fields(body, ("name", "address", "protocol_port", "weight", "admin_state_up"),
+                 required=("address", "protocol_port"))
+    return {"name": name(body["name"], "name") if "name" in body else "",
+            "address": ipv4_in(body["address"], "address", networks),
+            "protocol_port": integer(body["protocol_port"], "protocol_port", 1, 65535),
+            "weight": integer(body.get("weight", 1), "weight", 0, 256),
+            "admin_state_up": boolean(body.get("admin_state_up", True), "admin_state_up")}

@@ -23,10 +23,13 @@ import time
 import eventlet
 from eventlet import event as ev_event
 
+from controller import packets
+from controller.health import Prober
 from controller.ofconn import SwitchConn, SwitchError
-from flows import acl, groups, l2, ofwire
-from flows.flow import GROUP, Flow, FlowSet, cookie_category, cookie_owner, diff, owner_hash
-from flows.model import Network, Port, Topology
+from flows import acl, groups, l2, lb, ofwire
+from flows.flow import GROUP, LB, Flow, FlowSet, cookie_category, cookie_owner, diff, output, owner_hash
+from flows.flow import Group as flows_group
+from flows.model import LoadBalancer, Member, Monitor, Network, Port, Topology
 from flows.render import render_flow
 from ovsdb.nb import optional as _opt
 
@@ -35,6 +38,7 @@ LOG = logging.getLogger(__name__)
 BASE = "base"
 ACL = "acl"
 ALL = "*"
+LB_UNIT = "lb"     # ("lb", network id): the load balancers of a network on a node
 
 
 def _now_ms():
@@ -63,6 +67,23 @@ def _merged(contributions):
     for flow in flows[1:]:
         merged = acl.merge_two(merged, flow)
     return merged
+
+
+def _load_balancer(row):
+    """A LoadBalancer row of the store, with its members, as the compiler's value."""
+    persistence = _opt(row.session_persistence)
+    monitor = _opt(row.health_monitor)
+    mon = None
+    if monitor:
+        m = json.loads(monitor)
+        mon = Monitor(m["type"], m["delay"], m["timeout"], m["max_retries"], m["max_retries_down"],
+                      m.get("url_path", "/"), m.get("expected_codes", "200"))
+    members = tuple(sorted(Member(str(r.uuid), r.address, r.protocol_port, r.weight, r.admin_state_up,
+                                  r.operating_status if mon is not None else "NO_MONITOR")
+                           for r in row.members))
+    return LoadBalancer(str(row.uuid), row.tenant, str(row.network.uuid), row.vip_address, row.protocol,
+                        row.protocol_port, row.group_id, members,
+                        json.loads(persistence)["persistence_timeout"] if persistence else 0, mon)
 
 
 def _five_tuple(frame):
@@ -94,6 +115,7 @@ class Switch:
         self.conn = None          # SwitchConn while connected
         self.synced = False       # the switch holds `installed`
         self.installed = {}       # wire key -> (cookie, Flow or raw match)
+        self.groups = {}          # group id -> Group, as the switch holds it
         self.units = {}           # unit -> (view, FlowSet)
         self.contrib = {}         # wire key -> {unit: Flow}: what each unit wants there
         self.pending = set()      # units to recompile
@@ -127,6 +149,12 @@ class Core:
         self._loaded = False
         self.owners = {}                               # cookie owner hash -> object id
         self.rule_index = {}                           # cookie owner hash -> (group id, Rule)
+        self.lbs = {}                                  # load balancer id -> LoadBalancer
+        self.net_lbs = collections.defaultdict(set)    # network id -> load balancer ids
+        self.member_lb = {}                            # member id -> load balancer id
+        self.lb_dirty = set()                          # load balancers to read again from the store
+        self.lb_owner = {}                             # cookie owner hash -> load balancer id
+        self.prober = Prober(self)
 
     # ---- start-up ---------------------------------------------------------
     def start(self):
@@ -139,8 +167,11 @@ class Core:
             self._nb_changed("Port", "create", row)
         for row in self.nb.rows("Node"):
             self._nb_changed("Node", "create", row)
+        self.lb_dirty.update(str(r.uuid) for r in self.nb.rows("LoadBalancer"))
+        self._refresh_lbs()
         self._loaded = True
         eventlet.spawn_n(self._worker)
+        self.prober.start()
 
     def topology(self):
         bindings = {}
@@ -148,7 +179,8 @@ class Core:
             ofport = self.local_ofports.get(system_id, {}).get(port_id)
             bindings[port_id] = (system_id, ofport)
         return Topology(networks=self.networks, ports=self.ports, bindings=bindings,
-                        tunnels=self.tunnel_ofports, net_ports=self.net_ports, groups=self.groups)
+                        tunnels=self.tunnel_ofports, net_ports=self.net_ports, groups=self.groups,
+                        lbs=self.lbs, net_lbs=self.net_lbs)
 
     # ---- northbound changes (called in the IDL green thread: never block) --
     def _nb_changed(self, table, event, row):
@@ -219,6 +251,15 @@ class Core:
                 for port_id, port in list(self.ports.items()):
                     self.ports[port_id] = self._with_groups(port)
             self._touch_acl()
+        elif table == "LoadBalancer":
+            # Its members may arrive later in this same update: read it in the worker.
+            self.lb_dirty.add(str(row.uuid))
+            self._kick()
+        elif table == "Member":
+            lb_id = self.member_lb.get(str(row.uuid))
+            if lb_id is not None:
+                self.lb_dirty.add(lb_id)
+                self._kick()
         elif table == "Node":
             system_id = row.system_id
             if event == "delete":
@@ -248,7 +289,92 @@ class Core:
     def _touch_network(self, network_id, also=()):
         for system_id in self._hosts(network_id) | {n for n in also if n}:
             self.dirty.add((system_id, network_id))
+            if self.net_lbs.get(network_id):
+                self.dirty.add((system_id, (LB_UNIT, network_id)))
         self._kick()
+
+    # ---- load balancers ------------------------------------------------------
+    def _refresh_lbs(self):
+        """Read the dirty load balancers from the store; mark what they touch."""
+        dirty, self.lb_dirty = self.lb_dirty, set()
+        for lb_id in dirty:
+            old = self.lbs.pop(lb_id, None)
+            row = self.nb.get("LoadBalancer", lb_id)
+            if old is not None:
+                self.net_lbs[old.network_id].discard(lb_id)
+                for m in old.members:
+                    self.member_lb.pop(m.id, None)
+            nets = {old.network_id} if old is not None else set()
+            if row is not None:
+                new = _load_balancer(row)
+                self.lbs[lb_id] = new
+                self.net_lbs[new.network_id].add(lb_id)
+                self.lb_owner[owner_hash(lb_id)] = lb_id
+                self.owners[owner_hash(lb_id)] = "load balancer " + lb_id
+                for m in new.members:
+                    self.member_lb[m.id] = lb_id
+                nets.add(new.network_id)
+            for net_id in nets:
+                for system_id in self._hosts(net_id):
+                    self.dirty.add((system_id, (LB_UNIT, net_id)))
+                    self.dirty.add((system_id, ACL))  # the firewall tracks every port of a node with VIPs
+
+    def member_target(self, balancer, member):
+        """(system id, ofport, MAC, VNI) of the port with the member's address, if plugged in."""
+        network = self.networks.get(balancer.network_id)
+        for port_id in self.net_ports.get(balancer.network_id, ()):
+            port = self.ports.get(port_id)
+            if port is not None and member.address in port.ips:
+                system_id = self.port_node.get(port_id)
+                ofport = self.local_ofports.get(system_id, {}).get(port_id)
+                switch = self.switches.get(system_id)
+                if ofport and network and switch is not None and switch.synced:
+                    return system_id, ofport, port.mac, network.vni
+        return None
+
+    def set_member_status(self, member_id, status):
+        """A health verdict: to the store (every node follows it from there)."""
+        def write():
+            try:
+                self.nb.transact([self.nb.api.db_set("Member", member_id, ("operating_status", status))])
+            except Exception as exc:
+                LOG.warning("member %s: status %s not recorded: %s", member_id, status, exc)
+        eventlet.spawn_n(write)
+
+    def lb_stats(self, lb_id):
+        """New connections the VIP's group took, in all and per member, over every switch."""
+        balancer = self.lbs.get(lb_id)
+        out = {"connections": 0, "members": {}, "switches": 0}
+        if balancer is None:
+            return out
+        slot_member = {slot: mid for mid, slot in lb.slots(balancer.members).items()}
+        out["members"] = {m.id: 0 for m in balancer.members}
+        for switch in list(self.switches.values()):
+            group = switch.groups.get(balancer.group_id)
+            if switch.conn is None or group is None:
+                continue
+            try:
+                stats = switch.conn.read_group_stats().get(balancer.group_id)
+            except SwitchError as exc:
+                LOG.warning("statistics of node %s not read: %s", switch.system_id, exc)
+                continue
+            if stats is None:
+                continue
+            out["switches"] += 1
+            out["connections"] += stats[0]
+            for bucket, (packets_, _bytes) in zip(group.buckets, stats[2]):
+                member_id = slot_member.get(bucket.actions[0][2] & 0xFFFF)
+                if member_id in out["members"]:
+                    out["members"][member_id] += packets_
+        return out
+
+    def _reject(self, switch, lb_id, fields, frame):
+        balancer = self.lbs.get(lb_id)
+        network = self.networks.get(balancer.network_id) if balancer else None
+        answer = packets.reject(frame, lb.vip_mac(network.vni)) if network else None
+        if answer is None or "in_port" not in fields or switch.conn is None:
+            return
+        switch.conn.send(ofwire.packet_out(answer, (output(fields["in_port"]),), switch.conn.next_xid()))
 
     def _touch_acl(self):
         """Firewall views depend on ports and groups anywhere (remote groups):
@@ -361,9 +487,17 @@ class Core:
 
     # ---- firewall log ------------------------------------------------------------
     def _packet_in(self, switch, buf):
-        """A logged rule's packet (rate-limited by the switch's meter): an event."""
+        """A logged rule's packet (rate-limited by the switch's meter): an event;
+        or a load balancer's: a health probe's answer, or a connection to reject."""
         try:
             cookie, fields, frame = ofwire.decode_packet_in(buf)
+            if cookie >> 60 == LB:
+                lb_id = self.lb_owner.get(cookie_owner(cookie))
+                if lb_id is None:
+                    self.prober.packet_in(switch.system_id, frame)
+                else:
+                    self._reject(switch, lb_id, fields, frame)
+                return
             gid, rule = self.rule_index.get(cookie_owner(cookie), (None, None))
             event = {"time": round(time.time(), 3), "node": switch.system_id, "security_group": gid,
                      "rule": rule.id if rule else None, "verdict": rule.action if rule else "?"}
@@ -410,6 +544,8 @@ class Core:
             self._wake = ev_event.Event()
             eventlet.sleep(0)  # let a burst of changes arrive together
             try:
+                if self.lb_dirty:
+                    self._refresh_lbs()
                 if self.mesh_dirty:
                     self.mesh_dirty = False
                     self._update_mesh()
@@ -493,18 +629,23 @@ class Core:
             base, networks = l2.plan_node(topo, sid)
             views[BASE] = base
             views.update(networks)
-            units = set(units) | {ACL}
-        for unit in set(units) - {ALL, ACL} - set(views):  # networks (ALL planned them all)
-            views[unit] = l2.plan_network(topo, unit, sid)
+            units = set(units) | {ACL} | {(LB_UNIT, n) for n in networks if self.net_lbs.get(n)}
+        for unit in set(units) - {ALL, ACL} - set(views):  # networks (ALL planned them all), load balancers
+            if isinstance(unit, tuple) and unit[0] == LB_UNIT:
+                views[unit] = lb.plan_lb(topo, unit[1], sid)
+            elif not isinstance(unit, tuple):
+                views[unit] = l2.plan_network(topo, unit, sid)
         if ACL in units:
             # The firewall: one unit for the ports, one per security group.
             view = acl.plan_acl(topo, sid)
-            views[ACL] = view.ports if view is not None else None
+            tracked = any(self.net_lbs.get(p.network_id) for p in (self.ports.get(sp.port_id) for sp in
+                                                                     (view.ports if view else ())) if p)
+            views[ACL] = (view.ports, tracked) if view is not None else None
             groups = acl.group_views(view) if view is not None else {}
             for gid, gview in groups.items():
                 views[("grp", gid)] = gview
             for unit in switch.units:
-                if isinstance(unit, tuple) and unit[1] not in groups:
+                if isinstance(unit, tuple) and unit[0] == "grp" and unit[1] not in groups:
                     views[unit] = None
         if ALL in units:
             for unit in set(switch.units) - set(views):
@@ -519,7 +660,9 @@ class Core:
             elif unit == BASE:
                 new_flows = l2.compile_base(view)
             elif unit == ACL:
-                new_flows = acl.compile_ports(view)
+                new_flows = acl.compile_ports(*view)
+            elif isinstance(unit, tuple) and unit[0] == LB_UNIT:
+                new_flows = lb.compile_lb(view)
             elif isinstance(unit, tuple):
                 new_flows = acl.compile_group_unit(*view)
             else:
@@ -588,7 +731,8 @@ class Core:
                 wkey = ofwire.wire_key(flow)
                 switch.contrib.setdefault(wkey, {})[unit] = flow
                 touched.add(wkey)
-        msgs, puts, dels = [], {}, []
+        group_first, group_last, group_state = self._group_changes(switch, changed)
+        msgs, puts, dels = list(group_first), {}, []
         for wkey in touched:
             want = _merged(switch.contrib.get(wkey))
             have = switch.installed.get(wkey)
@@ -600,6 +744,7 @@ class Core:
             elif have is None or have[0] != want.cookie:
                 msgs.append((ofwire.encode_flow_mod(want, ofwire.ADD), want))
                 puts[wkey] = want
+        msgs += group_last
         if msgs:
             started = time.monotonic()
             try:
@@ -614,7 +759,38 @@ class Core:
             switch.installed.pop(wkey, None)
         for wkey, flow in puts.items():
             switch.installed[wkey] = (flow.cookie, flow)
+        for gid, group in group_state.items():
+            if group is None:
+                switch.groups.pop(gid, None)
+            else:
+                switch.groups[gid] = group
         self._commit_units(switch, changed)
+
+    @staticmethod
+    def _group_changes(switch, changed):
+        """Group messages for the changed load balancer units: (before the
+        flows: adds and changes; after them: deletes; {group id: the group as
+        the switch will hold it, or None})."""
+        first, last, state = [], [], {}
+        for unit, (_old, _new, view) in changed.items():
+            if not (isinstance(unit, tuple) and unit[0] == LB_UNIT):
+                continue
+            old_view = switch.units.get(unit, (None, None))[0]
+            old = lb.compile_groups(old_view) if old_view is not None else {}
+            new = lb.compile_groups(view) if view is not None else {}
+            for gid, group in new.items():
+                have = switch.groups.get(gid)
+                if have is None:
+                    first += [(m, group) for m in ofwire.group_install(group)]
+                    state[gid] = group
+                elif have.fields != group.fields or set(have.buckets) != set(group.buckets):
+                    first += [(m, group) for m in ofwire.group_change(have, group)]
+                    state[gid] = ofwire.after_change(have, group)
+            for gid in set(old) - set(new):
+                if gid in switch.groups:
+                    last.append((ofwire.encode_group_mod(old[gid], ofwire.OFPGC_DELETE), old[gid]))
+                    state[gid] = None
+        return first, last, state
 
     def _resync(self, switch, changed):
         """Read the switch back and correct it to the whole desired set, in one bundle."""
@@ -628,13 +804,30 @@ class Core:
             for flow in entry[1]:
                 contrib.setdefault(ofwire.wire_key(flow), {})[unit] = flow
         desired = {wkey: _merged(c) for wkey, c in contrib.items()}
+        want_groups = {}
+        for unit, entry in units.items():
+            if entry is not None and isinstance(unit, tuple) and unit[0] == LB_UNIT:
+                want_groups.update(lb.compile_groups(entry[0]))
         t0 = time.monotonic()
-        # Logged rules send packets to dvn through this meter: it must exist first.
+        # Logged rules, rejects and health probes send packets to dvn through
+        # these meters: they must exist first.
         switch.conn.ensure_meter(acl.LOG_METER, self.log_rate, self.log_burst)
+        switch.conn.ensure_meter(lb.REJECT_METER, 1000, 1000)
+        switch.conn.ensure_meter(lb.PROBE_METER, 5000, 5000)
+        have_groups = switch.conn.read_groups()
+        group_first, group_last = [], []
+        for gid, group in want_groups.items():
+            if gid not in have_groups:
+                group_first += [(m, group) for m in ofwire.group_install(group)]
+            elif have_groups[gid] != ofwire.group_desc_of(group):
+                group_first += [(m, group) for m in ofwire.group_install(group, ofwire.OFPGC_MODIFY)]
+        for gid in set(have_groups) - set(want_groups):
+            group_last.append((ofwire.encode_group_mod(flows_group(gid, ()), ofwire.OFPGC_DELETE),
+                               "group %d (on the switch, not desired)" % gid))
         have = {}
         for desc in switch.conn.read_flows():
             have[(desc.table_id, desc.priority, desc.match_key)] = desc
-        msgs = []
+        msgs = list(group_first)
         for wkey, desc in have.items():
             if wkey not in desired:
                 msgs.append((ofwire.encode_delete_strict_raw(desc.table_id, desc.priority, desc.raw_match),
@@ -643,10 +836,12 @@ class Core:
             desc = have.get(wkey)
             if desc is None or desc.cookie != flow.cookie:
                 msgs.append((ofwire.encode_flow_mod(flow, ofwire.ADD), flow))
+        msgs += group_last
         t1 = time.monotonic()
         if msgs:
             switch.conn.bundle(msgs)
         t2 = time.monotonic()
+        switch.groups = want_groups
         switch.installed = {wkey: (flow.cookie, flow) for wkey, flow in desired.items()}
         switch.contrib = contrib
         self._commit_units(switch, changed)

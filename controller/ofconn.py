@@ -170,6 +170,21 @@ class SwitchConn:
             found.extend(ofwire.decode_flow_desc_reply(part))
         return found
 
+    def read_groups(self):
+        """{group id: (type, bytes)} of the switch's groups (ofwire.group_desc_of compares)."""
+        xid = self.next_xid()
+        found = {}
+        for part in self._request(xid, ofwire.group_desc_request(xid), "a group read"):
+            found.update(ofwire.decode_group_desc_reply(part))
+        return found
+
+    def read_group_stats(self):
+        xid = self.next_xid()
+        found = {}
+        for part in self._request(xid, ofwire.group_stats_request(xid), "a group statistics read"):
+            found.update(ofwire.decode_group_stats_reply(part))
+        return found
+
     def bundle(self, messages):
         """Apply ``messages`` atomically in one bundle.
 

@@ -326,13 +326,30 @@ def group_desc_request(xid):
     return _header(OFPT_MULTIPART_REQUEST, 8 + len(body), xid) + body
 
 
+def _group_body(gtype, body):
+    """(type, buckets as a sorted tuple of their bytes, properties' bytes) of a
+    group's body (bucket_array_len, 6 pad bytes, buckets, properties). The
+    order of a select group's buckets does not choose anything (a bucket is
+    picked by its id and weight), and a switch keeps inserted buckets where
+    they were inserted: so order is not compared."""
+    end = 8 + struct.unpack_from("!H", body)[0]
+    buckets, pos = [], 8
+    while pos + 2 <= end:
+        length = struct.unpack_from("!H", body, pos)[0]
+        if length == 0:
+            break
+        buckets.append(bytes(body[pos:pos + length]))
+        pos += length
+    return gtype, tuple(sorted(buckets)), bytes(body[end:])
+
+
 def decode_group_desc_reply(msg):
-    """{group id: (type, the group's bytes after its header)} of a group-desc reply:
-    enough to tell whether a switch's group equals a desired one."""
+    """{group id: (type, buckets, properties)} of a group-desc reply: enough
+    to tell whether a switch's group equals a desired one (group_desc_of)."""
     out, pos = {}, 16
     while pos + 16 <= len(msg):
         length, gtype, gid = struct.unpack_from("!HBxI", msg, pos)
-        out[gid] = (gtype, bytes(msg[pos + 8:pos + length]))
+        out[gid] = _group_body(gtype, msg[pos + 8:pos + length])
         if length == 0:
             break
         pos += length
@@ -342,7 +359,7 @@ def decode_group_desc_reply(msg):
 def group_desc_of(group):
     """What decode_group_desc_reply gives for ``group`` once a switch has it."""
     mod = encode_group_mod(group)
-    return (OFPGT_SELECT, mod[16:18] + b"\0" * 6 + mod[24:])
+    return _group_body(OFPGT_SELECT, mod[16:18] + b"\0" * 6 + mod[24:])
 
 
 def encode_instructions(flow):

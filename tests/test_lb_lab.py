@@ -11,6 +11,8 @@ import collections
 import hashlib
 import json
 import os
+import re
+import signal
 import subprocess
 import threading
 import time
@@ -221,6 +223,7 @@ def test_http_monitor_reads_the_status_line(env):
     wait_until(lambda: env.api.get("/v1/load-balancers/%s" % lb["id"])["members"][0]["operating_status"]
                == "ONLINE", timeout=10, what="HTTP 404 expected")
     server.stop()
+    env.api.delete("/v1/load-balancers/%s" % lb["id"])
 
 
 def test_a_pool_of_1000_members_installs_and_balances(env):
@@ -235,3 +238,35 @@ def test_a_pool_of_1000_members_installs_and_balances(env):
     assert all(len(line.split()) == 3 for line in seen), seen[:5]
     assert len({line.split()[0] for line in seen}) == 3
     assert len({(line.split()[0], line.split()[2]) for line in seen}) >= 90  # spread over many members
+
+
+def _switch_state(env, hv):
+    """br-int's groups (text) and flows ((table, priority, match) -> duration) on ``hv``."""
+    node = env.lab.hvs[hv]
+    groups = sorted(line.strip() for line in node.ofctl("-O", "OpenFlow15", "dump-groups", "br-int").splitlines()
+                    if "group_id=" in line)
+    return groups, {(f["table"], f["priority"], f["match"]): f["duration"] for f in node.dump_flows()}
+
+
+def test_controller_restart_rewrites_no_group_and_keeps_vips_answering(env):
+    create_lb(env, "restart", 87, [("s1", 8080, 1), ("s2", 8080, 1), ("s3", 8080, 2)])
+    answers(env, "c1", 87, 1, 0)
+    time.sleep(1)  # the monitors' verdicts are all in
+    before = {hv: _switch_state(env, hv) for hv in HVS}
+    assert all(len(groups) >= 5 for groups, _ in before.values()), before  # every VIP of this module
+    synced = env.dvn.log().count("in sync")
+    env.dvn.kill(signal.SIGKILL)
+    # While dvn is away the datapath keeps balancing on its own.
+    seen = client(env.vms["c2"], "tcp", VIP, 87, 20, 27000)
+    assert all(line.split()[0] in ("s1", "s2", "s3") for line in seen), seen
+    env.dvn.start()
+    env.dvn.wait_log("in sync", count=synced + len(HVS), timeout=30)
+    changed = re.findall(r"in sync: \d+ flows, (\d+) changed", env.dvn.log().split("northbound store")[-1])
+    assert changed and set(changed) == {"0"}, changed
+    for hv in HVS:
+        groups, flows = _switch_state(env, hv)
+        assert groups == before[hv][0], "groups of %s changed across the restart" % hv
+        assert set(flows) == set(before[hv][1]), "flow set of %s changed" % hv
+        assert not [k for k, d in flows.items() if d + 0.5 < before[hv][1][k]], "flows re-added on %s" % hv
+    seen = client(env.vms["c1"], "tcp", VIP, 87, 20, 28000)
+    assert all(line.split()[0] in ("s1", "s2", "s3") for line in seen), seen

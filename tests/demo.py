@@ -3,11 +3,16 @@
 dvn runs in this machine's namespace; three simulated hypervisors (each its
 own ovsdb-server and ovs-vswitchd, userspace datapath, in a network
 namespace) join it with `dvn join` over an underlay network. Two tenants get a
-network each, with the same CIDR, and VMs (namespaces) on every hypervisor.
+network each, with the same CIDR, and VMs (namespaces) on every hypervisor;
+then the firewall, a load balancer with a health monitor, and a controller
+restart.
 """
 
+import collections
+import json
 import os
 import shutil
+import subprocess
 import signal
 import sys
 import tempfile
@@ -16,6 +21,7 @@ import time
 from tests.dvnproc import DvnServer, join, wait_until
 from tests.lab import Lab
 
+TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vmtools")
 CTL_IP = "192.168.70.1"
 HVS = {"hv1": "192.168.70.11", "hv2": "192.168.70.12", "hv3": "192.168.70.13"}
 VMS = [  # name, hypervisor, network, ip
@@ -44,6 +50,18 @@ def ping(vm, name, dst_name, dst_ip, expect):
     show("%-5s -> %-5s (%s): %d/%d replies, %s %s" % (
         name, dst_name, dst_ip, rx, tx, verdict, "(as it should)" if ok else "(UNEXPECTED)"))
     return ok
+
+
+def connections(vm, vip, port, count):
+    """Who answered each of ``count`` new TCP connections to vip:port."""
+    out = vm.exec("python3", os.path.join(TOOLS, "lbclient.py"), "tcp", vip, str(port), str(count), "0",
+                  timeout=120)
+    return collections.Counter(line.split()[0] if line.split() else line for line in json.loads(out))
+
+
+def serve(lab, vm, name, port):
+    return lab.spawn(["ip", "netns", "exec", vm.ns, "python3", os.path.join(TOOLS, "lbserver.py"), "tcp",
+                      name, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def main():
@@ -129,6 +147,43 @@ def main():
             failures += not ping(vms["web2"], "web2", "db1", ips["db1"], True)
             show("db1 may start connections out (its egress rule); the replies pass, statefully:")
             failures += not ping(vms["db1"], "db1", "web1", ips["web1"], True)
+
+            say("Distributed load balancer: VIP 10.0.0.100:80 -> web1:8080 (weight 1), web2:8080 (weight 2)")
+            for name in ("web1", "web2"):
+                serve(lab, vms[name], name, 8080)
+            vip = api.post("/v1/load-balancers", {
+                "name": "web", "network": nets["blue"]["id"], "vip_address": "10.0.0.100", "protocol": "tcp",
+                "protocol_port": 80, "members": [{"address": ips["web1"], "protocol_port": 8080, "weight": 1},
+                                                 {"address": ips["web2"], "protocol_port": 8080, "weight": 2}],
+                "health_monitor": {"type": "TCP", "delay": 1, "timeout": 0.5, "max_retries": 1,
+                                   "max_retries_down": 2}})
+            show("no load-balancer box: db1's own hypervisor (hv3) picks a member in its datapath")
+            wait_until(lambda: all(m["operating_status"] == "ONLINE" for m in
+                                   api.get("/v1/load-balancers/%s" % vip["id"])["members"]),
+                       timeout=20, what="members ONLINE")
+            got = connections(vms["db1"], "10.0.0.100", 80, 90)
+            show("90 connections from db1 to the VIP: %s" % dict(sorted(got.items())))
+            failures += not (set(got) == {"web1", "web2"} and got["web2"] > got["web1"])
+            show("the group on hv3 (ovs-ofctl -O OpenFlow15 dump-groups br-int):")
+            groups = hvs["hv3"].ofctl("-O", "OpenFlow15", "dump-groups", "br-int").splitlines()[1:]
+            show("\n".join("  " + line.strip().replace(",bucket=", "\n    bucket=") for line in groups))
+            subprocess.run(["pkill", "-f", "lbserver.py tcp web2 8080"], check=False)
+            show("web2's server is stopped; the health monitor (from web2's own hypervisor) notices")
+            web2 = next(m for m in vip["members"] if m["address"] == ips["web2"])
+            wait_until(lambda: next(m for m in api.get("/v1/load-balancers/%s" % vip["id"])["members"]
+                                    if m["id"] == web2["id"])["operating_status"] == "OFFLINE",
+                       timeout=20, what="web2 OFFLINE")
+            time.sleep(0.5)
+            got = connections(vms["db1"], "10.0.0.100", 80, 30)
+            show("web2 OFFLINE; 30 more connections: %s" % dict(got))
+            failures += set(got) != {"web1"}
+            serve(lab, vms["web2"], "web2", 8080)
+            wait_until(lambda: all(m["operating_status"] == "ONLINE" for m in
+                                   api.get("/v1/load-balancers/%s" % vip["id"])["members"]),
+                       timeout=20, what="web2 ONLINE again")
+            got = connections(vms["db1"], "10.0.0.100", 80, 30)
+            show("web2's server is back and ONLINE; 30 more connections: %s" % dict(sorted(got.items())))
+            failures += "web2" not in got
 
             say("What dvn put on hv1's br-int (ovs-ofctl -O OpenFlow15 dump-flows br-int)")
             show("\n".join(line.strip() for line in

@@ -821,6 +821,8 @@ class Core:
                 group_first += [(m, group) for m in ofwire.group_install(group)]
             elif have_groups[gid] != ofwire.group_desc_of(group):
                 group_first += [(m, group) for m in ofwire.group_install(group, ofwire.OFPGC_MODIFY)]
+            else:  # kept as it is: its bucket counters come in the switch's order
+                want_groups[gid] = ofwire.in_switch_order(group, have_groups[gid])
         for gid in set(have_groups) - set(want_groups):
             group_last.append((ofwire.encode_group_mod(flows_group(gid, ()), ofwire.OFPGC_DELETE),
                                "group %d (on the switch, not desired)" % gid))

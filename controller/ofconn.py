@@ -171,7 +171,7 @@ class SwitchConn:
         return found
 
     def read_groups(self):
-        """{group id: (type, buckets, properties)} of the switch's groups (ofwire.group_desc_of compares)."""
+        """{group id: ofwire.GroupDesc} of the switch's groups."""
         xid = self.next_xid()
         found = {}
         for part in self._request(xid, ofwire.group_desc_request(xid), "a group read"):

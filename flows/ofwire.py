@@ -6,6 +6,7 @@ value, an action) are cached too. A bundle re-sends cached bytes with only the
 4 xid bytes patched. Pure: struct and bytes only.
 """
 
+import dataclasses
 import functools
 import ipaddress
 import struct
@@ -326,30 +327,40 @@ def group_desc_request(xid):
     return _header(OFPT_MULTIPART_REQUEST, 8 + len(body), xid) + body
 
 
-def _group_body(gtype, body):
-    """(type, buckets as a sorted tuple of their bytes, properties' bytes) of a
-    group's body (bucket_array_len, 6 pad bytes, buckets, properties). The
-    order of a select group's buckets does not choose anything (a bucket is
-    picked by its id and weight), and a switch keeps inserted buckets where
-    they were inserted: so order is not compared."""
+@dataclasses.dataclass(frozen=True)
+class GroupDesc:
+    """A group as a switch describes it, compared without its buckets' order:
+    a select group's order chooses nothing (a bucket is picked by its id and
+    weight), and a switch keeps inserted buckets where they were inserted.
+    ``order`` (bucket ids as the switch holds them) is what its bucket
+    counters follow."""
+    type: int
+    buckets: tuple            # each bucket's bytes, sorted
+    properties: bytes
+    order: tuple = dataclasses.field(default=(), compare=False)
+
+
+def _group_desc(gtype, body):
+    """The GroupDesc of a group's body (bucket_array_len, 6 pad bytes, buckets, properties)."""
     end = 8 + struct.unpack_from("!H", body)[0]
     buckets, pos = [], 8
-    while pos + 2 <= end:
+    while pos + 8 <= end:
         length = struct.unpack_from("!H", body, pos)[0]
         if length == 0:
             break
         buckets.append(bytes(body[pos:pos + length]))
         pos += length
-    return gtype, tuple(sorted(buckets)), bytes(body[end:])
+    order = tuple(struct.unpack_from("!I", b, 4)[0] for b in buckets)
+    return GroupDesc(gtype, tuple(sorted(buckets)), bytes(body[end:]), order)
 
 
 def decode_group_desc_reply(msg):
-    """{group id: (type, buckets, properties)} of a group-desc reply: enough
-    to tell whether a switch's group equals a desired one (group_desc_of)."""
+    """{group id: GroupDesc} of a group-desc reply: enough to tell whether a
+    switch's group equals a desired one (group_desc_of)."""
     out, pos = {}, 16
     while pos + 16 <= len(msg):
         length, gtype, gid = struct.unpack_from("!HBxI", msg, pos)
-        out[gid] = _group_body(gtype, msg[pos + 8:pos + length])
+        out[gid] = _group_desc(gtype, msg[pos + 8:pos + length])
         if length == 0:
             break
         pos += length
@@ -359,7 +370,13 @@ def decode_group_desc_reply(msg):
 def group_desc_of(group):
     """What decode_group_desc_reply gives for ``group`` once a switch has it."""
     mod = encode_group_mod(group)
-    return _group_body(OFPGT_SELECT, mod[16:18] + b"\0" * 6 + mod[24:])
+    return _group_desc(OFPGT_SELECT, mod[16:18] + b"\0" * 6 + mod[24:])
+
+
+def in_switch_order(group, desc):
+    """``group`` with its buckets in the order the switch (``desc``) holds them."""
+    rank = {bid: i for i, bid in enumerate(desc.order)}
+    return group._replace(buckets=tuple(sorted(group.buckets, key=lambda b: rank.get(b.bucket_id, len(rank)))))
 
 
 def encode_instructions(flow):

@@ -130,8 +130,8 @@ def test_big_pools_fit_group_messages():
     assert len(group.buckets) == 1000
     msgs = ofwire.group_install(group)
     assert all(len(m) <= 65535 for m in msgs)
-    _type, buckets, props = ofwire.group_desc_of(group)
-    assert 16 + sum(map(len, buckets)) + len(props) <= 65535  # the switch can describe it back
+    desc = ofwire.group_desc_of(group)
+    assert 16 + sum(map(len, desc.buckets)) + len(desc.properties) <= 65535  # the switch can describe it back
     assert lb.bucket_counts([Member("m%d" % i, "x", 1, 1 + i % 256) for i in range(1000)]) and \
         sum(lb.bucket_counts([Member("m%d" % i, "x", 1, 1 + i % 256) for i in range(1000)]).values()) \
         <= lb.MAX_BUCKETS
@@ -141,7 +141,10 @@ def test_a_group_read_back_with_its_buckets_in_another_order_is_the_same_group()
     # A switch keeps inserted buckets at the end; a select group's order chooses nothing.
     members = tuple(Member("m%d" % i, "10.0.0.%d" % (1 + i % 4), 1000 + i, 1) for i in range(20))
     group = lb.compile_groups(lb.plan_lb(topology(members), "net-a", "hv1"))[7]
-    assert ofwire.group_desc_of(group._replace(buckets=group.buckets[::-1])) == ofwire.group_desc_of(group)
+    reordered = ofwire.group_desc_of(group._replace(buckets=group.buckets[::-1]))
+    assert reordered == ofwire.group_desc_of(group)
+    # What the switch's bucket counters follow: its own order.
+    assert ofwire.in_switch_order(group, reordered).buckets == group.buckets[::-1]
     assert ofwire.group_desc_of(group._replace(buckets=group.buckets[1:])) != ofwire.group_desc_of(group)
     assert ofwire.group_desc_of(group._replace(fields=("ipv4_src",))) != ofwire.group_desc_of(group)
 

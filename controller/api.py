@@ -593,19 +593,24 @@ class Api:
         return 200, self._lb_out(self._find("LoadBalancer", id, caller))
 
     def _new_members(self, value, networks, have, field="members"):
-        """Members to create: a list of member objects, checked, none twice."""
-        if not isinstance(value, list) or len(value) > 1000:
+        """Members to create, checked, none twice: a list of member objects
+        named ``field``, or (``field`` None) one member that is the request's
+        body, whose fields are named as they are."""
+        one = field is None
+        if not one and (not isinstance(value, list) or len(value) > 1000):
             raise invalid(field, "%s is a list of at most 1000 members" % field)
         out, seen = [], set(have)
-        for i, body in enumerate(value):
+        for i, body in enumerate([value] if one else value):
+            where = None if one else "%s[%d]" % (field, i)
             try:
                 m = v.member(body, networks)
             except Problem as p:
-                p.field = "%s[%d]%s" % (field, i, "." + p.field if p.field else "")
+                if where:
+                    p.field = where + ("." + p.field if p.field else "")
                 raise
             key = (m["address"], m["protocol_port"])
             if key in seen:
-                raise conflict("%s[%d]" % (field, i), "the pool has a member %s:%d already" % key)
+                raise conflict(where or "address", "the pool has a member %s:%d already" % key)
             seen.add(key)
             out.append(m)
         return out
@@ -690,10 +695,7 @@ class Api:
             row = self._find("LoadBalancer", id, caller)
             networks = [ipaddress.ip_network(c) for c in row.network.cidrs]
             have = {(m.address, m.protocol_port) for m in row.members}
-            if isinstance(body, dict):
-                members = self._new_members([body], networks, have)
-            else:
-                members = self._new_members(body, networks, have, field="body")
+            members = self._new_members(body, networks, have, field=None if isinstance(body, dict) else "body")
             if len(row.members) + len(members) > 4096:
                 raise conflict("members", "a pool has at most 4096 members")
             creates = [self.nb.api.db_create("Member", operating_status="ONLINE", **m) for m in members]

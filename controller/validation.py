@@ -306,7 +306,13 @@ def health_monitor(value):
     if value is None:
         return []
     allowed = {"type", "delay", "timeout", "max_retries", "max_retries_down", "url_path", "expected_codes"}
-    check_fields(value, allowed, required=("type",))
+    if not isinstance(value, dict):
+        raise invalid("health_monitor", "health_monitor is null or an object with a type (TCP or HTTP)")
+    try:
+        check_fields(value, allowed, required=("type",))
+    except Problem as p:  # name the field inside the monitor
+        p.field = "health_monitor." + p.field
+        raise
     kind = value["type"]
     if kind not in ("TCP", "HTTP"):
         raise invalid("health_monitor.type", "type is TCP or HTTP")

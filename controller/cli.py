@@ -178,6 +178,105 @@ def cmd_rule(args):
     return _print(args, request(args, "POST", path, body), RULE_COLS)
 
 
+LB_COLS = ["id", "name", "tenant", "network", "vip_address", "protocol", "protocol_port", "members"]
+MEMBER_COLS = ["id", "name", "address", "protocol_port", "weight", "admin_state_up", "operating_status"]
+
+
+def _address_port(text, what, weight=False):
+    """IP:PORT (or IP:PORT:WEIGHT) -> a member body."""
+    parts = text.split(":")
+    try:
+        if len(parts) not in ((2, 3) if weight else (2,)):
+            raise ValueError
+        out = {"address": parts[0], "protocol_port": int(parts[1])}
+        if len(parts) == 3:
+            out["weight"] = int(parts[2])
+    except ValueError:
+        raise CliError("%s %r: give IP:PORT%s" % (what, text, "[:WEIGHT]" if weight else ""))
+    return out
+
+
+def _lb_rows(lbs):
+    """Load balancers as table rows: the members as a count."""
+    return [dict(b, members=len(b["members"])) for b in lbs]
+
+
+def _monitor(args):
+    options = {"delay": args.monitor_delay, "timeout": args.monitor_timeout, "max_retries": args.monitor_rise,
+               "max_retries_down": args.monitor_fall, "url_path": args.monitor_path,
+               "expected_codes": args.monitor_codes}
+    if args.monitor is None:
+        given = [k for k, v in options.items() if v is not None]
+        if given:
+            raise CliError("--monitor-%s needs --monitor tcp|http" % {
+                "max_retries": "rise", "max_retries_down": "fall", "url_path": "path",
+                "expected_codes": "codes"}.get(given[0], given[0]))
+        return None
+    return _optional({"type": args.monitor.upper()}, **options)
+
+
+def cmd_lb(args):
+    if args.action == "create":
+        body = {"name": args.name, "network": _resolve(args, "networks", args.network),
+                "vip_address": args.vip, "protocol_port": args.port, "protocol": args.protocol,
+                "members": [_address_port(m, "--member", weight=True) for m in args.member or []]}
+        if args.description:
+            body["description"] = args.description
+        if args.affinity is not None:
+            body["session_persistence"] = {"type": "SOURCE_IP", "persistence_timeout": args.affinity}
+        monitor = _monitor(args)
+        if monitor is not None:
+            body["health_monitor"] = monitor
+        made = request(args, "POST", "/v1/load-balancers", body)
+        return _print(args, made if args.json else _lb_rows([made]), LB_COLS)
+    if args.action == "list":
+        lbs = request(args, "GET", "/v1/load-balancers")
+        return _print(args, lbs if args.json else _lb_rows(lbs), LB_COLS)
+    path = "/v1/load-balancers/%s" % _resolve(args, "load-balancers", args.name)
+    if args.action == "show":
+        lb = request(args, "GET", path)
+        if args.json:
+            return _print(args, lb, LB_COLS)
+        _print(args, _lb_rows([lb]), LB_COLS)
+        sp, hm = lb["session_persistence"], lb["health_monitor"]
+        print("affinity: %s" % ("source IP, %d s" % sp["persistence_timeout"] if sp else "none"))
+        print("monitor: %s" % (" ".join("%s=%s" % (k, hm[k]) for k in sorted(hm)) if hm else "none"))
+        print()
+        return _print(args, lb["members"], MEMBER_COLS)
+    if args.action == "stats":
+        stats = request(args, "GET", path + "/stats")
+        if args.json:
+            return _print(args, stats, [])
+        _print(args, stats, ["connections", "switches"])
+        print()
+        return _print(args, [{"member": m, "connections": n} for m, n in sorted(stats["members"].items())],
+                      ["member", "connections"])
+    request(args, "DELETE", path)
+
+
+def _member_id(args, lb_path, ref):
+    """A member id, or the IP:PORT of a member -> the member's id."""
+    if ref.count(":") == 1:
+        for m in request(args, "GET", lb_path + "/members"):
+            if "%s:%d" % (m["address"], m["protocol_port"]) == ref:
+                return m["id"]
+    return ref
+
+
+def cmd_member(args):
+    lb_path = "/v1/load-balancers/%s" % _resolve(args, "load-balancers", args.lb)
+    if args.action == "add":
+        body = _optional(_address_port(args.member, "member"), weight=args.weight, name=args.name)
+        return _print(args, request(args, "POST", lb_path + "/members", body), MEMBER_COLS)
+    if args.action == "list":
+        return _print(args, request(args, "GET", lb_path + "/members"), MEMBER_COLS)
+    path = "%s/members/%s" % (lb_path, _member_id(args, lb_path, args.member))
+    if args.action == "update":
+        body = _optional({}, weight=args.weight, admin_state_up=args.admin_state_up)
+        return _print(args, request(args, "PATCH", path, body), MEMBER_COLS)
+    request(args, "DELETE", path)
+
+
 def cmd_events(args):
     query = urllib.parse.urlencode(_optional({"limit": args.limit}, port=args.port, rule=args.rule))
     return _print(args, request(args, "GET", "/v1/events?" + query), EVENT_COLS)
@@ -278,6 +377,50 @@ def parser():
         r.add_argument("group", help="security group name or id")
         r.add_argument("rule_id")
     rule.set_defaults(func=cmd_rule)
+
+    lbp = sub.add_parser("lb", help="load balancers (a VIP, its pool of members and their health monitor)")
+    lsub = lbp.add_subparsers(dest="action", required=True)
+    c = lsub.add_parser("create")
+    c.add_argument("name")
+    c.add_argument("--network", required=True, help="name or id")
+    c.add_argument("--vip", required=True, help="the VIP: an IPv4 address of the network")
+    c.add_argument("--port", required=True, type=int, help="the VIP's port")
+    c.add_argument("--protocol", choices=["tcp", "udp"], default="tcp")
+    c.add_argument("--description")
+    c.add_argument("--member", action="append", metavar="IP:PORT[:WEIGHT]", help="a member (repeat for more)")
+    c.add_argument("--affinity", type=int, metavar="SECONDS",
+                   help="session persistence by source IP, for this many idle seconds")
+    c.add_argument("--monitor", choices=["tcp", "http"], help="health-check the members")
+    c.add_argument("--monitor-delay", type=float, metavar="S", help="seconds between checks")
+    c.add_argument("--monitor-timeout", type=float, metavar="S", help="seconds a check waits for an answer")
+    c.add_argument("--monitor-rise", type=int, metavar="N", help="successes that bring a member back")
+    c.add_argument("--monitor-fall", type=int, metavar="N", help="failures that take a member out")
+    c.add_argument("--monitor-path", metavar="P", help="the URL path of an http check")
+    c.add_argument("--monitor-codes", metavar="C", help="the HTTP codes that pass: 200, 200,202 or 200-204")
+    lsub.add_parser("list")
+    for action in ("show", "stats", "delete"):
+        lsub.add_parser(action).add_argument("name", help="name or id")
+    lbp.set_defaults(func=cmd_lb)
+
+    mem = sub.add_parser("member", help="members of a load balancer's pool")
+    msub = mem.add_subparsers(dest="action", required=True)
+    c = msub.add_parser("add")
+    c.add_argument("lb", help="load balancer name or id")
+    c.add_argument("member", metavar="IP:PORT")
+    c.add_argument("--weight", type=int, help="0 to 256 (default 1; 0 takes no new connections)")
+    c.add_argument("--name")
+    msub.add_parser("list").add_argument("lb", help="load balancer name or id")
+    u = msub.add_parser("update")
+    u.add_argument("lb", help="load balancer name or id")
+    u.add_argument("member", metavar="MEMBER_ID", help="member id (or its IP:PORT)")
+    u.add_argument("--weight", type=int)
+    state = u.add_mutually_exclusive_group()
+    state.add_argument("--up", dest="admin_state_up", action="store_const", const=True)
+    state.add_argument("--down", dest="admin_state_up", action="store_const", const=False)
+    d = msub.add_parser("delete")
+    d.add_argument("lb", help="load balancer name or id")
+    d.add_argument("member", metavar="MEMBER_ID", help="member id (or its IP:PORT)")
+    mem.set_defaults(func=cmd_member)
 
     ev = sub.add_parser("events", help="recent firewall log events")
     ev.add_argument("--port")

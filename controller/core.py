@@ -38,7 +38,7 @@ LOG = logging.getLogger(__name__)
 BASE = "base"
 ACL = "acl"
 ALL = "*"
-LB_UNIT = "lb"     # ("lb", network id): the load balancers of a network on a node
+LB_UNIT = "lb"     # ("lb", load balancer id): one load balancer on a node
 
 
 def _now_ms():
@@ -289,8 +289,8 @@ class Core:
     def _touch_network(self, network_id, also=()):
         for system_id in self._hosts(network_id) | {n for n in also if n}:
             self.dirty.add((system_id, network_id))
-            if self.net_lbs.get(network_id):
-                self.dirty.add((system_id, (LB_UNIT, network_id)))
+            for lb_id in self.net_lbs.get(network_id, ()):  # members' MACs and ports, where hosted
+                self.dirty.add((system_id, (LB_UNIT, lb_id)))
         self._kick()
 
     # ---- load balancers ------------------------------------------------------
@@ -300,24 +300,30 @@ class Core:
         for lb_id in dirty:
             old = self.lbs.pop(lb_id, None)
             row = self.nb.get("LoadBalancer", lb_id)
+            new = _load_balancer(row) if row is not None else None
+            nets = {b.network_id for b in (old, new) if b is not None}
+            served = {n: bool(self.net_lbs.get(n)) for n in nets}
             if old is not None:
                 self.net_lbs[old.network_id].discard(lb_id)
                 for m in old.members:
                     self.member_lb.pop(m.id, None)
-            nets = {old.network_id} if old is not None else set()
-            if row is not None:
-                new = _load_balancer(row)
+                if new is None:
+                    self.lb_owner.pop(owner_hash(lb_id), None)
+            if new is not None:
                 self.lbs[lb_id] = new
                 self.net_lbs[new.network_id].add(lb_id)
                 self.lb_owner[owner_hash(lb_id)] = lb_id
                 self.owners[owner_hash(lb_id)] = "load balancer " + lb_id
                 for m in new.members:
                     self.member_lb[m.id] = lb_id
-                nets.add(new.network_id)
             for net_id in nets:
+                # The firewall tracks every port of a network with VIPs: it
+                # changes when a network gets its first one or loses its last.
+                acl_too = served[net_id] != bool(self.net_lbs.get(net_id))
                 for system_id in self._hosts(net_id):
-                    self.dirty.add((system_id, (LB_UNIT, net_id)))
-                    self.dirty.add((system_id, ACL))  # the firewall tracks every port of a node with VIPs
+                    self.dirty.add((system_id, (LB_UNIT, lb_id)))
+                    if acl_too:
+                        self.dirty.add((system_id, ACL))
 
     def member_target(self, balancer, member):
         """(system id, ofport, MAC, VNI) of the port with the member's address, if plugged in."""
@@ -629,7 +635,7 @@ class Core:
             base, networks = l2.plan_node(topo, sid)
             views[BASE] = base
             views.update(networks)
-            units = set(units) | {ACL} | {(LB_UNIT, n) for n in networks if self.net_lbs.get(n)}
+            units = set(units) | {ACL} | {(LB_UNIT, b) for n in networks for b in self.net_lbs.get(n, ())}
         for unit in set(units) - {ALL, ACL} - set(views):  # networks (ALL planned them all), load balancers
             if isinstance(unit, tuple) and unit[0] == LB_UNIT:
                 views[unit] = lb.plan_lb(topo, unit[1], sid)

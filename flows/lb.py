@@ -137,16 +137,19 @@ def usable(member, has_port):
     return member.admin_up and member.weight > 0 and member.status != "OFFLINE" and has_port
 
 
-def plan_lb(topology, network_id, system_id):
-    """The load balancers of one network as one node needs them, or None (no
-    VIP in the network, or the node hosts no port of it)."""
-    lb_ids = topology.net_lbs.get(network_id, ())
-    network = topology.networks.get(network_id)
-    if not lb_ids or network is None:
+def plan_lb(topology, lb_id, system_id):
+    """One load balancer as one node needs it, or None (no such load
+    balancer, or the node hosts no port of its network). A load balancer is
+    a compile unit of its own: a change to one VIP never recompiles the
+    others; the flows VIPs of a network share (ARP, member MACs, hairpin)
+    are identical and the controller keeps one of each."""
+    lb = topology.lbs.get(lb_id)
+    network = topology.networks.get(lb.network_id) if lb is not None else None
+    if network is None:
         return None
     ports = {}
     hosted = False
-    for port_id in topology.net_ports.get(network_id, ()):
+    for port_id in topology.net_ports.get(lb.network_id, ()):
         port = topology.ports.get(port_id)
         binding = topology.bindings.get(port_id)
         if port is None:
@@ -158,25 +161,23 @@ def plan_lb(topology, network_id, system_id):
             ports[ip] = (port.mac, ofport if node == system_id else None)
     if not hosted:
         return None
-    vips, macs, local = [], set(), []
-    for lb_id in sorted(lb_ids):
-        lb = topology.lbs[lb_id]
-        proto = PROTOCOLS[lb.protocol]
-        ok = [m for m in lb.members if usable(m, m.address in ports)]
-        slot = slots(lb.members)
-        counts = bucket_counts(ok)
-        ids = bucket_ids(counts)
-        buckets = tuple(sorted((ids[(m.id, i)], slot[m.id]) for m in ok for i in range(counts[m.id])))
-        members = tuple(sorted((slot[m.id], m.address, m.port) for m in ok))
-        vips.append(Vip(lb_id, lb.vip, proto, lb.port, lb.group_id, lb.affinity > 0, members, buckets))
-        for m in lb.members:
-            if m.address in ports:
-                mac, ofport = ports[m.address]
-                macs.add((m.address, mac))
-                if ofport:
-                    local.append(LocalMember(lb_id, lb.vip, proto, m.address, m.port, mac, ofport,
-                                             lb.monitor is not None and m.admin_up))
-    return LbOnNode(network_id, network.vni, tuple(vips), tuple(sorted(macs)), tuple(sorted(set(local))))
+    proto = PROTOCOLS[lb.protocol]
+    ok = [m for m in lb.members if usable(m, m.address in ports)]
+    slot = slots(lb.members)
+    counts = bucket_counts(ok)
+    ids = bucket_ids(counts)
+    buckets = tuple(sorted((ids[(m.id, i)], slot[m.id]) for m in ok for i in range(counts[m.id])))
+    members = tuple(sorted((slot[m.id], m.address, m.port) for m in ok))
+    vip = Vip(lb_id, lb.vip, proto, lb.port, lb.group_id, lb.affinity > 0, members, buckets)
+    macs, local = set(), set()
+    for m in lb.members:
+        if m.address in ports:
+            mac, ofport = ports[m.address]
+            macs.add((m.address, mac))
+            if ofport:
+                local.add(LocalMember(lb_id, lb.vip, proto, m.address, m.port, mac, ofport,
+                                      lb.monitor is not None and m.admin_up))
+    return LbOnNode(lb.network_id, network.vni, (vip,), tuple(sorted(macs)), tuple(sorted(local)))
 
 
 def _tp(proto, side):
@@ -263,26 +264,28 @@ def compile_lb(view: LbOnNode) -> FlowSet:
     for lm in view.local:
         own = {fields.REG_IN_PORT.name: lm.ofport}
         tp_src, tp_dst = _tp(lm.proto, "src"), _tp(lm.proto, "dst")
+        # (Owned by the network: they depend on the VIP address and the
+        # member only, so VIPs that share both share these flows.)
         # Hairpin: the member reached its own VIP; seen from it, the
         # connection comes from the VIP.
         add(make_flow("lb_nat", P_HAIRPIN,
                       match(metadata=vni, ct_state=(CT_TRK | CT_DNAT, CT_TRK | CT_DNAT), eth_type=0x0800,
                             ip_proto=lm.proto, ipv4_src=lm.address, ipv4_dst=lm.address, **{tp_dst: lm.port}),
-                      LB, lm.lb_id, actions=(
+                      NETWORK, net, actions=(
                           set_field("eth_dst", lm.mac), set_field(fields.REG_OUT_PORT.name, lm.ofport),
                           set_field(flag.field.name, flag.value, flag.mask),
                           ct("out_acl", HAIRPIN_ZONE, commit=True, nat=("src", lm.vip, 0)))))
         reply = dict(own, eth_src=lm.mac, eth_type=0x0800, ip_proto=lm.proto, ipv4_src=lm.address,
                      **{tp_src: lm.port})
         add(make_flow("in_port_security", P_HP_CHECK, match(ct_state=(0, CT_TRK), ipv4_dst=lm.vip, **reply),
-                      LB, lm.lb_id, actions=(ct("in_port_security", HAIRPIN_ZONE, nat=()),)))
+                      NETWORK, net, actions=(ct("in_port_security", HAIRPIN_ZONE, nat=()),)))
         add(make_flow("in_port_security", P_HP_REPLY,
                       match(ct_state=(CT_TRK | CT_RPL, CT_TRK | CT_RPL), ct_zone=HAIRPIN_ZONE, **reply),
-                      LB, lm.lb_id, actions=(set_field(flag.field.name, flag.value, flag.mask),
+                      NETWORK, net, actions=(set_field(flag.field.name, flag.value, flag.mask),
                                              ct("vip_lb", fields.REG_IN_PORT.name, nat=()))))
         add(make_flow("in_port_security", P_HP_NOT,
                       match(ct_state=(CT_TRK, CT_TRK | CT_RPL), ct_zone=HAIRPIN_ZONE, **reply),
-                      LB, lm.lb_id, actions=(ct_clear(),), goto="in_acl"))
+                      NETWORK, net, actions=(ct_clear(),), goto="in_acl"))
         if lm.probed and lm.proto == TCP:
             add(make_flow("in_port_security", P_PROBE,
                           match(eth_type=0x0800, ip_proto=TCP, ipv4_src=lm.address, ipv4_dst=lm.vip,

@@ -27,7 +27,7 @@ def topology(members=None, **kw):
 
 
 def node_flows(topo, node):
-    view = lb.plan_lb(topo, "net-a", node)
+    view = lb.plan_lb(topo, "lb1", node)
     acl_view = acl.plan_acl(topo, node)
     flows = l2.compile_node(topo, node).union(acl.compile_ports(acl_view.ports, tracked=True),
                                                 lb.compile_lb(view))
@@ -35,7 +35,7 @@ def node_flows(topo, node):
 
 
 def test_weights_become_equal_buckets_in_proportion():
-    view = lb.plan_lb(topology(), "net-a", "hv1")
+    view = lb.plan_lb(topology(), "lb1", "hv1")
     group = lb.compile_groups(view)[7]
     per_member = collections.Counter(b.actions[0][2] & 0xFFFF for b in group.buckets)
     slots = lb.slots(topology().lbs["lb1"].members)
@@ -45,9 +45,9 @@ def test_weights_become_equal_buckets_in_proportion():
 
 
 def test_a_member_change_leaves_the_other_buckets_alone():
-    before = lb.compile_groups(lb.plan_lb(topology(), "net-a", "hv1"))[7]
+    before = lb.compile_groups(lb.plan_lb(topology(), "lb1", "hv1"))[7]
     more = topology().lbs["lb1"].members + (Member("m4", "10.0.0.1", 8080, 1),)
-    after = lb.compile_groups(lb.plan_lb(topology(more), "net-a", "hv1"))[7]
+    after = lb.compile_groups(lb.plan_lb(topology(more), "lb1", "hv1"))[7]
     assert set(before.buckets) < set(after.buckets)
     assert len(ofwire.group_change(before, after)) == 1  # one insert, nothing removed
 
@@ -55,7 +55,7 @@ def test_a_member_change_leaves_the_other_buckets_alone():
 def test_offline_disabled_and_portless_members_get_no_bucket():
     members = (Member("m1", "10.0.0.2", 8080, 1, status="OFFLINE"), Member("m2", "10.0.0.3", 8080, 1, False),
                Member("m3", "10.0.0.99", 8080, 1), Member("m4", "10.0.0.4", 8080, 0))
-    view = lb.plan_lb(topology(members), "net-a", "hv1")
+    view = lb.plan_lb(topology(members), "lb1", "hv1")
     assert lb.compile_groups(view) == {}
     flows, _ = node_flows(topology(members), "hv1")
     vip_flow = [f for f in flows if f.table == "vip_lb" and f.priority == lb.P_VIP]
@@ -64,9 +64,9 @@ def test_offline_disabled_and_portless_members_get_no_bucket():
 
 def test_only_nodes_of_the_network_get_the_vip():
     topo = topology()
-    assert lb.plan_lb(topo, "net-a", "hv3") is not None
+    assert lb.plan_lb(topo, "lb1", "hv3") is not None
     topo = topo._replace(net_lbs={"net-b": {"lb1"}}, lbs={"lb1": topo.lbs["lb1"]._replace(network_id="net-b")})
-    assert lb.plan_lb(topo, "net-b", "hv3") is None  # hv3 hosts no port of net-b
+    assert lb.plan_lb(topo, "lb1", "hv3") is None  # hv3 hosts no port of net-b
 
 
 def test_a_client_reaches_the_member_the_group_picks():
@@ -103,13 +103,13 @@ def test_hairpin_is_snated_to_the_vip():
     m = dict((f, v) for f, v, _ in hairpin[0].match)
     assert m["ct_state"] == CT_TRK | CT_DNAT
     assert all(cookie_category(f.cookie) in ("load balancer", "network") for f in lb.compile_lb(
-        lb.plan_lb(topo, "net-a", "hv1")))
+        lb.plan_lb(topo, "lb1", "hv1")))
 
 
 def test_affinity_hashes_the_client_address_only():
-    view = lb.plan_lb(topology(affinity=600), "net-a", "hv1")
+    view = lb.plan_lb(topology(affinity=600), "lb1", "hv1")
     assert lb.compile_groups(view)[7].fields == ("ipv4_src", "ipv4_dst")
-    udp = lb.compile_groups(lb.plan_lb(topology(protocol="udp"), "net-a", "hv1"))[7]
+    udp = lb.compile_groups(lb.plan_lb(topology(protocol="udp"), "lb1", "hv1"))[7]
     assert udp.fields[-2:] == ("udp_src", "udp_dst")
 
 
@@ -125,7 +125,7 @@ def test_probe_replies_go_to_dvn_only_on_the_members_node():
 
 def test_big_pools_fit_group_messages():
     members = tuple(Member("m%04d" % i, "10.0.0.%d" % (1 + i % 4), 1000 + i, 1) for i in range(1000))
-    view = lb.plan_lb(topology(members), "net-a", "hv1")
+    view = lb.plan_lb(topology(members), "lb1", "hv1")
     group = lb.compile_groups(view)[7]
     assert len(group.buckets) == 1000
     msgs = ofwire.group_install(group)
@@ -140,7 +140,7 @@ def test_big_pools_fit_group_messages():
 def test_a_group_read_back_with_its_buckets_in_another_order_is_the_same_group():
     # A switch keeps inserted buckets at the end; a select group's order chooses nothing.
     members = tuple(Member("m%d" % i, "10.0.0.%d" % (1 + i % 4), 1000 + i, 1) for i in range(20))
-    group = lb.compile_groups(lb.plan_lb(topology(members), "net-a", "hv1"))[7]
+    group = lb.compile_groups(lb.plan_lb(topology(members), "lb1", "hv1"))[7]
     reordered = ofwire.group_desc_of(group._replace(buckets=group.buckets[::-1]))
     assert reordered == ofwire.group_desc_of(group)
     # What the switch's bucket counters follow: its own order.
@@ -178,7 +178,7 @@ def test_real_vswitchd_takes_the_lb_flows_and_a_1000_member_group(tmp_path):
         for reply in replies:
             have.update(ofwire.decode_group_desc_reply(reply))
         assert have[7] == ofwire.group_desc_of(groups[7])
-        g = lb.compile_groups(lb.plan_lb(topology(members[:10]), "net-a", "hv1"))[7]
+        g = lb.compile_groups(lb.plan_lb(topology(members[:10]), "lb1", "hv1"))[7]
         assert sw.bundle(ofwire.group_change(groups[7], g)) == []
         text = ovs.run("ovs-ofctl", "-O", "OpenFlow15", "dump-groups", "br-int")
         line = next(ln.strip() for ln in text.splitlines() if "group_id=7" in ln)
@@ -200,3 +200,18 @@ def test_new_flag_is_what_the_vip_flow_needs():
     m = dict((f, v) for f, v, _ in vip_flow.match)
     assert m["ct_state"] == CT_TRK | CT_NEW and cookie_category(vip_flow.cookie) == "load balancer"
     assert vip_flow.cookie >> 60 == LB
+
+
+def test_each_load_balancer_is_compiled_alone_and_the_flows_vips_share_agree():
+    # One unit per load balancer: a change to one VIP never recompiles the
+    # others. What two VIPs of one network both need is the same flow.
+    topo = topology()
+    other = topo.lbs["lb1"]._replace(id="lb2", port=443, group_id=8)
+    topo = topo._replace(lbs={"lb1": topo.lbs["lb1"], "lb2": other}, net_lbs={"net-a": {"lb1", "lb2"}})
+    one = {f.key: f for f in lb.compile_lb(lb.plan_lb(topo, "lb1", "hv1"))}
+    two = {f.key: f for f in lb.compile_lb(lb.plan_lb(topo, "lb2", "hv1"))}
+    shared = set(one) & set(two)
+    assert {k[0] for k in shared} >= {"vip_lb", "out_acl"}  # ARP for the VIP, member MACs, hairpin
+    assert all(one[k] == two[k] for k in shared)
+    assert set(lb.compile_groups(lb.plan_lb(topo, "lb2", "hv1"))) == {8}
+    assert lb.plan_lb(topo, "no-such-lb", "hv1") is None

@@ -21,6 +21,7 @@ import webob
 from controller import validation as v
 from controller.validation import Problem, conflict, invalid
 from flows import groups
+from flows import lb as lb_flows
 from flows.model import Port
 from ovsdb.nb import Conflict, NbError
 from ovsdb.nb import optional as _opt
@@ -127,8 +128,8 @@ def _json_opt(value):
 
 
 def member_view(row, monitored, addresses):
-    """``addresses``: the IP addresses of the network's ports (a member
-    without a port there cannot be reached: ERROR)."""
+    """``addresses``: the IP addresses of the network's plugged-in ports (a
+    member without such a port cannot be reached: ERROR)."""
     if row.address not in addresses:
         status = "ERROR"
     elif not monitored:
@@ -576,11 +577,15 @@ class Api:
         return 204, None
 
     # ---- load balancers ----------------------------------------------------------
+    def _plugged(self, network_uuid):
+        """The addresses of the network's ports that a node has plugged in."""
+        return {ip for p in self.nb.rows("Port") if p.network.uuid == network_uuid and _opt(p.node) for ip in p.ips}
+
     def _addresses(self, network_uuid):
         return {ip for p in self.nb.rows("Port") if p.network.uuid == network_uuid for ip in p.ips}
 
     def _lb_out(self, row):
-        return lb_view(row, self._addresses(row.network.uuid))
+        return lb_view(row, self._plugged(row.network.uuid))
 
     def list_lbs(self, req, caller):
         q = self._filter(req, ("name", "tenant", "network"))
@@ -634,7 +639,7 @@ class Api:
         port = v.integer(body["protocol_port"], "protocol_port", 1, 65535)
         description = v.description(body.get("description", ""))
         persistence = v.session_persistence(body.get("session_persistence"))
-        monitor = v.health_monitor(body.get("health_monitor"))
+        monitor = v.health_monitor(body.get("health_monitor"), protocol)
         members = self._new_members(body.get("members", []), networks, ())
         with self.lock:
             lbs = self.nb.rows("LoadBalancer")
@@ -647,6 +652,8 @@ class Api:
                         protocol, vip, port, lb.uuid))
             used = {lb.group_id for lb in lbs}
             group_id = next(n for n in range(1, len(used) + 2) if n not in used)
+            if group_id > lb_flows.MAX_GROUP_ID:
+                raise conflict("name", "dvn serves at most %d load balancers" % lb_flows.MAX_GROUP_ID)
             creates = [self.nb.api.db_create("Member", operating_status="ONLINE", **m) for m in members]
             lb = self.nb.api.db_create("LoadBalancer", name=name, tenant=net.tenant, description=description,
                                        network=net.uuid, vip_address=vip, protocol=protocol, protocol_port=port,
@@ -670,7 +677,7 @@ class Api:
             if "session_persistence" in body:
                 changes.append(("session_persistence", v.session_persistence(body["session_persistence"])))
             if "health_monitor" in body:
-                monitor = v.health_monitor(body["health_monitor"])
+                monitor = v.health_monitor(body["health_monitor"], row.protocol)
                 changes.append(("health_monitor", monitor))
                 if not monitor:  # nothing checks the members any more: none stays out
                     extra = [self.nb.api.db_set("Member", m.uuid, ("operating_status", "ONLINE"))
@@ -696,8 +703,8 @@ class Api:
             networks = [ipaddress.ip_network(c) for c in row.network.cidrs]
             have = {(m.address, m.protocol_port) for m in row.members}
             members = self._new_members(body, networks, have, field=None if isinstance(body, dict) else "body")
-            if len(row.members) + len(members) > 4096:
-                raise conflict("members", "a pool has at most 4096 members")
+            if len(row.members) + len(members) > lb_flows.MAX_BUCKETS:
+                raise conflict("members", "a pool has at most %d members" % lb_flows.MAX_BUCKETS)
             creates = [self.nb.api.db_create("Member", operating_status="ONLINE", **m) for m in members]
             adds = [self.nb.api.db_add("LoadBalancer", row.uuid, "members", c) for c in creates]
             result = self._transact(creates + adds, "address")

@@ -389,7 +389,8 @@ def parser():
     c.add_argument("--description")
     c.add_argument("--member", action="append", metavar="IP:PORT[:WEIGHT]", help="a member (repeat for more)")
     c.add_argument("--affinity", type=int, metavar="SECONDS",
-                   help="session persistence by source IP, for this many idle seconds")
+                   help="session persistence by source IP (a client stays on its member while the pool's "
+                        "members do not change; the timeout is kept for Octavia's model)")
     c.add_argument("--monitor", choices=["tcp", "http"], help="health-check the members")
     c.add_argument("--monitor-delay", type=float, metavar="S", help="seconds between checks")
     c.add_argument("--monitor-timeout", type=float, metavar="S", help="seconds a check waits for an answer")

@@ -300,11 +300,14 @@ def session_persistence(value):
 CODES_RE = re.compile(r"^[1-5][0-9][0-9]((-[1-5][0-9][0-9])|(,[1-5][0-9][0-9])*)$")
 
 
-def health_monitor(value):
+def health_monitor(value, protocol):
     """A health monitor (Octavia's fields; delay and timeout in seconds, may be
-    fractions) or None -> the store's JSON."""
+    fractions) for a load balancer of ``protocol``, or None -> the store's JSON."""
     if value is None:
         return []
+    if protocol != "tcp":
+        raise invalid("health_monitor", "health monitors connect over TCP: a %s load balancer takes none "
+                      "(dvn does not probe UDP members)" % protocol)
     allowed = {"type", "delay", "timeout", "max_retries", "max_retries_down", "url_path", "expected_codes"}
     if not isinstance(value, dict):
         raise invalid("health_monitor", "health_monitor is null or an object with a type (TCP or HTTP)")

@@ -6,8 +6,10 @@ one member (reg4) and lb_nat commits the connection in that zone with its
 NAT to the member (``ct(commit, nat(dst=member))``). The packet, now
 addressed to the member, gets the member's MAC and goes on through l2_lookup
 and the member's ingress firewall, which sees the client's real address.
-Buckets are small (48 bytes: a group of MAX_BUCKETS fits one OpenFlow
-message, so the switch can also describe it back whole). Later packets of the
+Buckets are small (48 bytes): a group of MAX_BUCKETS goes to the switch
+in an add and an insert in one bundle, and the switch can describe it back
+in one reply, which is what a resync compares. So a pool has at most
+MAX_BUCKETS members (the API says so). Later packets of the
 connection are NATed by the tracking in in_acl (``ct(nat)``), replies are
 un-NATed by the tracking in out_acl of the client's zone: established
 connections never meet the group again, so changing the members never moves
@@ -48,7 +50,8 @@ HAIRPIN_ZONE = 0xFFF0
 REJECT_METER, PROBE_METER = 2, 3
 PROBE_PORT_BASE = 0xF000          # probes' source ports: 61440..65535, outside Linux's ephemeral range
 MAX_BUCKETS = 1300                # 48-byte buckets: a group's description stays under 64 KiB
-P_ARP, P_HAIRPIN_BACK, P_VIP, P_VIP_OTHER, P_MEMBER = 300, 260, 200, 150, 100   # vip_lb
+MAX_GROUP_ID = 0xFFFF             # reg4 holds group id << 16 | a member's slot
+P_ARP, P_HAIRPIN_BACK, P_VIP, P_VIP_OTHER, P_MEMBER, P_VIP_MAC = 300, 260, 200, 150, 100, 90   # vip_lb
 P_HAIRPIN, P_NAT = 200, 100                                                    # lb_nat
 P_OUT_HAIRPIN = 4100              # out_acl: above every firewall flow
 P_PROBE, P_HP_REPLY, P_HP_CHECK, P_HP_NOT = 102, 101, 100, 99   # in_port_security
@@ -95,11 +98,13 @@ def bucket_counts(members):
     weights = {m.id: m.weight for m in members}
     if not weights:
         return {}
+    if len(weights) >= MAX_BUCKETS:  # the API keeps pools at most this big: one bucket each
+        return {mid: 1 for mid in weights}
     g = functools.reduce(math.gcd, weights.values())
     counts = {mid: w // g for mid, w in weights.items()}
     total = sum(counts.values())
     scale = MAX_BUCKETS / total
-    while total > MAX_BUCKETS:  # pools are at most MAX_BUCKETS members: this ends
+    while total > MAX_BUCKETS:  # ends: at scale 0 every member has 1 bucket, fewer than MAX_BUCKETS
         counts = {mid: max(1, int(w // g * scale)) for mid, w in weights.items()}
         total = sum(counts.values())
         scale *= 0.95
@@ -147,7 +152,7 @@ def plan_lb(topology, lb_id, system_id):
     network = topology.networks.get(lb.network_id) if lb is not None else None
     if network is None:
         return None
-    ports = {}
+    ports, plugged = {}, set()
     hosted = False
     for port_id in topology.net_ports.get(lb.network_id, ()):
         port = topology.ports.get(port_id)
@@ -159,10 +164,13 @@ def plan_lb(topology, lb_id, system_id):
             hosted = True
         for ip in port.ips:
             ports[ip] = (port.mac, ofport if node == system_id else None)
+            if node and ofport:
+                plugged.add(ip)
     if not hosted:
         return None
     proto = PROTOCOLS[lb.protocol]
-    ok = [m for m in lb.members if usable(m, m.address in ports)]
+    # A member is reached through its port: one plugged in nowhere takes no connection.
+    ok = [m for m in lb.members if usable(m, m.address in plugged)]
     slot = slots(lb.members)
     counts = bucket_counts(ok)
     ids = bucket_ids(counts)
@@ -225,6 +233,9 @@ def compile_lb(view: LbOnNode) -> FlowSet:
         # Anything else to the VIP that no listener takes: dropped, never flooded.
         add(make_flow("vip_lb", P_VIP_OTHER, match(metadata=vni, eth_type=0x0800, ipv4_dst=address),
                       NETWORK, net))
+    # A packet still sent to the VIP MAC whose member is gone (a connection
+    # to a deleted member): dropped, never flooded as unknown unicast.
+    add(make_flow("vip_lb", P_VIP_MAC, match(metadata=vni, eth_dst=vmac), NETWORK, net))
     for vip in view.vips:
         m = match(metadata=vni, ct_state=(CT_TRK | CT_NEW, CT_TRK | CT_NEW | CT_EST | CT_REL | CT_INV | CT_RPL),
                   eth_type=0x0800, ip_proto=vip.proto, ipv4_dst=vip.vip, **{_tp(vip.proto, "dst"): vip.port})

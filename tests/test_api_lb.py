@@ -103,13 +103,13 @@ def snapshot(admin):
 
 def test_create_show_list_patch_delete(acme, admin, net, backends):
     body = {"name": "shop", "description": "the shop", "network": net["id"], "vip_address": "10.1.0.101",
-            "protocol": "udp", "protocol_port": 53,
+            "protocol": "tcp", "protocol_port": 53,
             "session_persistence": {"type": "SOURCE_IP"},
             "members": [{"address": "10.1.0.11", "protocol_port": 5353, "name": "a", "weight": 10},
                         {"address": "10.1.0.12", "protocol_port": 5353, "admin_state_up": False}]}
     made = acme.post(LBS, body)
     assert made["tenant"] == "acme" and made["network"] == net["id"] and made["name"] == "shop"
-    assert (made["vip_address"], made["protocol"], made["protocol_port"]) == ("10.1.0.101", "udp", 53)
+    assert (made["vip_address"], made["protocol"], made["protocol_port"]) == ("10.1.0.101", "tcp", 53)
     assert made["description"] == "the shop"
     assert made["session_persistence"] == {"type": "SOURCE_IP", "persistence_timeout": 360}
     assert made["health_monitor"] is None
@@ -191,24 +191,44 @@ def test_members_one_or_many_patch_and_delete(acme, lb):
 
 
 def test_member_operating_status(acme, net, lb):
+    # No node runs here, so no port is plugged in: no member can be reached and
+    # every one is ERROR, with a monitor or without (NO_MONITOR, ONLINE and
+    # OFFLINE need a node: tests/test_lb_lab.py).
     path = "%s/%s/members" % (LBS, lb["id"])
-    # No monitor: a member with a port is NO_MONITOR, one at an address no port has is ERROR.
-    assert {m["operating_status"] for m in acme.get(path)} == {"NO_MONITOR"}
+    assert {m["operating_status"] for m in acme.get(path)} == {"ERROR"}
     lonely = acme.post(path, {"address": "10.1.0.77", "protocol_port": 8080})
     assert lonely["operating_status"] == "ERROR"
-    # The port arrives: the member can be reached.
-    port = acme.post("/v1/ports", {"name": "late", "network": net["id"], "ips": ["10.1.0.77"]})
-    assert next(m for m in acme.get(path) if m["id"] == lonely["id"])["operating_status"] == "NO_MONITOR"
-    acme.delete("/v1/ports/%s" % port["id"])
-    assert next(m for m in acme.get(path) if m["id"] == lonely["id"])["operating_status"] == "ERROR"
-    # With a monitor, members show their checked status (no node here probes them: they stay ONLINE).
     monitored = acme.call("PATCH", "%s/%s" % (LBS, lb["id"]), {"health_monitor": {"type": "TCP"}})
-    status = {m["address"]: m["operating_status"] for m in monitored["members"]}
-    assert status == {"10.1.0.11": "ONLINE", "10.1.0.12": "ONLINE", "10.1.0.77": "ERROR"}
+    assert {m["operating_status"] for m in monitored["members"]} == {"ERROR"}
+    assert monitored["health_monitor"]["type"] == "TCP"
     plain = acme.call("PATCH", "%s/%s" % (LBS, lb["id"]), {"health_monitor": None})
-    assert {m["address"]: m["operating_status"] for m in plain["members"]} == \
-        {"10.1.0.11": "NO_MONITOR", "10.1.0.12": "NO_MONITOR", "10.1.0.77": "ERROR"}
+    assert plain["health_monitor"] is None and {m["operating_status"] for m in plain["members"]} == {"ERROR"}
     acme.delete("%s/%s" % (path, lonely["id"]))
+
+
+def test_a_udp_load_balancer_takes_no_health_monitor(acme, net, admin):
+    before = snapshot(admin)
+    expect_problem(acme, "POST", LBS, {"name": "dns-checked", "network": net["id"], "vip_address": "10.1.0.102",
+                                       "protocol": "udp", "protocol_port": 53,
+                                       "health_monitor": {"type": "TCP"}}, 400, "health_monitor")
+    assert snapshot(admin) == before
+    udp = acme.post(LBS, {"name": "dns-plain", "network": net["id"], "vip_address": "10.1.0.102",
+                          "protocol": "udp", "protocol_port": 53})
+    expect_problem(acme, "PATCH", "%s/%s" % (LBS, udp["id"]), {"health_monitor": {"type": "TCP"}}, 400,
+                   "health_monitor")
+    acme.delete("%s/%s" % (LBS, udp["id"]))
+
+
+def test_a_pool_has_at_most_max_buckets_members(acme, net, admin):
+    from flows.lb import MAX_BUCKETS
+    b = acme.post(LBS, {"name": "huge", "network": net["id"], "vip_address": "10.1.0.103", "protocol_port": 80})
+    path = "%s/%s/members" % (LBS, b["id"])
+    acme.post(path, [{"address": "10.1.0.11", "protocol_port": p} for p in range(1, 1001)])
+    acme.post(path, [{"address": "10.1.0.11", "protocol_port": p} for p in range(1001, MAX_BUCKETS + 1)])
+    before = snapshot(admin)
+    expect_problem(acme, "POST", path, {"address": "10.1.0.12", "protocol_port": 1}, 409, "members")
+    assert snapshot(admin) == before and len(acme.get(path)) == MAX_BUCKETS
+    acme.delete("%s/%s" % (LBS, b["id"]))
 
 
 def test_stats_from_the_running_controller(acme, lb):
@@ -599,10 +619,10 @@ def test_cli_load_balancers_end_to_end(server):
         [("10.9.0.7", 8080, 1), ("10.9.0.8", 8080, 5)]
 
     udp = run_cli(server, tok, "--json", "lb", "create", "dns", "--network", "clinet", "--vip", "10.9.0.53",
-                  "--port", "53", "--protocol", "udp", "--monitor", "tcp")
+                  "--port", "53", "--protocol", "udp")
     assert udp.returncode == 0, udp.stderr
     dns = json.loads(udp.stdout)
-    assert dns["protocol"] == "udp" and dns["health_monitor"]["type"] == "TCP"
+    assert dns["protocol"] == "udp" and dns["health_monitor"] is None
     assert dns["session_persistence"] is None and dns["members"] == []
 
     listed = run_cli(server, tok, "lb", "list")

@@ -5,7 +5,7 @@ import collections
 import pytest
 
 from flows import acl, l2, lb, ofwire
-from flows.flow import CT_DNAT, CT_NEW, CT_TRK, LB, cookie_category
+from flows.flow import CT_DNAT, CT_EST, CT_NEW, CT_TRK, LB, cookie_category
 from flows.model import LoadBalancer, Member, Monitor
 from flows.render import render_flow, render_group
 from flows.walk import walk
@@ -215,3 +215,31 @@ def test_each_load_balancer_is_compiled_alone_and_the_flows_vips_share_agree():
     assert all(one[k] == two[k] for k in shared)
     assert set(lb.compile_groups(lb.plan_lb(topo, "lb2", "hv1"))) == {8}
     assert lb.plan_lb(topo, "no-such-lb", "hv1") is None
+
+
+def test_a_member_whose_port_is_plugged_in_nowhere_gets_no_bucket():
+    topo = topology()
+    topo = topo._replace(bindings={k: v for k, v in topo.bindings.items() if k != "a3"})  # 10.0.0.3 (m2)
+    group = lb.compile_groups(lb.plan_lb(topo, "lb1", "hv1"))[7]
+    slots = lb.slots(topo.lbs["lb1"].members)
+    assert slots["m2"] not in {b.actions[0][2] & 0xFFFF for b in group.buckets}
+    assert len(group.buckets) == 3  # m1 (1) and m3 (2)
+
+
+def test_a_packet_for_a_member_that_left_is_dropped_not_flooded():
+    # An established connection's packet, NATed to a member that is no longer
+    # in the pool, still carries the VIP MAC: no member flow takes it.
+    flows, groups = node_flows(topology(members=(Member("m1", "10.0.0.2", 8080, 1),)), "hv1")
+    pkt = {"in_port": 10, "eth_src": "02:00:00:00:00:01", "eth_dst": lb.vip_mac(5001), "eth_type": 0x0800,
+           "ipv4_src": "10.0.0.1", "ipv4_dst": "10.0.0.3", "ip_proto": 6, "tcp_src": 40000, "tcp_dst": 8080}
+    est = lambda zone, p: CT_TRK | CT_EST  # noqa: E731
+    assert walk(flows, dict(pkt), groups=groups, conntrack=est) == []
+    # The member still in the pool gets its MAC and is delivered.
+    assert walk(flows, dict(pkt, ipv4_dst="10.0.0.2"), groups=groups, conntrack=est) == [(102, 5001)]
+
+
+def test_bucket_counts_end_for_any_pool():
+    many = [Member("m%d" % i, "x", 1, 1 + i % 7) for i in range(lb.MAX_BUCKETS + 1)]
+    assert set(lb.bucket_counts(many).values()) == {1}
+    counts = lb.bucket_counts(many[:900])
+    assert sum(counts.values()) <= lb.MAX_BUCKETS and min(counts.values()) >= 1

@@ -26,7 +26,7 @@ from eventlet import event as ev_event
 from controller import packets
 from controller.health import Prober
 from controller.ofconn import SwitchConn, SwitchError
-from flows import acl, groups, l2, lb, ofwire
+from flows import acl, fields, groups, l2, lb, ofwire
 from flows.flow import GROUP, LB, Flow, FlowSet, cookie_category, cookie_owner, diff, output, owner_hash
 from flows.flow import Group as flows_group
 from flows.model import LoadBalancer, Member, Monitor, Network, Port, Topology
@@ -124,9 +124,10 @@ class Switch:
 
 
 class Core:
-    def __init__(self, nb, tunnel_options=None, log_rate=100, log_burst=100):
+    def __init__(self, nb, tunnel_options=None, log_rate=100, log_burst=100, identity_option=fields.IDENTITY):
         self.nb = nb
         self.log_rate, self.log_burst = log_rate, log_burst
+        self.identity_option = identity_option         # the GENEVE option of identities (TLV map)
         self.events = collections.deque(maxlen=10000)  # firewall log events, newest last
         self.tunnel_options = tunnel_options or {}
         self.networks = {}
@@ -815,6 +816,11 @@ class Core:
             if entry is not None and isinstance(unit, tuple) and unit[0] == LB_UNIT:
                 want_groups.update(lb.compile_groups(entry[0]))
         t0 = time.monotonic()
+        # Flows set and match the identity option: it is mapped first, on
+        # every (re)connect; a switch that maps it otherwise gets nothing.
+        if switch.conn.ensure_tlv_map(self.identity_option):
+            LOG.info("switch of node %s: GENEVE option class 0x%x type 0x%x mapped to %s", switch.system_id,
+                     self.identity_option.opt_class, self.identity_option.opt_type, self.identity_option.field)
         # Logged rules, rejects and health probes send packets to dvn through
         # these meters: they must exist first.
         switch.conn.ensure_meter(acl.LOG_METER, self.log_rate, self.log_burst)

@@ -22,6 +22,7 @@ LOG = logging.getLogger(__name__)
 
 OFP_VERSION = 6  # OpenFlow 1.5
 OFPT_ERROR = 1
+OFPT_EXPERIMENTER = 4
 OFPT_PACKET_IN = 10
 OFPT_MULTIPART_REPLY = 19
 OFPT_BARRIER_REPLY = 21
@@ -114,7 +115,7 @@ class SwitchConn:
             if not flags & OFPMPF_REPLY_MORE:
                 waiter.event.send("ok")
             return True
-        if msg_type in (OFPT_BARRIER_REPLY, OFPT_BUNDLE_CONTROL):
+        if msg_type in (OFPT_BARRIER_REPLY, OFPT_BUNDLE_CONTROL, OFPT_EXPERIMENTER):
             waiter.parts.append(buf)
             waiter.event.send("ok")
             return True
@@ -159,6 +160,36 @@ class SwitchConn:
             finally:
                 errors = self._watched.pop(xid, [])
         raise SwitchError("switch %s refused meter %d" % (self._name(), meter_id), errors)
+
+    def ensure_tlv_map(self, option):
+        """Map the GENEVE ``option`` (fields.GeneveOption) to its tun_metadata
+        field, unless the switch has that mapping already; raise SwitchError
+        naming what stands in the way if the field or the option is mapped
+        otherwise (dvn never remaps: another user of the switch may need it)."""
+        xid = self.next_xid()
+        have = []
+        for part in self._request(xid, ofwire.tlv_table_request(xid), "a GENEVE TLV map read"):
+            have.extend(ofwire.decode_tlv_table_reply(part))
+        want = (option.opt_class, option.opt_type, option.length, option.index)
+        if want in have:
+            return False
+        clash = [m for m in have if m[3] == want[3] or m[:2] == want[:2]]
+        if clash:
+            raise SwitchError("switch %s: GENEVE TLV map conflict: dvn needs {class=0x%x,type=0x%x,len=%d}->"
+                              "tun_metadata%d, the switch has %s" % (
+                                  self._name(), want[0], want[1], want[2], want[3],
+                                  ", ".join("{class=0x%x,type=0x%x,len=%d}->tun_metadata%d" % m for m in clash)))
+        xid = self.next_xid()
+        self._watched[xid] = []
+        try:
+            self.send(ofwire.tlv_table_add([want], xid))
+            self.barrier()
+            errors = self._watched[xid]
+        finally:
+            self._watched.pop(xid, None)
+        if errors:
+            raise SwitchError("switch %s refused the GENEVE TLV map" % self._name(), errors)
+        return True
 
     def read_flows(self, cookie=0, cookie_mask=0):
         """The flows the switch has (those whose cookie matches, if a mask is

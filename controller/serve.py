@@ -6,10 +6,14 @@ must run before anything else is imported (see osken-notes.md): the CLI does
 it for `serve` before it imports this module's dependencies.
 """
 
+import argparse
+import dataclasses
 import logging
 import os
 import signal
 import sys
+
+from flows import fields
 
 LOG = logging.getLogger("dvn")
 
@@ -50,7 +54,7 @@ def serve(args):
     nb.start()
     api_mod.ensure_admin_token(nb, os.path.join(state_dir, "admin.token"))
 
-    core = Core(nb, log_rate=args.log_rate, log_burst=args.log_rate)
+    core = Core(nb, log_rate=args.log_rate, log_burst=args.log_rate, identity_option=args.identity_option)
     core.start()
 
     ovsdb_host, ovsdb_port = _hostport(args.ovsdb_listen, "0.0.0.0")
@@ -114,6 +118,17 @@ def _dump_green_threads():
             LOG.warning("green thread %r:\n%s", obj, "".join(traceback.format_stack(obj.gr_frame)))
 
 
+def _identity_option(text):
+    """CLASS:TYPE (decimal or 0x hex) -> fields.GeneveOption."""
+    try:
+        opt_class, opt_type = (int(x, 0) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r: give CLASS:TYPE, e.g. 0xfff1:0x01" % text)
+    if not (0 <= opt_class <= 0xFFFF and 0 <= opt_type <= 0xFF):
+        raise argparse.ArgumentTypeError("%r: the class is 16 bits, the type 8" % text)
+    return dataclasses.replace(fields.IDENTITY, opt_class=opt_class, opt_type=opt_type)
+
+
 def register(subparsers):
     p = subparsers.add_parser("serve", help="run the dvn controller")
     p.add_argument("--state-dir", default=os.environ.get("DVN_STATE_DIR", DEFAULT_STATE_DIR),
@@ -125,6 +140,9 @@ def register(subparsers):
     p.add_argument("--log-file")
     p.add_argument("--log-rate", type=int, default=100, metavar="PPS",
                    help="packets per second each switch may send for logged firewall rules")
+    p.add_argument("--identity-option", type=_identity_option, default=fields.IDENTITY, metavar="CLASS:TYPE",
+                   help="the GENEVE option class and type that carry the sender's security identity "
+                        "(default 0x%x:0x%x)" % (fields.IDENTITY.opt_class, fields.IDENTITY.opt_type))
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--stop-nb", action="store_true",
                    help="stop the embedded northbound store on exit (default: leave it running)")

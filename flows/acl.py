@@ -20,6 +20,7 @@ marks of existing allow rules pass. Removing a rule ends its connections.
 """
 
 import functools
+import hashlib
 import ipaddress
 import zlib
 from typing import NamedTuple, Optional
@@ -63,6 +64,7 @@ class SecuredPort(NamedTuple):
     port_security: bool = True
     groups: tuple = ()               # security group ids
     allowed_pairs: tuple = ()        # (mac, ip or cidr)
+    identity: int = 0                # identity(): what its packets carry (fields.IDENTITY); 0: none
 
 
 class GroupOnNode(NamedTuple):
@@ -71,34 +73,47 @@ class GroupOnNode(NamedTuple):
     rules: tuple                     # Rule, sorted
 
 
+def identity(groups):
+    """A port's security identity: a 64-bit hash of the set of security groups
+    it is in (dynamic ones too), the same on every node and across restarts
+    without any state; never 0 (a packet without the option has no identity).
+    Ports in the same groups share one identity, so a rule whose remote side
+    is a group matches one value per distinct set of groups among its
+    members, where it would match one per address."""
+    digest = hashlib.blake2b("\n".join(sorted(set(groups))).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") or 1
+
+
 def _ip_flows(version):
     return IPV4 if version == 4 else IPV6
 
 
 def compile_port_security(port: SecuredPort) -> FlowSet:
-    """in_port_security: a port sends only from its own MAC and addresses."""
-    reg = fields.REG_IN_PORT.name
-    own = {reg: port.ofport}
-    flows = []
+    """in_port_security: a port sends only from its own MAC and addresses;
+    what it may send gets its identity (the node vouches for it, not the
+    packet's addresses)."""
+    own = {fields.REG_IN_PORT.name: port.ofport}
+    ident = ((set_field(fields.REG_IDENTITY.name, port.identity), set_field(fields.IDENTITY.field, port.identity))
+             if port.identity else ())
+
+    def allow(priority, m):
+        return make_flow("in_port_security", priority, m, PORT, port.port_id, actions=ident, goto="in_acl")
+
+    def drop(priority, m):
+        return make_flow("in_port_security", priority, m, PORT, port.port_id)
+
     if not port.port_security:
-        flows.append(make_flow("in_port_security", 90, match(**own), PORT, port.port_id,
-                               goto="in_acl"))
-        return FlowSet(flows)
+        return FlowSet([allow(90, match(**own))])
+    flows = []
     pairs = [(port.mac, ip) for ip in port.ips] + list(port.allowed_pairs)
     for mac, ip in pairs:
         net = ipaddress.ip_network(ip, strict=False)
         addr, mask = str(net.network_address), str(net.netmask)
         if net.version == 4:
-            flows.append(make_flow("in_port_security", 90, match(**own, eth_src=mac, eth_type=IPV4,
-                                                                 ipv4_src=(addr, mask)),
-                                   PORT, port.port_id, goto="in_acl"))
-            flows.append(make_flow("in_port_security", 90, match(**own, eth_src=mac, eth_type=0x0806,
-                                                                 arp_spa=(addr, mask), arp_sha=mac),
-                                   PORT, port.port_id, goto="in_acl"))
+            flows.append(allow(90, match(**own, eth_src=mac, eth_type=IPV4, ipv4_src=(addr, mask))))
+            flows.append(allow(90, match(**own, eth_src=mac, eth_type=0x0806, arp_spa=(addr, mask), arp_sha=mac)))
         else:
-            flows.append(make_flow("in_port_security", 90, match(**own, eth_src=mac, eth_type=IPV6,
-                                                                 ipv6_src=(addr, mask)),
-                                   PORT, port.port_id, goto="in_acl"))
+            flows.append(allow(90, match(**own, eth_src=mac, eth_type=IPV6, ipv6_src=(addr, mask))))
     macs = sorted({mac for mac, _ in pairs} | {port.mac})
     # Neighbour discovery: a port advertises (NA) only its own addresses and
     # solicits (NS) only with its own MAC as the source link-layer address.
@@ -108,24 +123,18 @@ def compile_port_security(port: SecuredPort) -> FlowSet:
         nd = dict(own, eth_src=mac, eth_type=IPV6, ip_proto=ICMPV6)
         targets = [(str(n.network_address), str(n.netmask)) for m, n in v6 if m == mac] + [("fe80::", "ffc0::")]
         for target in targets:
-            flows.append(make_flow("in_port_security", 95, match(**nd, icmpv6_type=136, nd_target=target),
-                                   PORT, port.port_id, goto="in_acl"))
+            flows.append(allow(95, match(**nd, icmpv6_type=136, nd_target=target)))
         for sll in (mac, "00:00:00:00:00:00"):
-            flows.append(make_flow("in_port_security", 95, match(**nd, icmpv6_type=135, nd_sll=sll),
-                                   PORT, port.port_id, goto="in_acl"))
+            flows.append(allow(95, match(**nd, icmpv6_type=135, nd_sll=sll)))
     for nd_type in (135, 136):
-        flows.append(make_flow("in_port_security", 94, match(**own, eth_type=IPV6, ip_proto=ICMPV6,
-                                                             icmpv6_type=nd_type), PORT, port.port_id))
+        flows.append(drop(94, match(**own, eth_type=IPV6, ip_proto=ICMPV6, icmpv6_type=nd_type)))
     for mac in macs:
         # IPv6 link-local (derived by the guest) and DHCPv4 discovery come from no address yet.
-        flows.append(make_flow("in_port_security", 90, match(**own, eth_src=mac, eth_type=IPV6,
-                                                             ipv6_src=("fe80::", "ffc0::")),
-                               PORT, port.port_id, goto="in_acl"))
-        flows.append(make_flow("in_port_security", 90, match(**own, eth_src=mac, eth_type=IPV4,
-                                                             ipv4_src="0.0.0.0", ip_proto=UDP, udp_dst=67),
-                               PORT, port.port_id, goto="in_acl"))
+        flows.append(allow(90, match(**own, eth_src=mac, eth_type=IPV6, ipv6_src=("fe80::", "ffc0::"))))
+        flows.append(allow(90, match(**own, eth_src=mac, eth_type=IPV4, ipv4_src="0.0.0.0", ip_proto=UDP,
+                                     udp_dst=67)))
     # Everything else from this port (other MACs, spoofed addresses, ARP or ND lies) is dropped.
-    flows.append(make_flow("in_port_security", 80, match(**own), PORT, port.port_id))
+    flows.append(drop(80, match(**own)))
     return FlowSet(flows)
 
 
@@ -202,9 +211,15 @@ def _dimension_ports(rule):
     return [{field: (v, m)} for v, m in range_to_masks(rule.port_min, hi)]
 
 
-def _dimension_remote(rule, group_addrs):
+def _dimension_remote(rule, group_addrs, group_idents):
+    """A rule's remote side: for an ingress rule naming a group, the
+    identities of its members (carried in the packet, set by the sender's
+    node); for an egress one, its members' addresses (the destination's
+    identity is not known at the sender)."""
     side = "src" if rule.direction == "ingress" else "dst"
     field = ("ipv4_" if rule.ethertype == IPV4 else "ipv6_") + side
+    if rule.remote_group is not None and rule.direction == "ingress":
+        return [{fields.REG_IDENTITY.name: i} for i in sorted(group_idents.get(rule.remote_group, ()))]
     if rule.remote_group is not None:
         out = []
         for addr in group_addrs.get(rule.remote_group, ()):
@@ -229,16 +244,24 @@ def rule_mark(group_id, rule_id):
     return zlib.crc32(("mark:%s/%s" % (group_id, rule_id)).encode()) or 1
 
 
-def compile_group(group: GroupOnNode, group_addrs) -> list:
-    """The rule flows of one security group on one node."""
-    wanted = tuple(sorted({r.remote_group for r in group.rules if r.remote_group is not None}))
-    return list(_compile_group(group, tuple((g, tuple(group_addrs.get(g, ()))) for g in wanted)))
+def _remotes(group, direction):
+    return tuple(sorted({r.remote_group for r in group.rules
+                         if r.remote_group is not None and r.direction == direction}))
+
+
+def compile_group(group: GroupOnNode, group_addrs, group_idents) -> list:
+    """The rule flows of one security group on one node: ``group_addrs``,
+    the addresses of the groups its egress rules name; ``group_idents``, the
+    identities of those its ingress rules name."""
+    addrs = tuple((g, tuple(group_addrs.get(g, ()))) for g in _remotes(group, "egress"))
+    idents = tuple((g, tuple(group_idents.get(g, ()))) for g in _remotes(group, "ingress"))
+    return list(_compile_group(group, addrs, idents))
 
 
 @functools.lru_cache(maxsize=4096)
-def _compile_group(group, addrs):
+def _compile_group(group, addrs, idents):
     """compile_group for hashable inputs: an unchanged group is not compiled again."""
-    group_addrs = dict(addrs)
+    group_addrs, group_idents = dict(addrs), dict(idents)
     flows = []
     for rule in group.rules:
         table, reg, nxt = (("in_acl", fields.REG_IN_PORT.name, "vip_lb") if rule.direction == "egress"
@@ -266,7 +289,7 @@ def _compile_group(group, addrs):
                                                              eth_type=rule.ethertype),
                                            GROUP, "%s/%s" % (group.group_id, rule.id), goto=n))
         base = _dimension_protocol(rule)
-        dims = [[{reg: ofport} for ofport in group.members], _dimension_remote(rule, group_addrs),
+        dims = [[{reg: ofport} for ofport in group.members], _dimension_remote(rule, group_addrs, group_idents),
                 _dimension_ports(rule)]
         if any(not d for d in dims):
             continue  # no member here, or an empty remote group: nothing can match
@@ -334,16 +357,16 @@ def compile_ports(ports, tracked=False) -> FlowSet:
     return merge(flows)
 
 
-def compile_group_unit(group, addrs) -> FlowSet:
-    """One group's rule flows on one node, ``addrs`` as in GroupView."""
-    return merge(compile_group(group, dict(addrs)))
+def compile_group_unit(group, addrs, idents) -> FlowSet:
+    """One group's rule flows on one node, ``addrs`` and ``idents`` as group_views gives them."""
+    return merge(compile_group(group, dict(addrs), dict(idents)))
 
 
-def compile_acl(ports, groups, group_addrs) -> FlowSet:
+def compile_acl(ports, groups, group_addrs, group_idents) -> FlowSet:
     """Port security and security groups of one node's local ports."""
     flows = list(compile_ports(ports))
     for group in groups:
-        flows += compile_group(group, group_addrs)
+        flows += compile_group(group, group_addrs, group_idents)
     return merge(flows)
 
 
@@ -351,7 +374,8 @@ class AclView(NamedTuple):
     """What the firewall of one node depends on."""
     ports: tuple      # SecuredPort, sorted
     groups: tuple     # GroupOnNode, sorted
-    addrs: tuple      # (group id, addresses), sorted: the remote groups the rules name
+    addrs: tuple      # (group id, addresses), sorted: the remote groups egress rules name
+    idents: tuple     # (group id, identities), sorted: the remote groups ingress rules name
 
 
 def plan_acl(topology, system_id):
@@ -367,38 +391,45 @@ def plan_acl(topology, system_id):
         guards = tuple(g for g in port.security_groups
                        if g in topology.groups and (g in port.named_groups or topology.groups[g]))
         local.append(SecuredPort(port_id, ofport, port.mac, tuple(port.ips), port.port_security, guards,
-                                 tuple(port.allowed_pairs)))
+                                 tuple(port.allowed_pairs), identity(port.security_groups)))
     if not local:
         return None
     members = {}
     for sp in local:
         for gid in sp.groups:
             members.setdefault(gid, []).append(sp.ofport)
-    groups, remote = [], set()
+    groups, to, frm = [], set(), set()
     for gid in sorted(members):
-        rules = tuple(sorted(topology.groups[gid]))
-        remote.update(r.remote_group for r in rules if r.remote_group is not None)
-        groups.append(GroupOnNode(gid, tuple(sorted(members[gid])), rules))
-    addrs = {gid: set() for gid in remote}
-    if remote:
+        group = GroupOnNode(gid, tuple(sorted(members[gid])), tuple(sorted(topology.groups[gid])))
+        to.update(_remotes(group, "egress"))
+        frm.update(_remotes(group, "ingress"))
+        groups.append(group)
+    addrs = {gid: set() for gid in to}
+    idents = {gid: set() for gid in frm}
+    if to or frm:
         for port in topology.ports.values():
+            ident = identity(port.security_groups) if frm else 0
             for gid in port.security_groups:
                 if gid in addrs:
                     addrs[gid].update(port.ips)
+                if gid in idents:
+                    idents[gid].add(ident)
     return AclView(tuple(sorted(local)), tuple(groups),
-                   tuple(sorted((gid, tuple(sorted(a))) for gid, a in addrs.items())))
+                   tuple(sorted((gid, tuple(sorted(a))) for gid, a in addrs.items())),
+                   tuple(sorted((gid, tuple(sorted(i))) for gid, i in idents.items())))
 
 
 def compile_view(view: AclView) -> FlowSet:
-    return compile_acl(view.ports, view.groups, dict(view.addrs))
+    return compile_acl(view.ports, view.groups, dict(view.addrs), dict(view.idents))
 
 
 def group_views(view: AclView):
-    """{group id: (GroupOnNode, the remote addresses its rules name)}: one
-    compile unit per group, so a change to one group recompiles only it."""
-    addrs = dict(view.addrs)
+    """{group id: (GroupOnNode, the addresses of the groups its egress rules
+    name, the identities of those its ingress rules name)}: one compile unit
+    per group, so a change to one group recompiles only it."""
+    addrs, idents = dict(view.addrs), dict(view.idents)
     out = {}
     for group in view.groups:
-        wanted = sorted({r.remote_group for r in group.rules if r.remote_group is not None})
-        out[group.group_id] = (group, tuple((g, addrs.get(g, ())) for g in wanted))
+        out[group.group_id] = (group, tuple((g, addrs.get(g, ())) for g in _remotes(group, "egress")),
+                               tuple((g, idents.get(g, ())) for g in _remotes(group, "ingress")))
     return out

@@ -12,8 +12,8 @@ from typing import NamedTuple, Optional
 # Match fields: name -> (width in bits, kind). The order is the order they are written.
 FIELD_SPECS = {
     "proto": (0, "shorthand"),  # rendering only: tcp, arp, ...
-    "in_port": (32, "int"), "nx_in_port": (16, "int"), "tun_id": (64, "int"), "metadata": (64, "int"),
-    **{"reg%d" % i: (32, "int") for i in range(8)},
+    "in_port": (32, "int"), "nx_in_port": (16, "int"), "tun_id": (64, "int"), "tun_metadata0": (64, "int"), "metadata": (64, "int"),
+    **{"reg%d" % i: (32, "int") for i in range(8)}, "xreg1": (64, "int"),  # xreg1 is reg2:reg3
     "conj_id": (32, "int"), "ct_state": (32, "int"), "ct_zone": (16, "int"), "ct_mark": (32, "int"),
     "eth_dst": (48, "mac"), "eth_src": (48, "mac"), "eth_type": (16, "int"),
     "arp_op": (16, "int"), "arp_spa": (32, "ipv4"), "arp_tpa": (32, "ipv4"), "arp_sha": (48, "mac"), "arp_tha": (48, "mac"),

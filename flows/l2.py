@@ -9,7 +9,7 @@ only views that changed.
 from typing import NamedTuple, Optional
 
 from flows import fields, pipeline
-from flows.flow import (NETWORK, NODE, PIPELINE, PORT, FlowSet, make_flow,
+from flows.flow import (NETWORK, NODE, PIPELINE, PORT, FlowSet, make_flow, move,
                         match, output, resubmit, set_field)
 
 
@@ -100,7 +100,10 @@ def compile_network(view: NetworkOnNode) -> FlowSet:
     from_local = (fields.FROM_LOCAL.value, fields.FROM_LOCAL.mask)
     from_tunnel = (fields.FROM_TUNNEL.value, fields.FROM_TUNNEL.mask)
     flows = [
+        # The sender's identity, from its GENEVE option, into a register
+        # before any conntrack recirculation (none: 0).
         make_flow("tunnel_classify", 100, match(tun_id=vni), NETWORK, net,
+                  actions=(move(fields.IDENTITY.field, fields.REG_IDENTITY.name),),
                   metadata=vni, goto="l2_lookup"),
     ]
     deliver_local = []

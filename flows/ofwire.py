@@ -15,6 +15,7 @@ from typing import NamedTuple
 from flows import pipeline
 
 VERSION = 6
+OFPT_EXPERIMENTER = 4
 OFPT_FLOW_MOD = 14
 OFPT_MULTIPART_REQUEST = 18
 OFPT_BARRIER_REQUEST = 20
@@ -58,6 +59,8 @@ OXM = {
     "icmpv6_type": (0x8000, 29, 1), "icmpv6_code": (0x8000, 30, 1),
     "nd_target": (0x8000, 31, 16), "nd_sll": (0x8000, 32, 6),
     "tun_id": (0x8000, 38, 8),
+    "tun_metadata0": (0x0001, 40, 8),  # NXM_NX_TUN_METADATA0 mapped to an 8-byte option (fields.IDENTITY)
+    "xreg1": (0x8001, 1, 8),           # OXM_OF_PKT_REG1 (reg2:reg3), as OVS reports a match on both
     "conj_id": (0x0001, 37, 4),
     "ct_state": (0x0001, 105, 4), "ct_zone": (0x0001, 106, 2), "ct_mark": (0x0001, 107, 4),
 }
@@ -459,6 +462,34 @@ def decode_packet_in(msg):
             fields["reg%d" % num], = struct.unpack_from("!I", tlv, 4)
     data_at = 24 + (mlen + 7) // 8 * 8 + 2
     return cookie, fields, bytes(msg[data_at:])
+
+
+NXT_TLV_TABLE_MOD, NXT_TLV_TABLE_REQUEST, NXT_TLV_TABLE_REPLY = 24, 25, 26
+NXTTMC_ADD = 0
+
+
+def _nicira(subtype, body, xid):
+    return _header(OFPT_EXPERIMENTER, 16 + len(body), xid) + struct.pack("!II", NX_VENDOR, subtype) + body
+
+
+def tlv_table_request(xid):
+    """Ask for the switch's GENEVE TLV map (NXT_TLV_TABLE_REQUEST)."""
+    return _nicira(NXT_TLV_TABLE_REQUEST, b"", xid)
+
+
+def decode_tlv_table_reply(msg):
+    """[(class, type, length, index)] of an NXT_TLV_TABLE_REPLY."""
+    out = []
+    for pos in range(32, len(msg) - 7, 8):
+        opt_class, opt_type, length, index = struct.unpack_from("!HBBH", msg, pos)
+        out.append((opt_class, opt_type, length, index))
+    return out
+
+
+def tlv_table_add(mappings, xid):
+    """Map GENEVE options to tun_metadata fields: [(class, type, length, index)]."""
+    body = struct.pack("!H6x", NXTTMC_ADD) + b"".join(struct.pack("!HBBH2x", *m) for m in mappings)
+    return _nicira(NXT_TLV_TABLE_MOD, body, xid)
 
 
 def barrier_request(xid):

@@ -10,7 +10,7 @@ from flows.flow import FIELD_SPECS, IN_PORT
 # The order in which ovs-ofctl prints match fields ("proto" is the shorthand
 # such as tcp or arp that stands for eth_type and ip_proto).
 ORDER = ("conj_id", "ct_state", "ct_zone", "ct_mark", "proto", "tun_id",
-         "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7", "metadata",
+         "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7", "tun_metadata0", "metadata",
          "in_port", "eth_src", "eth_dst", "eth_type", "ipv6_src", "ipv6_dst", "ipv4_src", "ipv4_dst",
          "arp_spa", "arp_tpa", "ip_proto", "arp_op", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
          "icmpv4_type", "icmpv4_code", "icmpv6_type", "icmpv6_code", "nd_target", "nd_sll", "arp_sha", "arp_tha")
@@ -30,7 +30,16 @@ DECIMAL = ("in_port", "nx_in_port", "conj_id", "ct_zone", "arp_op", "ip_proto", 
 # Field names in move actions, as ovs-ofctl prints them.
 NXM_NAMES = {"eth_src": "NXM_OF_ETH_SRC", "eth_dst": "NXM_OF_ETH_DST", "arp_sha": "NXM_NX_ARP_SHA",
              "arp_tha": "NXM_NX_ARP_THA", "arp_spa": "NXM_OF_ARP_SPA", "arp_tpa": "NXM_OF_ARP_TPA",
-             "ct_mark": "NXM_NX_CT_MARK", **{"reg%d" % i: "NXM_NX_REG%d" % i for i in range(8)}}
+             "ct_mark": "NXM_NX_CT_MARK", **{"reg%d" % i: "NXM_NX_REG%d" % i for i in range(8)},
+             "tun_metadata0": "NXM_NX_TUN_METADATA0", "xreg1": "OXM_OF_PKT_REG1"}
+
+
+def _whole(field):
+    """A whole field in a move, as ovs-ofctl prints it: a tun_metadata field
+    is variable in width, so its mapped width is shown as a slice."""
+    if field.startswith("tun_metadata"):
+        return "%s[0..%d]" % (NXM_NAMES[field], FIELD_SPECS[field][0] - 1)
+    return "%s[]" % NXM_NAMES[field]
 
 
 def _num(value):
@@ -69,6 +78,12 @@ def _fields(match):
     """Match items in print order, with eth_type/ip_proto folded into a shorthand."""
     items = dict((f, (v, m)) for f, v, m in match)
     out = list(match)
+    if "xreg1" in items:  # ovs-ofctl prints a 64-bit register as its two halves
+        value, mask = items["xreg1"]
+        out.remove(("xreg1", value, mask))
+        for name, shift in (("reg2", 32), ("reg3", 0)):
+            half = None if mask is None else (mask >> shift) & 0xFFFFFFFF
+            out.append((name, (value >> shift) & 0xFFFFFFFF, half))
     if "eth_type" in items:
         proto = items.get("ip_proto", (None, None))[0]
         short = SHORTHAND.get((items["eth_type"][0], proto))
@@ -125,7 +140,7 @@ def _action(action):
             parts += nested
         return "ct(%s)" % ",".join(parts)
     if kind == "move":
-        return "move:%s[]->%s[]" % (NXM_NAMES[action[1]], NXM_NAMES[action[2]])
+        return "move:%s->%s" % (_whole(action[1]), _whole(action[2]))
     if kind == "group":
         return "group:%d" % action[1]
     if kind == "conjunction":

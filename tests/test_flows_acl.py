@@ -6,7 +6,9 @@ import ipaddress
 from hypothesis import given, settings, strategies as st
 
 from flows import pipeline
-from flows.acl import (ICMP, IPV4, TCP, UDP, GroupOnNode, Rule, SecuredPort, compile_acl, rule_mark)
+from flows.acl import (ICMP, IPV4, TCP, UDP, GroupOnNode, Rule, SecuredPort, compile_acl, compile_view, identity,
+                       plan_acl, rule_mark)
+from flows.model import Network, Port, Topology
 from flows.flow import CT_EST, CT_TRK, PORT, FlowSet, make_flow, match, output
 from flows.walk import walk
 
@@ -15,12 +17,14 @@ SRC = SecuredPort("src", 11, "02:00:00:00:00:0b", ("10.0.0.11",), True, ("g",))
 DELIVER = [make_flow("out_deliver", 100, match(reg7=p.ofport), PORT, p.port_id, actions=(output(p.ofport),))
            for p in (DST, SRC)]
 ADDRS = {"g": ("10.0.0.10", "10.0.0.11"), "other": ("10.0.1.5", "10.0.1.6", "10.0.1.7")}
+# The identities of the groups' members (what their nodes put in the packets).
+IDENTS = {"g": (0x1111, 0x2222), "other": (0x2222, 0x3333)}
 SOURCES = ["10.0.0.11", "10.0.1.5", "10.0.1.7", "192.168.3.4", "172.16.0.1"]
 
 
 def flows_for(rules):
     group = GroupOnNode("g", (10, 11), tuple(sorted(rules)))
-    return FlowSet(list(compile_acl((DST, SRC), (group,), ADDRS)) + DELIVER)
+    return FlowSet(list(compile_acl((DST, SRC), (group,), ADDRS, IDENTS)) + DELIVER)
 
 
 def direct(rules, pkt):
@@ -41,7 +45,9 @@ def direct(rules, pkt):
         src = ipaddress.ip_address(pkt["src"])
         if r.remote_cidr is not None and src not in ipaddress.ip_network(r.remote_cidr):
             continue
-        if r.remote_group is not None and pkt["src"] not in ADDRS.get(r.remote_group, ()):
+        # A group rule trusts the identity the sender's node set, never the
+        # address (which the packet may forge); no identity, no group.
+        if r.remote_group is not None and pkt["ident"] not in IDENTS.get(r.remote_group, ()):
             continue
         key = (r.priority, r.action == "deny")
         if best is None or key > best[0]:
@@ -61,6 +67,8 @@ def to_dst(flows, pkt, state=None):
         fields["icmpv4_code"] = 0
     if "mark" in pkt:
         fields["ct_mark"] = pkt["mark"]
+    if pkt.get("ident") is not None:
+        fields["xreg1"] = pkt["ident"]
     conntrack = (lambda zone, p: state) if state is not None else None
     return walk(flows, fields, start="out_acl", conntrack=conntrack)
 
@@ -89,6 +97,7 @@ packets_st = st.fixed_dictionaries({
     "port": st.sampled_from([22, 80, 85, 90, 1500, 5000]),
     "icmp_type": st.sampled_from([0, 8]),
     "src": st.sampled_from(SOURCES),
+    "ident": st.sampled_from([0x1111, 0x2222, 0x3333, 0x4444, None]),  # None: no option (not a dvn node)
 })
 
 
@@ -123,7 +132,7 @@ def test_an_allowed_new_connection_is_committed_in_the_receivers_zone():
 
 def test_port_security_drops_spoofed_sources():
     open_port = DST._replace(groups=())  # no security group: only port security applies
-    flows = FlowSet(list(compile_acl((open_port,), (), {})) + [
+    flows = FlowSet(list(compile_acl((open_port,), (), {}, {})) + [
         make_flow("in_acl", 0, (), PORT, "x", goto="vip_lb"),
         make_flow("vip_lb", 0, (), PORT, "x", actions=(output(99),))])
 
@@ -140,20 +149,47 @@ def test_port_security_drops_spoofed_sources():
 
 def test_remote_group_rules_grow_with_the_sum_of_the_sets():
     members = tuple(range(100, 150))                      # 50 local members
-    addrs = {"web": tuple("10.1.%d.%d" % (i // 200, i % 200 + 1) for i in range(200))}  # 200 remote addresses
+    idents = {"web": tuple(range(1, 201))}                # 200 remote identities
     rule = Rule("http", "ingress", protocol=TCP, port_min=8000, port_max=8003, remote_group="web")
-    flows = compile_acl((), (GroupOnNode("db", members, (rule,)),), addrs)
-    # 8000-8003 is one masked match, folded into both clauses: members + addresses + the conj_id
+    flows = compile_acl((), (GroupOnNode("db", members, (rule,)),), {}, idents)
+    # 8000-8003 is one masked match, folded into both clauses: members + identities + the conj_id
     # flow, and the 4 flows that let the rule's established and related connections pass
     assert len(flows) == 50 + 200 + 1 + 4
     wide = rule._replace(port_min=8000, port_max=8010)     # 3 masked matches: a third clause
-    assert len(compile_acl((), (GroupOnNode("db", members, (wide,)),), addrs)) == 50 + 200 + 3 + 1 + 4
+    assert len(compile_acl((), (GroupOnNode("db", members, (wide,)),), {}, idents)) == 50 + 200 + 3 + 1 + 4
+    # An egress rule names its remote group by address (its identity is not known at the sender).
+    out = Rule("out", "egress", protocol=TCP, remote_group="web")
+    addrs = {"web": tuple("10.1.%d.%d" % (i // 200, i % 200 + 1) for i in range(200))}
+    assert len(compile_acl((), (GroupOnNode("db", members, (out,)),), addrs, idents)) == 50 + 200 + 1 + 4
 
+
+def _topology_with_web_tier(n):
+    """50 database ports on hv1 (group db: ingress tcp/5432 from web), n web ports on hv2."""
+    net = Network("n", "n", "acme", 7, ("10.0.0.0/16",))
+    ports, bindings = {}, {}
+    for i in range(50 + n):
+        pid, node, group = ("db%d" % i, "hv1", "db") if i < 50 else ("web%d" % i, "hv2", "web")
+        ports[pid] = Port(pid, pid, "acme", "n", "02:00:00:00:%02x:%02x" % (i >> 8, i & 255),
+                          ("10.0.%d.%d" % (i >> 8, i & 255 or 1),), (), node, (group,), True, (group,))
+        bindings[pid] = (node, 10 + i)
+    rule = Rule("pg", "ingress", protocol=TCP, port_min=5432, remote_group="web")
+    return Topology({"n": net}, ports, bindings, {}, {"n": set(ports)}, groups={"db": (rule,), "web": ()})
+
+
+def test_a_remote_group_costs_a_flow_per_identity_not_per_address():
+    # 200 remote web servers in the same groups share one identity: the rule
+    # is 50 flows (no conjunction needed), where addresses would take 255.
+    topo = _topology_with_web_tier(200)
+    view = plan_acl(topo, "hv1")
+    assert dict(view.idents)["web"] == (identity(("web",)),)
+    flows = compile_view(view)
+    rule_flows = [f for f in flows if f.table == "out_acl" and f.priority >= 1000 and f.match != ()]
+    assert len([f for f in rule_flows if "xreg1" in dict((k, v) for k, v, _ in f.match)]) == 50
 
 
 def test_neighbour_discovery_spoofing_is_dropped():
     port = SecuredPort("v6", 20, "02:00:00:00:00:14", ("fd00::20",), True, ())
-    flows = FlowSet(list(compile_acl((port,), (), {})) + [
+    flows = FlowSet(list(compile_acl((port,), (), {}, {})) + [
         make_flow("in_acl", 0, (), PORT, "x", goto="vip_lb"),
         make_flow("vip_lb", 0, (), PORT, "x", actions=(output(99),))])
 

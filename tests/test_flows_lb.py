@@ -152,13 +152,14 @@ def test_a_group_read_back_with_its_buckets_in_another_order_is_the_same_group()
 @pytest.mark.lab
 def test_real_vswitchd_takes_the_lb_flows_and_a_1000_member_group(tmp_path):
     from tests.ovs1 import SingleOvs
-    from tests.test_flows_ofwire import RawSwitch, dump
+    from tests.test_flows_ofwire import RawSwitch, dump, map_identity
     ovs = SingleOvs(tmp_path)
     ovs.start()
     try:
         ovs.run("ovs-vsctl", "add-br", "br-int", "--", "set", "Bridge", "br-int", "datapath_type=netdev",
                 "fail_mode=secure", "protocols=OpenFlow10,OpenFlow13,OpenFlow15")
         sw = RawSwitch(ovs.dir + "/br-int.mgmt")
+        map_identity(sw)
         for meter_id in (lb.REJECT_METER, lb.PROBE_METER):
             x = sw.next_xid()
             sw.sock.sendall(ofwire.meter_mod(meter_id, 100, 100, x) + ofwire.barrier_request(x + 1))

@@ -94,9 +94,23 @@ def switch(tmp_path_factory):
     try:
         ovs.run("ovs-vsctl", "add-br", "br-int", "--", "set", "Bridge", "br-int", "datapath_type=netdev",
                 "fail_mode=secure", "protocols=OpenFlow10,OpenFlow13,OpenFlow15")
-        yield ovs, RawSwitch(ovs.dir + "/br-int.mgmt")
+        sw = RawSwitch(ovs.dir + "/br-int.mgmt")
+        map_identity(sw)  # as dvn does before any flow: flows set and read the identity option
+        yield ovs, sw
     finally:
         ovs.stop()
+
+
+def map_identity(sw):
+    """Map fields.IDENTITY on the switch (dvn's TLV map message), as dvn does before any flow."""
+    from flows import fields
+    option = fields.IDENTITY
+    x = sw.next_xid()
+    sw.sock.sendall(ofwire.tlv_table_add([(option.opt_class, option.opt_type, option.length, option.index)], x)
+                    + ofwire.barrier_request(x + 1))
+    sw.xid = x + 1
+    assert sw.until(x + 1)[0] == []
+    return option
 
 
 def dump(ovs):
@@ -180,19 +194,33 @@ def test_firewall_fields_and_actions_round_trip(switch):
 
 
 def test_compiled_firewall_is_accepted_and_reads_back(switch):
-    from flows.acl import ICMP, TCP, GroupOnNode, Rule, SecuredPort, compile_acl
+    from flows import fields
+    from flows.acl import ICMP, TCP, GroupOnNode, Rule, SecuredPort, compile_acl, identity
     ovs, sw = switch
     before = dump(ovs)
-    ports = (SecuredPort("p1", 10, "02:00:00:00:00:01", ("10.0.0.1", "fd00::1"), True, ("g1",)),
-             SecuredPort("p2", 11, "02:00:00:00:00:02", ("10.0.0.2",), True, ("g1",)),
-             SecuredPort("p3", 12, "02:00:00:00:00:03", ("10.0.0.3",), False, ()))
+    g1 = identity(("g1",))
+    ports = (SecuredPort("p1", 10, "02:00:00:00:00:01", ("10.0.0.1", "fd00::1"), True, ("g1",), (), g1),
+             SecuredPort("p2", 11, "02:00:00:00:00:02", ("10.0.0.2",), True, ("g1",), (), g1),
+             SecuredPort("p3", 12, "02:00:00:00:00:03", ("10.0.0.3",), False, (), (), identity(())))
     rules = (Rule("r1", "ingress", protocol=TCP, port_min=80, port_max=90, remote_group="g1"),
              Rule("r2", "ingress", protocol=ICMP, remote_cidr="0.0.0.0/0"),
              Rule("r3", "egress"),
              Rule("r4", "ingress", protocol=TCP, port_min=22, remote_cidr="192.168.0.0/16", action="deny"),
-             Rule("r5", "ingress", ethertype=0x86DD, protocol=TCP, port_min=443, remote_group="g1"))
+             Rule("r5", "ingress", ethertype=0x86DD, protocol=TCP, port_min=443, remote_group="g1"),
+             Rule("r6", "egress", protocol=TCP, port_min=5432, remote_group="g1"))
+    # Identities travel in tun_metadata0: the fixture mapped it, with dvn's own message.
+    option = fields.IDENTITY
+    assert "0x%x   0x%x       %d  tun_metadata0" % (option.opt_class, option.opt_type, option.length) in ovs.run(
+        "ovs-ofctl", "dump-tlv-map", "br-int")
+    x = sw.next_xid()
+    sw.sock.sendall(ofwire.tlv_table_request(x))
+    errors, replies = sw.until(x)
+    assert not errors and ofwire.decode_tlv_table_reply(replies[0]) == [
+        (option.opt_class, option.opt_type, option.length, 0)]
     flows = compile_acl(ports, (GroupOnNode("g1", (10, 11), rules),),
-                        {"g1": ("10.0.0.1", "10.0.0.2", "fd00::1")})
+                        {"g1": ("10.0.0.1", "10.0.0.2", "fd00::1")}, {"g1": (g1,)})
+    assert any("reg2=0x%x,reg3=0x%x" % (g1 >> 32, g1 & 0xFFFFFFFF) in render_flow(f) for f in flows)
+    assert any("set_field:0x%x->xreg1,set_field:0x%x->tun_metadata0" % (g1, g1) in render_flow(f) for f in flows)
     assert sw.bundle([ofwire.encode_flow_mod(f, ofwire.ADD) for f in flows]) == []
     assert dump(ovs) - before == {render_flow(f) for f in flows}
     have = {(d.table_id, d.priority, d.match_key): d.cookie for d in sw.read_flows()}

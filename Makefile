@@ -21,6 +21,7 @@ bench: deps
 	$(PY) -m benchmarks.bench_compile
 	$(PY) -m benchmarks.bench_install
 	$(PY) -m benchmarks.bench_convergence
+	$(PY) -m benchmarks.bench_lb
 
 clean:
 	rm -rf .venv *.egg-info .pytest_cache .hypothesis

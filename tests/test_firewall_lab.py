@@ -5,11 +5,20 @@ from anywhere. cl1 (hv2) and cl2 (hv1) are "clients"; x1 (hv2) is in no
 group (open, but port security still applies).
 """
 
+import os
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
 import time
 
 import pytest
 
-from tests.dvnproc import add_joined_hv, dvn_lab, wait_until
+from controller import packets
+from flows import fields
+from flows.acl import identity
+from tests.dvnproc import add_joined_hv, dvn_lab, join, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -345,3 +354,128 @@ def test_related_icmp_errors_of_an_allowed_connection_pass(fw):
         assert fw.vms["cl1"].exec("python3", "-c", RELATED).strip() == "refused"
     finally:
         fw.udp = fw.vms["web1"].serve_udp_echo(5353)
+
+
+# ---- identity in the GENEVE option -------------------------------------------------
+
+def geneve_packets(pcap):
+    """(outer source, VNI, [(class, type, value)], inner frame) of each GENEVE
+    packet in a pcap of Ethernet frames: the decoder a user would point at a capture."""
+    endian = "<" if struct.unpack("<I", pcap[:4])[0] in (0xA1B2C3D4, 0xA1B23C4D) else ">"
+    out, pos = [], 24
+    while pos + 16 <= len(pcap):
+        incl = struct.unpack(endian + "IIII", pcap[pos:pos + 16])[2]
+        frame, pos = pcap[pos + 16:pos + 16 + incl], pos + 16 + incl
+        if frame[12:14] != b"\x08\x00" or frame[23] != 17:
+            continue
+        udp = frame[14 + (frame[14] & 0x0F) * 4:]
+        if struct.unpack("!H", udp[2:4])[0] != 6081:
+            continue
+        geneve = udp[8:]
+        end, options, at = 8 + (geneve[0] & 0x3F) * 4, [], 8
+        while at < end:
+            opt_class, opt_type, length = struct.unpack("!HBB", geneve[at:at + 4])
+            length = (length & 0x1F) * 4
+            options.append((opt_class, opt_type, geneve[at + 4:at + 4 + length]))
+            at += 4 + length
+        out.append((socket.inet_ntoa(frame[26:30]), int.from_bytes(geneve[4:7], "big"), options, geneve[end:]))
+    return out
+
+
+class Capture:
+    """tcpdump in a namespace, to a pcap (binary) or as text lines."""
+
+    def __init__(self, ns, iface, expr, text=False):
+        self.path = tempfile.mktemp(prefix="dvn-cap-", suffix=".txt" if text else ".pcap")
+        out = open(self.path, "wb")
+        args = ["ip", "netns", "exec", ns, "tcpdump", "-i", iface, "-n", "-U"]
+        args += ["-l"] if text else ["-w", "-"]
+        self.proc = subprocess.Popen(args + [expr], stdout=out, stderr=subprocess.PIPE)
+        out.close()
+        # tcpdump says "listening on" once it captures (other lines may come first)
+        while b"listening on" not in self.proc.stderr.readline():
+            assert self.proc.poll() is None, "tcpdump did not start"
+        time.sleep(0.3)
+
+    def stop(self):
+        time.sleep(0.5)
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        with open(self.path, "rb") as f:
+            data = f.read()
+        os.unlink(self.path)
+        return data
+
+
+def test_packets_between_hosts_carry_the_senders_identity(fw):
+    cap = Capture(fw.lab.ul, "hv1", "udp port 6081")    # hv1's port on the underlay bridge
+    try:
+        assert can_fetch(fw.vms["cl1"], WEB)            # cl1 (hv2) <-> web1 (hv1)
+        assert fw.vms["x1"].ping_ok("10.0.0.1")         # x1 (hv2), in no group
+    finally:
+        seen = geneve_packets(cap.stop())
+    want = {mac(2): identity((fw.clients["id"],)), mac(1): identity((fw.web["id"],)), mac(4): identity(())}
+    option = fields.IDENTITY
+    found = {}
+    for _src, _vni, options, inner in seen:
+        sender = ":".join("%02x" % b for b in inner[6:12])
+        if sender in want:
+            assert options == [(option.opt_class, option.opt_type, want[sender].to_bytes(8, "big"))], sender
+            found[sender] = found.get(sender, 0) + 1
+    assert set(found) == set(want), found   # every one of them seen, each with its own identity
+
+
+FORGE = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+for packet in sys.argv[2:]:
+    s.sendto(bytes.fromhex(packet), (sys.argv[1], 0))
+"""
+
+
+def test_a_forged_or_missing_identity_is_dropped_by_the_receiving_host(fw):
+    # Tunnel packets sent from hv2's underlay address, not through its OVS: an
+    # endpoint that is not a dvn node (or lies). Each is a SYN from cl1's MAC and
+    # address to web1:8080, which the rule "tcp 8080 from clients" would allow.
+    hv1, hv2 = fw.lab.hvs["hv1"], fw.lab.hvs["hv2"]
+    vni = fw.api.get("/v1/networks/%s" % fw.ports["cl1"]["network"])["vni"]
+    option = fields.IDENTITY
+    clients = identity((fw.clients["id"],))
+
+    def tunnel_packet(sport, options):
+        inner = packets.tcp_frame(mac(2), mac(1), "10.0.0.2", sport, "10.0.0.1", 8080, 1000, 0, packets.TCP_SYN)
+        opts = b"".join(struct.pack("!HBB", c, t, len(v) // 4) + v for c, t, v in options)
+        geneve = struct.pack("!BBHI", len(opts) // 4, 0, 0x6558, vni << 8) + opts + inner
+        return struct.pack("!HHHH", 40000 + sport % 1000, 6081, 8 + len(geneve), 0) + geneve  # no UDP checksum
+
+    cases = {
+        41001: [(option.opt_class, option.opt_type, clients.to_bytes(8, "big"))],               # the real one
+        41002: [(option.opt_class, option.opt_type, identity(()).to_bytes(8, "big"))],          # x1's
+        41003: [(option.opt_class, option.opt_type, (0x0123456789ABCDEF).to_bytes(8, "big"))],  # made up
+        41004: [],                                                                               # none
+        41005: [(option.opt_class ^ 1, option.opt_type, clients.to_bytes(8, "big"))],           # not dvn's option
+    }
+    cap = Capture(fw.vms["web1"].ns, "eth0", "tcp dst port 8080 and tcp[tcpflags] & tcp-syn != 0", text=True)
+    try:
+        hv2.run(sys.executable, "-c", FORGE, hv1.ip, *(tunnel_packet(p, o).hex() for p, o in cases.items()))
+    finally:
+        text = cap.stop().decode()
+    arrived = {p for p in cases if "10.0.0.2.%d >" % p in text}
+    assert arrived == {41001}, text   # the one with cl1's identity, and only it, reached web1
+
+
+def test_a_switch_whose_tlv_map_conflicts_gets_no_flow_and_is_reported(fw):
+    # Last in the module: it adds a hypervisor.
+    hv = fw.lab.add_hv("hv3", "192.168.62.13/24")
+    fw.lab.seed_neighbors()
+    hv.vsctl("add-br", "br-int", "--", "set", "Bridge", "br-int", "datapath_type=netdev")
+    hv.ofctl("add-tlv-map", "br-int", "{class=0xffff,type=0x80,len=4}->tun_metadata0")
+    join(hv, fw.dvn.listen_ip, hv.ip)
+    fw.dvn.wait_log("GENEVE TLV map conflict", timeout=20)
+    line = [ln for ln in fw.dvn.log().splitlines() if "GENEVE TLV map conflict" in ln][-1]
+    assert "{class=0xfff1,type=0x1,len=8}->tun_metadata0" in line, line          # what dvn needs
+    assert "the switch has {class=0xffff,type=0x80,len=4}->tun_metadata0" in line, line   # what stands in the way
+    assert hv.dump_flows() == []                    # fail closed: not one flow
+    hv.ofctl("del-tlv-map", "br-int")
+    wait_until(lambda: len(hv.dump_flows()) > 5, timeout=30, what="hv3 synced once its map is free")
+    assert "0xfff1   0x1       8  tun_metadata0" in hv.ofctl("dump-tlv-map", "br-int")

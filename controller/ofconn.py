@@ -147,18 +147,23 @@ class SwitchConn:
         xid = self.next_xid()
         self._request(xid, ofwire.barrier_request(xid), "a barrier")
 
+    def _checked(self, build):
+        """Send ``build(xid)`` and a barrier: the errors the switch answered it with."""
+        xid = self.next_xid()
+        self._watched[xid] = []
+        try:
+            self.send(build(xid))
+            self.barrier()
+            return self._watched[xid]
+        finally:
+            self._watched.pop(xid, None)
+
     def ensure_meter(self, meter_id, rate_pps, burst):
         """Add the meter, or set its rate if it is there already."""
         for command in (0, 1):  # OFPMC_ADD, then OFPMC_MODIFY if it exists
-            xid = self.next_xid()
-            self._watched[xid] = []
-            try:
-                self.send(ofwire.meter_mod(meter_id, rate_pps, burst, xid, command))
-                self.barrier()
-                if not self._watched[xid]:
-                    return
-            finally:
-                errors = self._watched.pop(xid, [])
+            errors = self._checked(lambda xid: ofwire.meter_mod(meter_id, rate_pps, burst, xid, command))
+            if not errors:
+                return
         raise SwitchError("switch %s refused meter %d" % (self._name(), meter_id), errors)
 
     def ensure_tlv_map(self, option):
@@ -179,14 +184,7 @@ class SwitchConn:
                               "tun_metadata%d, the switch has %s" % (
                                   self._name(), want[0], want[1], want[2], want[3],
                                   ", ".join("{class=0x%x,type=0x%x,len=%d}->tun_metadata%d" % m for m in clash)))
-        xid = self.next_xid()
-        self._watched[xid] = []
-        try:
-            self.send(ofwire.tlv_table_add([want], xid))
-            self.barrier()
-            errors = self._watched[xid]
-        finally:
-            self._watched.pop(xid, None)
+        errors = self._checked(lambda xid: ofwire.tlv_table_add([want], xid))
         if errors:
             raise SwitchError("switch %s refused the GENEVE TLV map" % self._name(), errors)
         return True

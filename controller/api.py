@@ -408,16 +408,21 @@ class Api:
     def show_port(self, req, caller, id):
         return 200, port_view(self._find("Port", id, caller))
 
-    def create_port(self, req, caller):
-        body = self.body(req)
-        v.check_fields(body, ("name", "network", "mac", "ips", "tags", "security_groups", "port_security",
-                              "allowed_address_pairs"), required=("name", "network"))
-        name = v.name(body["name"])
+    def _network_of(self, body, caller):
+        """The network a body's ``network`` names, if the caller may see it (else 400 on network)."""
         if not isinstance(body["network"], str):
             raise invalid("network", "network must be a network id")
         net = self.nb.get("Network", body["network"])
         if net is None or not caller.sees(net):
             raise invalid("network", "no network %s" % body["network"])
+        return net
+
+    def create_port(self, req, caller):
+        body = self.body(req)
+        v.check_fields(body, ("name", "network", "mac", "ips", "tags", "security_groups", "port_security",
+                              "allowed_address_pairs"), required=("name", "network"))
+        name = v.name(body["name"])
+        net = self._network_of(body, caller)
         mac = v.mac(body["mac"]) if "mac" in body else None
         nets = [ipaddress.ip_network(c) for c in net.cidrs]
         ips = v.ips(body.get("ips", []), nets)
@@ -626,11 +631,7 @@ class Api:
                               "protocol_port", "session_persistence", "health_monitor", "members"),
                        required=("name", "network", "vip_address", "protocol_port"))
         name = v.name(body["name"])
-        if not isinstance(body["network"], str):
-            raise invalid("network", "network must be a network id")
-        net = self.nb.get("Network", body["network"])
-        if net is None or not caller.sees(net):
-            raise invalid("network", "no network %s" % body["network"])
+        net = self._network_of(body, caller)
         if "tenant" in body and body["tenant"] != net.tenant:
             raise invalid("tenant", "a load balancer belongs to its network's tenant (%s)" % net.tenant)
         networks = [ipaddress.ip_network(c) for c in net.cidrs]

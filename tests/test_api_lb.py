@@ -16,8 +16,9 @@ import sys
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from tests.dvnproc import Client, DvnServer, wait_until
-from tests.test_api import JSONISH, ROOT, expect_problem, run_cli
+from tests.dvnproc import DvnServer, wait_until
+from tests.test_api import JSONISH, ROOT, acme, admin, expect_problem, run_cli, umbrella  # noqa: F401
+# (admin, acme, umbrella: test_api's client fixtures, on this module's server)
 
 LBS = "/v1/load-balancers"
 
@@ -58,21 +59,6 @@ def server(tmp_path_factory):
         yield srv
     finally:
         srv.stop()
-
-
-@pytest.fixture(scope="module")
-def admin(server):
-    return Client(server.port, server.admin_token)
-
-
-@pytest.fixture(scope="module")
-def acme(server):
-    return Client(server.port, server.acme)
-
-
-@pytest.fixture(scope="module")
-def umbrella(server):
-    return Client(server.port, server.umbrella)
 
 
 @pytest.fixture(scope="module")

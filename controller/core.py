@@ -62,6 +62,10 @@ def _merged(contributions):
     """The one flow the switch gets for the flows units want at one identity."""
     if not contributions:
         return None
+    values = iter(contributions.values())
+    first = next(values)
+    if all(flow == first for flow in values):  # the usual case: units that share a flow (VIPs of a network)
+        return first
     flows = sorted(contributions.values())
     merged = flows[0]
     for flow in flows[1:]:

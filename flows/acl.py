@@ -73,13 +73,15 @@ class GroupOnNode(NamedTuple):
     rules: tuple                     # Rule, sorted
 
 
-def identity(groups):
+@functools.lru_cache(maxsize=1 << 16)
+def identity(groups: tuple):
     """A port's security identity: a 64-bit hash of the set of security groups
     it is in (dynamic ones too), the same on every node and across restarts
     without any state; never 0 (a packet without the option has no identity).
     Ports in the same groups share one identity, so a rule whose remote side
     is a group matches one value per distinct set of groups among its
-    members, where it would match one per address."""
+    members, where it would match one per address. (Cached: a replan asks
+    for every port's.)"""
     digest = hashlib.blake2b("\n".join(sorted(set(groups))).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") or 1
 

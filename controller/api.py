@@ -79,7 +79,7 @@ def port_view(row):
     return {"id": str(row.uuid), "name": row.name, "tenant": row.tenant,
             "network": str(row.network.uuid), "mac": row.mac, "ips": list(row.ips),
             "tags": sorted(row.tags), "node": _opt(row.node),
-            "port_security": security is not False,
+            "port_security": security is not False, "encrypt": _opt(row.encrypt) is True,
             "security_groups": sorted(str(g.uuid) for g in row.security_groups),
             "allowed_address_pairs": [{"mac_address": p.split(",")[0], "ip_address": p.split(",")[1]}
                                       for p in sorted(row.allowed_address_pairs)]}
@@ -197,6 +197,7 @@ class Api:
             ("GET", r"/v1/nodes", self.list_nodes),
             ("GET", r"/v1/nodes/{id}", self.show_node),
             ("DELETE", r"/v1/nodes/{id}", self.delete_node),
+            ("POST", r"/v1/nodes/{id}/rotate-keys", self.rotate_keys),
             ("GET", r"/v1/openapi.json", self.openapi),
         ]
         self._compiled = [(m, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", p) + "$"), p, h)
@@ -336,6 +337,8 @@ class Api:
                 changes.append(("security_groups", self._groups_of(body, row.tenant)))
             if "port_security" in body:
                 changes.append(("port_security", [v.boolean(body["port_security"], "port_security")]))
+            if "encrypt" in body:
+                changes.append(("encrypt", [v.boolean(body["encrypt"], "encrypt")]))
             if "allowed_address_pairs" in body:
                 changes.append(("allowed_address_pairs", v.address_pairs(body["allowed_address_pairs"], row.mac)))
             if changes:
@@ -420,7 +423,7 @@ class Api:
     def create_port(self, req, caller):
         body = self.body(req)
         v.check_fields(body, ("name", "network", "mac", "ips", "tags", "security_groups", "port_security",
-                              "allowed_address_pairs"), required=("name", "network"))
+                              "encrypt", "allowed_address_pairs"), required=("name", "network"))
         name = v.name(body["name"])
         net = self._network_of(body, caller)
         mac = v.mac(body["mac"]) if "mac" in body else None
@@ -429,6 +432,7 @@ class Api:
         tags = v.tags(body.get("tags", []))
         group_ids = self._groups_of(body, net.tenant)
         security = [v.boolean(body["port_security"], "port_security")] if "port_security" in body else []
+        encrypt = [v.boolean(body["encrypt"], "encrypt")] if "encrypt" in body else []
         with self.lock:
             ports = self.nb.rows("Port")
             self._check_name_free("Port", net.tenant, name, ports)
@@ -447,14 +451,14 @@ class Api:
             uuid, = self._transact([self.nb.api.db_create("Port", name=name, tenant=net.tenant,
                                                           network=net.uuid, mac=mac, ips=ips,
                                                           tags=tags, security_groups=group_ids,
-                                                          port_security=security,
+                                                          port_security=security, encrypt=encrypt,
                                                           allowed_address_pairs=pairs)], "name")
         return 201, port_view(self.nb.get("Port", uuid))
 
     def update_port(self, req, caller, id):
         return 200, port_view(self._update(req, caller, "Port", id,
                                            ("name", "tags", "security_groups", "port_security",
-                                            "allowed_address_pairs")))
+                                            "encrypt", "allowed_address_pairs")))
 
     def delete_port(self, req, caller, id):
         with self.lock:
@@ -778,8 +782,21 @@ class Api:
             row = self._node(id)
             if row.state == "up":
                 raise conflict("system_id", "node %s is connected: stop it or run `dvn leave` on it first" % id)
-            self._transact([self.nb.api.db_destroy("Node", row.uuid)], "system_id")
+            keys = [k for k in self.nb.rows("TunnelKey") if id in k.nodes.split("|")]
+            self._transact([self.nb.api.db_destroy("Node", row.uuid)]
+                           + [self.nb.api.db_destroy("TunnelKey", k.uuid) for k in keys], "system_id")
         return 204, None
+
+    def rotate_keys(self, req, caller, id):
+        """New pre-shared keys for every IPsec tunnel of the node (never returned)."""
+        self._admin(caller)
+        with self.lock:
+            self._node(id)
+            keys = [k for k in self.nb.rows("TunnelKey") if id in k.nodes.split("|")]
+            self._transact([self.nb.api.db_set("TunnelKey", k.uuid, ("psk", secrets.token_hex(32)),
+                                               ("version", k.version + 1)) for k in keys], "system_id")
+        return 200, {"system_id": id, "rotated": len(keys),
+                     "versions": {k.nodes: k.version + 1 for k in keys}}
 
     # ---- the document ------------------------------------------------------------
     def openapi(self, req, caller):

@@ -18,6 +18,7 @@ corrected in one bundle: flows that are right are never touched.
 import collections
 import json
 import logging
+import secrets
 import time
 
 import eventlet
@@ -71,6 +72,11 @@ def _merged(contributions):
     for flow in flows[1:]:
         merged = acl.merge_two(merged, flow)
     return merged
+
+
+def node_pair(a, b):
+    """The TunnelKey name of a pair of nodes."""
+    return "|".join(sorted((a, b)))
 
 
 def _load_balancer(row):
@@ -145,6 +151,9 @@ class Core:
         self.sessions = {}                             # system id -> NodeSession
         self.local_ofports = {}                        # system id -> {port id: ofport}
         self.tunnel_ofports = {}                       # system id -> {peer: ofport}
+        self.secure_ofports = {}                       # system id -> {peer: ofport} of the IPsec mesh
+        self.tunnel_keys = {}                          # "a|b" (sorted system ids) -> pre-shared key
+        self.keys_asked = set()                        # node pairs whose key is being created
         self.iface_bindings = {}                       # system id -> {iface-id: ofport}, all of them
         self.switches = {}                             # system id -> Switch
         self.dpid_node = {}                            # dpid -> system id
@@ -172,6 +181,8 @@ class Core:
             self._nb_changed("Port", "create", row)
         for row in self.nb.rows("Node"):
             self._nb_changed("Node", "create", row)
+        for row in self.nb.rows("TunnelKey"):
+            self._nb_changed("TunnelKey", "create", row)
         self.lb_dirty.update(str(r.uuid) for r in self.nb.rows("LoadBalancer"))
         self._refresh_lbs()
         self._loaded = True
@@ -185,7 +196,7 @@ class Core:
             bindings[port_id] = (system_id, ofport)
         return Topology(networks=self.networks, ports=self.ports, bindings=bindings,
                         tunnels=self.tunnel_ofports, net_ports=self.net_ports, groups=self.groups,
-                        lbs=self.lbs, net_lbs=self.net_lbs)
+                        lbs=self.lbs, net_lbs=self.net_lbs, secure_tunnels=self.secure_ofports)
 
     # ---- northbound changes (called in the IDL green thread: never block) --
     def _nb_changed(self, table, event, row):
@@ -216,7 +227,7 @@ class Core:
                 port = self._with_groups(Port(
                     id=port_id, name=row.name, tenant=row.tenant, network_id=network_id,
                     mac=row.mac, ips=tuple(row.ips), tags=tuple(row.tags), node=node,
-                    port_security=_opt(row.port_security) is not False,
+                    port_security=_opt(row.port_security) is not False, encrypt=_opt(row.encrypt) is True,
                     allowed_pairs=tuple(tuple(p.split(",", 1)) for p in sorted(row.allowed_address_pairs))))
                 self.ports[port_id] = port
                 self.owners[owner_hash(port_id)] = "port " + port_id
@@ -256,6 +267,15 @@ class Core:
                 for port_id, port in list(self.ports.items()):
                     self.ports[port_id] = self._with_groups(port)
             self._touch_acl()
+        elif table == "TunnelKey":
+            # A node pair's pre-shared key (new, or rotated): both nodes' IPsec ports follow.
+            if event == "delete":
+                self.tunnel_keys.pop(row.nodes, None)
+            else:
+                self.tunnel_keys[row.nodes] = row.psk
+            self.keys_asked.discard(row.nodes)
+            self.mesh_dirty = True
+            self._kick()
         elif table == "LoadBalancer":
             # Its members may arrive later in this same update: read it in the worker.
             self.lb_dirty.add(str(row.uuid))
@@ -422,10 +442,11 @@ class Core:
         if ofports != self.local_ofports.get(system_id):
             self.local_ofports[system_id] = ofports
             self.dirty.add((system_id, ALL))
-        tunnels = {peer: o for peer, o in session.tunnels().items() if o}
-        if tunnels != self.tunnel_ofports.get(system_id):
-            self.tunnel_ofports[system_id] = tunnels
-            self.dirty.add((system_id, ALL))
+        for mesh, known in (("plain", self.tunnel_ofports), ("ipsec", self.secure_ofports)):
+            tunnels = {peer: o for peer, o in session.tunnels(mesh).items() if o}
+            if tunnels != known.get(system_id):
+                known[system_id] = tunnels
+                self.dirty.add((system_id, ALL))
         session.known = True
         switch = self.switches.get(system_id)
         if switch is not None and switch.conn is not None and not switch.synced:
@@ -595,7 +616,16 @@ class Core:
         for system_id, session in list(self.sessions.items()):
             if not session.ready or session.datapath_id is None:
                 continue
-            session.mesh_wanted = {peer: ip for peer, ip in self.nodes.items() if peer != system_id and ip}
+            peers = {peer: ip for peer, ip in self.nodes.items() if peer != system_id and ip}
+            keys = {}
+            for peer in peers:
+                pair = node_pair(system_id, peer)
+                if pair in self.tunnel_keys:
+                    keys[peer] = self.tunnel_keys[pair]
+                elif pair not in self.keys_asked:
+                    self.keys_asked.add(pair)
+                    eventlet.spawn_n(self._create_key, pair)
+            session.mesh_wanted = (peers, keys)
             if not getattr(session, "mesh_running", False):
                 session.mesh_running = True
                 eventlet.spawn_n(self._ensure_tunnels, session)
@@ -605,9 +635,10 @@ class Core:
         (a transaction's result is in the session's view when it returns)."""
         try:
             while True:
-                peers = session.mesh_wanted
+                wanted = session.mesh_wanted
+                peers, keys = wanted
                 try:
-                    ops = session.ensure_tunnels(peers, self.tunnel_options)
+                    ops = session.ensure_tunnels(peers, self.tunnel_options, keys)
                     if ops:
                         LOG.info("node %s: tunnel mesh updated (%d peers, %d operations)",
                                  session.system_id, len(peers), ops)
@@ -617,10 +648,18 @@ class Core:
                         return
                     eventlet.sleep(1)
                     continue
-                if session.mesh_wanted is peers:
+                if session.mesh_wanted is wanted:
                     return
         finally:
             session.mesh_running = False
+
+    def _create_key(self, pair):
+        """A new pre-shared key for a node pair, in the store (never logged)."""
+        try:
+            self.nb.transact([self.nb.api.db_create("TunnelKey", nodes=pair, psk=secrets.token_hex(32), version=1)])
+        except Exception as exc:  # another dvn made it first, or the store is away: asked again later
+            LOG.warning("IPsec key of nodes %s not created: %s", pair, type(exc).__name__)
+            self.keys_asked.discard(pair)
 
     def _ready(self, system_id):
         """A switch is synced once dvn knows its node (ports, tunnels); after

@@ -40,16 +40,17 @@ SCHEMAS = {
         "id": UUID, "name": NAME, "tenant": NAME, "network": UUID,
         "mac": {"type": "string"}, "ips": {"type": "array", "items": {"type": "string"}},
         "tags": TAGS, "node": {"type": "string", "nullable": True}, "port_security": {"type": "boolean"},
+        "encrypt": {"type": "boolean"},
         "security_groups": {"type": "array", "items": UUID}}},
     "PortCreate": {"type": "object", "additionalProperties": False, "required": ["name", "network"],
                    "properties": {"name": NAME, "network": UUID,
                                   "mac": {"type": "string", "pattern": "^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"},
                                   "ips": {"type": "array", "maxItems": 16, "items": {"type": "string"}},
-                                  "tags": TAGS, "port_security": {"type": "boolean"},
+                                  "tags": TAGS, "port_security": {"type": "boolean"}, "encrypt": {"type": "boolean"},
                                   "security_groups": {"type": "array", "maxItems": 32, "items": UUID},
                                   "allowed_address_pairs": PAIRS}},
     "PortUpdate": {"type": "object", "additionalProperties": False, "properties": {
-        "name": NAME, "tags": TAGS, "port_security": {"type": "boolean"},
+        "name": NAME, "tags": TAGS, "port_security": {"type": "boolean"}, "encrypt": {"type": "boolean"},
         "security_groups": {"type": "array", "maxItems": 32, "items": UUID}, "allowed_address_pairs": PAIRS}},
     "SecurityGroup": {"type": "object", "properties": {
         "id": UUID, "name": NAME, "tenant": NAME, "description": {"type": "string"},
@@ -162,6 +163,7 @@ OPERATIONS = {
     ("GET", "/v1/nodes"): ("List nodes (admin)", None, 200, {"type": "array", "items": {"$ref": "#/components/schemas/Node"}}, []),
     ("GET", "/v1/nodes/{id}"): ("Show a node by system-id (admin)", None, 200, "Node", []),
     ("DELETE", "/v1/nodes/{id}"): ("Delete a node that is down (admin)", None, 204, None, []),
+    ("POST", "/v1/nodes/{id}/rotate-keys"): ("New pre-shared keys for the node's IPsec tunnels (admin; keys are never returned)", None, 200, {"type": "object", "properties": {"system_id": {"type": "string"}, "rotated": {"type": "integer"}, "versions": {"type": "object"}}}, []),
     ("GET", "/v1/openapi.json"): ("This document", None, 200, {"type": "object"}, []),
 }
 

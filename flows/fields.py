@@ -65,4 +65,9 @@ IDENTITY = GeneveOption(
     "CLASS:TYPE`. A packet without the option has no identity and matches no group rule.")
 
 REGISTERS = (REG_FLAGS, REG_IDENTITY, REG_LB, REG_MARK, REG_IN_PORT, REG_OUT_PORT)
-MARKS = (FROM_TUNNEL, FROM_LOCAL, INGRESS_TRACKED, COMMIT, HAIRPIN)
+ENCRYPT = RegMark(REG_FLAGS, 0x10, 0x10, "Set: the packet came from a local port whose traffic must be "
+                  "encrypted: to another node it leaves only through the IPsec mesh.")
+SECURE = RegMark(REG_FLAGS, 0x20, 0x20, "Set: the packet came through the IPsec mesh (only such packets "
+                 "from other nodes reach a port whose traffic must be encrypted).")
+
+MARKS = (FROM_TUNNEL, FROM_LOCAL, INGRESS_TRACKED, COMMIT, HAIRPIN, ENCRYPT, SECURE)

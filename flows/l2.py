@@ -17,12 +17,15 @@ class LocalPort(NamedTuple):
     port_id: str
     mac: str
     ofport: int
+    encrypt: bool = False
 
 
 class RemotePort(NamedTuple):
     port_id: str
     mac: str
     tunnel_ofport: int
+    secure_ofport: int = 0    # the IPsec mesh's tunnel to its node (0: none yet)
+    encrypt: bool = False
 
 
 class NetworkOnNode(NamedTuple):
@@ -30,12 +33,15 @@ class NetworkOnNode(NamedTuple):
     vni: int
     local: tuple          # LocalPort, sorted
     remote: tuple         # RemotePort, sorted
-    flood_tunnels: tuple  # tunnel ofports to the other nodes hosting the network, sorted
+    flood_tunnels: tuple  # plain tunnel ofports to the other nodes hosting the network (but below), sorted
+    secure_flood: tuple = ()   # IPsec tunnel ofports (0: missing) to the nodes hosting an encrypted port
+    all_secure: tuple = ()     # IPsec tunnel ofports (0: missing) to every other node hosting the network
 
 
 class NodeBase(NamedTuple):
     system_id: str
     tunnels: tuple        # (peer system id, tunnel ofport), sorted
+    secure: tuple = ()    # (peer system id, IPsec tunnel ofport), sorted
 
 
 def plan_network(topology, network_id, system_id) -> Optional[NetworkOnNode]:
@@ -44,7 +50,8 @@ def plan_network(topology, network_id, system_id) -> Optional[NetworkOnNode]:
     if network is None:
         return None
     tunnels = topology.tunnels.get(system_id, {})
-    local, remote, hosts = [], [], set()
+    secure = topology.secure_tunnels.get(system_id, {})
+    local, remote, hosts, encrypted = [], [], {}, set()
     for port_id in topology.net_ports.get(network_id, ()):
         binding = topology.bindings.get(port_id)
         port = topology.ports.get(port_id)
@@ -53,21 +60,26 @@ def plan_network(topology, network_id, system_id) -> Optional[NetworkOnNode]:
         node, ofport = binding
         if node == system_id:
             if ofport:
-                local.append(LocalPort(port_id, port.mac, ofport))
+                local.append(LocalPort(port_id, port.mac, ofport, port.encrypt))
         else:
             tunnel = tunnels.get(node)
             if tunnel:
-                remote.append(RemotePort(port_id, port.mac, tunnel))
-                hosts.add(tunnel)
+                remote.append(RemotePort(port_id, port.mac, tunnel, secure.get(node, 0), port.encrypt))
+                hosts[node] = (tunnel, secure.get(node, 0))
+                if port.encrypt:
+                    encrypted.add(node)
     if not local:
         return None
     return NetworkOnNode(network_id, network.vni, tuple(sorted(local)), tuple(sorted(remote)),
-                         tuple(sorted(hosts)))
+                         tuple(sorted(t for n, (t, _s) in hosts.items() if n not in encrypted)),
+                         tuple(sorted(s for n, (_t, s) in hosts.items() if n in encrypted)),
+                         tuple(sorted(s for _t, s in hosts.values())))
 
 
 def plan_node(topology, system_id):
     """(NodeBase, {network id: NetworkOnNode}) for every network the node hosts."""
-    base = NodeBase(system_id, tuple(sorted(topology.tunnels.get(system_id, {}).items())))
+    base = NodeBase(system_id, tuple(sorted(topology.tunnels.get(system_id, {}).items())),
+                    tuple(sorted(topology.secure_tunnels.get(system_id, {}).items())))
     hosted = {net_id for port_id, (node, _ofport) in topology.bindings.items()
               if node == system_id and port_id in topology.ports
               for net_id in (topology.ports[port_id].network_id,)}
@@ -79,6 +91,10 @@ def plan_node(topology, system_id):
     return base, views
 
 
+def _mark(m):
+    return (m.value, m.mask)
+
+
 def compile_base(base: NodeBase) -> FlowSet:
     flows = []
     for t in pipeline.TABLES:
@@ -86,19 +102,29 @@ def compile_base(base: NodeBase) -> FlowSet:
             flows.append(make_flow(t.name, 0, (), PIPELINE, "pipeline", goto=pipeline.next_table(t.name)))
         else:
             flows.append(make_flow(t.name, 0, (), PIPELINE, "pipeline"))
-    flag = fields.FROM_TUNNEL
-    for peer, ofport in base.tunnels:
-        flows.append(make_flow("classify", 100, match(in_port=ofport), NODE, peer,
-                               actions=(set_field(flag.field.name, flag.value, flag.mask),),
-                               goto="tunnel_classify"))
+    reg = fields.REG_FLAGS.name
+    for marks, tunnels in (((fields.FROM_TUNNEL,), base.tunnels),
+                           ((fields.FROM_TUNNEL, fields.SECURE), base.secure)):
+        value = sum(m.value for m in marks)
+        for peer, ofport in tunnels:
+            flows.append(make_flow("classify", 100, match(in_port=ofport), NODE, peer,
+                                   actions=(set_field(reg, value, value),), goto="tunnel_classify"))
     return FlowSet(flows)
 
 
 def compile_network(view: NetworkOnNode) -> FlowSet:
+    """A network on one node. Traffic of a port whose traffic must be
+    encrypted (and traffic to one) crosses to other nodes only through the
+    IPsec mesh; where that tunnel is missing it is dropped, never sent on the
+    plain mesh (fail closed). Such a port takes nothing from the plain mesh."""
     vni, net = view.vni, view.network_id
     reg_flags, out_reg = fields.REG_FLAGS.name, fields.REG_OUT_PORT.name
-    from_local = (fields.FROM_LOCAL.value, fields.FROM_LOCAL.mask)
-    from_tunnel = (fields.FROM_TUNNEL.value, fields.FROM_TUNNEL.mask)
+    from_local, from_tunnel = _mark(fields.FROM_LOCAL), _mark(fields.FROM_TUNNEL)
+    enc, sec = fields.ENCRYPT, fields.SECURE
+    encrypted_local = (enc.value, enc.mask | fields.FROM_TUNNEL.mask)        # from an encrypted local port
+    plain_tunnel = (fields.FROM_TUNNEL.value, fields.FROM_TUNNEL.mask | sec.mask)
+    secure_tunnel = (fields.FROM_TUNNEL.value | sec.value, fields.FROM_TUNNEL.mask | sec.mask)
+    encrypting = any(lp.encrypt for lp in view.local)
     flows = [
         # The sender's identity, from its GENEVE option, into a register
         # before any conntrack recirculation (none: 0).
@@ -106,31 +132,48 @@ def compile_network(view: NetworkOnNode) -> FlowSet:
                   actions=(move(fields.IDENTITY.field, fields.REG_IDENTITY.name),),
                   metadata=vni, goto="l2_lookup"),
     ]
-    deliver_local = []
+    deliver_local, deliver_plain = [], []
     for lp in view.local:
+        actions = (set_field(fields.REG_IN_PORT.name, lp.ofport),)
+        if lp.encrypt:
+            actions += (set_field(reg_flags, enc.value, enc.mask),)
         flows.append(make_flow("classify", 100, match(in_port=lp.ofport), PORT, lp.port_id,
-                               actions=(set_field(fields.REG_IN_PORT.name, lp.ofport),),
-                               metadata=vni, goto="in_port_security"))
+                               actions=actions, metadata=vni, goto="in_port_security"))
         flows.append(make_flow("l2_lookup", 100, match(metadata=vni, eth_dst=lp.mac), PORT, lp.port_id,
                                actions=(set_field(out_reg, lp.ofport),), goto="out_acl"))
+        if lp.encrypt:
+            flows.append(make_flow("l2_lookup", 110, match(metadata=vni, **{reg_flags: plain_tunnel},
+                                                           eth_dst=lp.mac), PORT, lp.port_id))
         flows.append(make_flow("out_deliver", 100, match(**{out_reg: lp.ofport}), PORT, lp.port_id,
                                actions=(output(lp.ofport),)))
-        deliver_local += [set_field(out_reg, lp.ofport), resubmit("out_acl")]
+        deliver = [set_field(out_reg, lp.ofport), resubmit("out_acl")]
+        deliver_local += deliver
+        if not lp.encrypt:
+            deliver_plain += deliver
+
+    def tunnel_out(*ofports):
+        ofports = [o for o in ofports if o]   # a missing IPsec tunnel: not sent there
+        return (set_field("tun_id", vni),) + tuple(output(o) for o in ofports) if ofports else ()
+
     for rp in view.remote:
-        flows.append(make_flow("l2_lookup", 100,
-                               match(metadata=vni, **{reg_flags: from_local}, eth_dst=rp.mac),
-                               PORT, rp.port_id,
-                               actions=(set_field("tun_id", vni), output(rp.tunnel_ofport))))
+        to = {"metadata": vni, "eth_dst": rp.mac}
+        flows.append(make_flow("l2_lookup", 100, match(**to, **{reg_flags: from_local}), PORT, rp.port_id,
+                               actions=tunnel_out(rp.secure_ofport if rp.encrypt else rp.tunnel_ofport)))
+        if encrypting and not rp.encrypt:
+            flows.append(make_flow("l2_lookup", 101, match(**to, **{reg_flags: encrypted_local}), PORT,
+                                   rp.port_id, actions=tunnel_out(rp.secure_ofport)))
     # Broadcast, multicast and unknown unicast: every local port, and from a
     # local port also every node that hosts the network (once each).
     flows.append(make_flow("l2_lookup", 10, match(metadata=vni, **{reg_flags: from_tunnel}),
-                           NETWORK, net, actions=tuple(deliver_local)))
-    to_tunnels = []
-    if view.flood_tunnels:
-        to_tunnels.append(set_field("tun_id", vni))
-        to_tunnels += [output(t) for t in view.flood_tunnels]
+                           NETWORK, net, actions=tuple(deliver_plain)))
     flows.append(make_flow("l2_lookup", 10, match(metadata=vni, **{reg_flags: from_local}),
-                           NETWORK, net, actions=tuple(deliver_local + to_tunnels)))
+                           NETWORK, net, actions=tuple(deliver_local) + tunnel_out(*view.flood_tunnels,
+                                                                                  *view.secure_flood)))
+    if encrypting:
+        flows.append(make_flow("l2_lookup", 11, match(metadata=vni, **{reg_flags: secure_tunnel}),
+                               NETWORK, net, actions=tuple(deliver_local)))
+        flows.append(make_flow("l2_lookup", 11, match(metadata=vni, **{reg_flags: encrypted_local}),
+                               NETWORK, net, actions=tuple(deliver_local) + tunnel_out(*view.all_secure)))
     return FlowSet(flows)
 
 

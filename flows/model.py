@@ -24,6 +24,7 @@ class Port(NamedTuple):
     port_security: bool = True
     named_groups: tuple = ()      # the groups the port names itself
     allowed_pairs: tuple = ()     # (mac, ip or cidr) it may also send from
+    encrypt: bool = False         # its traffic to and from other nodes crosses the IPsec mesh only
 
 
 class Member(NamedTuple):
@@ -63,7 +64,8 @@ class Topology(NamedTuple):
 
     ``bindings``: port id -> (system id, ofport or None): the node a port is
     plugged into and, when known, its ofport there (only the node itself needs
-    the ofport). ``tunnels``: system id -> {peer system id: tunnel ofport}.
+    the ofport). ``tunnels``: system id -> {peer system id: tunnel ofport},
+    the plain mesh; ``secure_tunnels`` the same for the IPsec mesh.
     ``net_ports``: network id -> port ids (an index, so one network is planned
     without looking at the others). ``groups``: security group id -> its
     rules (flows.acl.Rule). ``lbs``/``net_lbs``: load balancers, and the
@@ -77,3 +79,4 @@ class Topology(NamedTuple):
     groups: Mapping = {}
     lbs: Mapping = {}             # load balancer id -> LoadBalancer
     net_lbs: Mapping = {}         # network id -> load balancer ids
+    secure_tunnels: Mapping = {}  # system id -> {peer system id: IPsec tunnel ofport}

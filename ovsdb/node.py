@@ -26,7 +26,13 @@ LOG = logging.getLogger(__name__)
 DB = "Open_vSwitch"
 BRIDGE = "br-int"
 TUNNEL_PREFIX = "dvn-"
+SECURE_PREFIX = "dvs-"
 PEER_KEY = "dvn-peer"
+MESH_KEY = "dvn-mesh"      # external_ids of a tunnel port: "plain" or "ipsec"
+# ovs-monitor-ipsec protects GENEVE on udp/6081 between two hosts, whatever a
+# port's dst_port: the IPsec mesh is on 6081 and the plain mesh elsewhere,
+# so that the policy of one never covers the other (docs/encryption.md).
+PLAIN_GENEVE_PORT = 6082
 ENCAP_IP_KEY = "dvn-encap-ip"
 
 MONITORED = {
@@ -41,9 +47,15 @@ class OvsdbError(Exception):
     """A transaction the node's ovsdb-server refused, or a lost session."""
 
 
-def tunnel_port_name(peer_system_id):
-    """The name of the tunnel port towards ``peer_system_id`` (<= 15 chars)."""
-    return "%s%08x" % (TUNNEL_PREFIX, zlib.crc32(peer_system_id.encode()))
+def tunnel_port_name(peer_system_id, mesh="plain"):
+    """The name of the tunnel port of ``mesh`` towards ``peer_system_id`` (<= 15 chars)."""
+    return "%s%08x" % (TUNNEL_PREFIX if mesh == "plain" else SECURE_PREFIX, zlib.crc32(peer_system_id.encode()))
+
+
+def _redacted(text, secrets):
+    for secret in secrets:
+        text = text.replace(secret, "<secret>")
+    return text
 
 
 def _from_json(value):
@@ -169,48 +181,57 @@ class NodeSession:
                 for i in self.interfaces().values()
                 if "iface-id" in i.external_ids and i.ofport}
 
-    def tunnels(self):
-        """{peer system-id: ofport or None} of dvn's tunnel ports on br-int."""
+    def tunnels(self, mesh="plain"):
+        """{peer system-id: ofport or None} of dvn's tunnel ports of ``mesh`` on br-int."""
         return {i.external_ids[PEER_KEY]: i.ofport
-                for i in self.interfaces().values() if PEER_KEY in i.external_ids}
+                for i in self.interfaces().values()
+                if PEER_KEY in i.external_ids and i.external_ids.get(MESH_KEY, "plain") == mesh}
 
     # ---- writing --------------------------------------------------------
-    def ensure_tunnels(self, peers, options=None):
-        """Make br-int's dvn tunnel ports exactly one per peer, in one transaction.
+    def ensure_tunnels(self, peers, options=None, keys=None):
+        """Make br-int's dvn tunnel ports exactly the wanted ones, in one transaction:
+        one plain port per peer, and one IPsec port (ovs-monitor-ipsec's
+        options:psk) per peer that ``keys`` has a pre-shared key for.
 
         ``peers`` maps a peer's system-id to its tunnel IP. Returns the number
-        of operations sent (0 when the node already matches).
+        of operations sent (0 when the node already matches). No error names
+        a key.
         """
         bridge_uuid, _ = self._bridge()
         if bridge_uuid is None:
             raise OvsdbError("node %s has no %s" % (self.system_id, BRIDGE))
+        keys = keys or {}
         base = {"key": "flow"}
         base.update(options or {})
         have = {}
         for iface in self.interfaces().values():
             peer = iface.external_ids.get(PEER_KEY)
             if peer is not None:
-                have[peer] = iface
+                have[(peer, iface.external_ids.get(MESH_KEY, "plain"))] = iface
+        wanted = {}
+        for peer, remote_ip in peers.items():
+            wanted[(peer, "plain")] = dict(base, remote_ip=remote_ip, dst_port=str(PLAIN_GENEVE_PORT))
+            if peer in keys:
+                wanted[(peer, "ipsec")] = dict(base, remote_ip=remote_ip, psk=keys[peer])
         ops, add_ports, del_ports = [], [], []
-        for peer, remote_ip in sorted(peers.items()):
-            want = dict(base, remote_ip=remote_ip)
-            iface = have.get(peer)
+        for (peer, mesh), want in sorted(wanted.items()):
+            iface = have.get((peer, mesh))
+            ids = _map({PEER_KEY: peer, MESH_KEY: mesh})
             if iface is None:
-                name = tunnel_port_name(peer)
+                name = tunnel_port_name(peer, mesh)
                 n = len(add_ports)
                 ops.append({"op": "insert", "table": "Interface", "uuid-name": "i%d" % n,
-                            "row": {"name": name, "type": "geneve", "options": _map(want),
-                                    "external_ids": _map({PEER_KEY: peer})}})
+                            "row": {"name": name, "type": "geneve", "options": _map(want), "external_ids": ids}})
                 ops.append({"op": "insert", "table": "Port", "uuid-name": "p%d" % n,
-                            "row": {"name": name, "interfaces": ["named-uuid", "i%d" % n],
-                                    "external_ids": _map({PEER_KEY: peer})}})
+                            "row": {"name": name, "interfaces": ["named-uuid", "i%d" % n], "external_ids": ids}})
                 add_ports.append(["named-uuid", "p%d" % n])
-            elif iface.options != want or iface.type != "geneve":
+            elif (iface.options != want or iface.type != "geneve"
+                  or iface.external_ids.get(MESH_KEY) != mesh):
                 ops.append({"op": "update", "table": "Interface",
                             "where": [["_uuid", "==", ["uuid", iface.uuid]]],
-                            "row": {"type": "geneve", "options": _map(want)}})
-        for peer, iface in have.items():
-            if peer not in peers:
+                            "row": {"type": "geneve", "options": _map(want), "external_ids": ids}})
+        for key, iface in have.items():
+            if key not in wanted:
                 for port_uuid, port in self.rows["Port"].items():
                     if iface.uuid in _set(port.get("interfaces")):
                         del_ports.append(["uuid", port_uuid])
@@ -225,7 +246,10 @@ class NodeSession:
                         "mutations": mutations})
         if ops:
             ops.append({"op": "comment", "comment": "dvn: tunnel mesh"})
-            self.transact(ops)
+            try:
+                self.transact(ops)
+            except OvsdbError as exc:
+                raise OvsdbError(_redacted(str(exc), keys.values())) from None
         return len(ops)
 
     def set_external_ids(self, values):

@@ -18,6 +18,7 @@ import pytest
 from controller import packets
 from flows import fields
 from flows.acl import identity
+from ovsdb.node import PLAIN_GENEVE_PORT
 from tests.dvnproc import add_joined_hv, dvn_lab, join, wait_until
 
 pytestmark = pytest.mark.lab
@@ -358,9 +359,10 @@ def test_related_icmp_errors_of_an_allowed_connection_pass(fw):
 
 # ---- identity in the GENEVE option -------------------------------------------------
 
-def geneve_packets(pcap):
-    """(outer source, VNI, [(class, type, value)], inner frame) of each GENEVE
-    packet in a pcap of Ethernet frames: the decoder a user would point at a capture."""
+def geneve_packets(pcap, ports=(6081, PLAIN_GENEVE_PORT)):
+    """(outer source, UDP port, VNI, [(class, type, value)], inner frame) of each
+    GENEVE packet in a pcap of Ethernet frames: the decoder a user would point
+    at a capture."""
     endian = "<" if struct.unpack("<I", pcap[:4])[0] in (0xA1B2C3D4, 0xA1B23C4D) else ">"
     out, pos = [], 24
     while pos + 16 <= len(pcap):
@@ -369,7 +371,8 @@ def geneve_packets(pcap):
         if frame[12:14] != b"\x08\x00" or frame[23] != 17:
             continue
         udp = frame[14 + (frame[14] & 0x0F) * 4:]
-        if struct.unpack("!H", udp[2:4])[0] != 6081:
+        dport = struct.unpack("!H", udp[2:4])[0]
+        if dport not in ports:
             continue
         geneve = udp[8:]
         end, options, at = 8 + (geneve[0] & 0x3F) * 4, [], 8
@@ -378,7 +381,8 @@ def geneve_packets(pcap):
             length = (length & 0x1F) * 4
             options.append((opt_class, opt_type, geneve[at + 4:at + 4 + length]))
             at += 4 + length
-        out.append((socket.inet_ntoa(frame[26:30]), int.from_bytes(geneve[4:7], "big"), options, geneve[end:]))
+        out.append((socket.inet_ntoa(frame[26:30]), dport, int.from_bytes(geneve[4:7], "big"), options,
+                    geneve[end:]))
     return out
 
 
@@ -408,7 +412,7 @@ class Capture:
 
 
 def test_packets_between_hosts_carry_the_senders_identity(fw):
-    cap = Capture(fw.lab.ul, "hv1", "udp port 6081")    # hv1's port on the underlay bridge
+    cap = Capture(fw.lab.ul, "hv1", "udp")    # hv1's port on the underlay bridge
     try:
         assert can_fetch(fw.vms["cl1"], WEB)            # cl1 (hv2) <-> web1 (hv1)
         assert fw.vms["x1"].ping_ok("10.0.0.1")         # x1 (hv2), in no group
@@ -417,7 +421,7 @@ def test_packets_between_hosts_carry_the_senders_identity(fw):
     want = {mac(2): identity((fw.clients["id"],)), mac(1): identity((fw.web["id"],)), mac(4): identity(())}
     option = fields.IDENTITY
     found = {}
-    for _src, _vni, options, inner in seen:
+    for _src, _port, _vni, options, inner in seen:
         sender = ":".join("%02x" % b for b in inner[6:12])
         if sender in want:
             assert options == [(option.opt_class, option.opt_type, want[sender].to_bytes(8, "big"))], sender
@@ -446,7 +450,8 @@ def test_a_forged_or_missing_identity_is_dropped_by_the_receiving_host(fw):
         inner = packets.tcp_frame(mac(2), mac(1), "10.0.0.2", sport, "10.0.0.1", 8080, 1000, 0, packets.TCP_SYN)
         opts = b"".join(struct.pack("!HBB", c, t, len(v) // 4) + v for c, t, v in options)
         geneve = struct.pack("!BBHI", len(opts) // 4, 0, 0x6558, vni << 8) + opts + inner
-        return struct.pack("!HHHH", 40000 + sport % 1000, 6081, 8 + len(geneve), 0) + geneve  # no UDP checksum
+        # to the plain mesh's port (no UDP checksum)
+        return struct.pack("!HHHH", 40000 + sport % 1000, PLAIN_GENEVE_PORT, 8 + len(geneve), 0) + geneve
 
     cases = {
         41001: [(option.opt_class, option.opt_type, clients.to_bytes(8, "big"))],               # the real one

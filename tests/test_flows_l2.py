@@ -9,6 +9,7 @@ from flows.flow import FlowError, FlowSet, diff, make_flow, match, output, PORT
 from flows.l2 import compile_base, compile_network, compile_node, plan_network, plan_node
 from flows.model import Network, Port, Topology
 from flows.render import render_flowset
+from flows.walk import walk
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "l2_small.txt")
 
@@ -127,3 +128,59 @@ def test_pipeline_doc_is_current():
     from flows.pipeline_doc import render
     with open(os.path.join(os.path.dirname(GOLDEN), "..", "..", "docs", "pipeline.md")) as f:
         assert f.read() == render(), "run: python -m flows.pipeline_doc > docs/pipeline.md"
+
+
+# ---- encryption: the IPsec mesh -------------------------------------------------------
+
+SECURE = {"hv1": {"hv2": 202, "hv3": 203}, "hv2": {"hv1": 201, "hv3": 203}, "hv3": {"hv1": 201, "hv2": 202}}
+
+
+def encrypted(*names, secure=SECURE):
+    """small_topology with the IPsec mesh, and ``names`` ports marked encrypt."""
+    topo = small_topology()
+    ports = {k: p._replace(encrypt=k in names) for k, p in topo.ports.items()}
+    return topo._replace(ports=ports, secure_tunnels=secure)
+
+
+def sent(topo, node, in_port, src, dst, eth_dst):
+    flows = compile_node(topo, node)
+    return walk(flows, {"in_port": in_port, "eth_src": src, "eth_dst": eth_dst, "eth_type": 0x0800,
+                        "ipv4_src": "10.0.0.9", "ipv4_dst": dst})
+
+
+def test_an_encrypted_ports_traffic_leaves_only_through_the_ipsec_mesh():
+    topo = encrypted("a4")                                   # a4: hv1, ofport 11
+    a2 = topo.ports["a2"].mac                                # a2: hv2 (plain 102, IPsec 202)
+    assert sent(topo, "hv1", 11, topo.ports["a4"].mac, "10.0.0.2", a2) == [(202, 5001)]
+    assert sent(topo, "hv1", 10, topo.ports["a1"].mac, "10.0.0.2", a2) == [(102, 5001)]   # a1 is not
+    # A broadcast from a4 reaches the other nodes only through the IPsec mesh.
+    out = sent(topo, "hv1", 11, topo.ports["a4"].mac, "10.0.0.255", "ff:ff:ff:ff:ff:ff")
+    assert sorted(out) == [(10, None), (202, 5001), (203, 5001)]
+    out = sent(topo, "hv1", 10, topo.ports["a1"].mac, "10.0.0.255", "ff:ff:ff:ff:ff:ff")
+    assert sorted(out) == [(11, None), (102, 5001), (103, 5001)]
+
+
+def test_traffic_to_an_encrypted_port_crosses_the_ipsec_mesh_and_not_the_plain_one():
+    topo = encrypted("a2")
+    a2 = topo.ports["a2"].mac
+    assert sent(topo, "hv1", 10, topo.ports["a1"].mac, "10.0.0.2", a2) == [(202, 5001)]
+    # Broadcasts reach a2's node through the IPsec mesh, the others' as before.
+    out = sent(topo, "hv1", 10, topo.ports["a1"].mac, "10.0.0.255", "ff:ff:ff:ff:ff:ff")
+    assert sorted(out) == [(11, None), (103, 5001), (202, 5001)]
+    # On a2's node: from the IPsec mesh it is delivered, from the plain mesh never.
+    flows = compile_node(topo, "hv2")
+    pkt = {"eth_src": topo.ports["a1"].mac, "eth_dst": a2, "eth_type": 0x0800, "tun_id": 5001}
+    assert walk(flows, dict(pkt, in_port=201)) == [(10, 5001)]   # (the walk shows the tun_id it came with)
+    assert walk(flows, dict(pkt, in_port=101)) == []
+    broadcast = dict(pkt, eth_dst="ff:ff:ff:ff:ff:ff")
+    assert walk(flows, dict(broadcast, in_port=201)) == [(10, 5001)]
+    assert walk(flows, dict(broadcast, in_port=101)) == []
+
+
+def test_without_its_ipsec_tunnel_encrypted_traffic_is_dropped_not_sent_in_clear():
+    topo = encrypted("a4", secure={"hv1": {"hv3": 203}})     # no IPsec tunnel to hv2 yet
+    a2 = topo.ports["a2"].mac
+    assert sent(topo, "hv1", 11, topo.ports["a4"].mac, "10.0.0.2", a2) == []
+    out = sent(topo, "hv1", 11, topo.ports["a4"].mac, "10.0.0.255", "ff:ff:ff:ff:ff:ff")
+    assert sorted(out) == [(10, None), (203, 5001)]          # hv2 gets nothing, hv3 through IPsec
+    assert sent(topo, "hv1", 10, topo.ports["a1"].mac, "10.0.0.2", a2) == [(102, 5001)]   # others unchanged

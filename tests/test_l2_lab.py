@@ -126,8 +126,10 @@ def test_a_late_hypervisor_joins_the_mesh_and_leaves_it(l2):
     hv4 = l2.add_hv("hv4")
     wait_until(lambda: sorted(l2.tunnels_to(HV_IPS["hv4"])) == ["hv1", "hv2", "hv3"],
                what="tunnels to hv4 on hv1..hv3")
-    wait_until(lambda: len(hv4.vsctl("--bare", "--columns=name", "find", "Interface",
-                                     "type=geneve").split()) == 3, what="3 tunnels on hv4")
+    for mesh in ("plain", "ipsec"):  # a tunnel of each mesh to each peer
+        wait_until(lambda: len(hv4.vsctl("--bare", "--columns=name", "find", "Interface", "type=geneve",
+                                         "external_ids:dvn-mesh=%s" % mesh).split()) == 3,
+                   what="3 %s tunnels on hv4" % mesh)
     l2.add_vm("a4", "hv4", l2.net_a, "10.0.0.4", 4)
     assert l2.vms["a4"].ping_ok("10.0.0.1")
     assert l2.vms["a2"].ping_ok("10.0.0.4")

@@ -104,6 +104,7 @@ def group_view(row):
     criteria = _opt(row.criteria)
     return {"id": gid, "name": row.name, "tenant": row.tenant, "description": row.description,
             "criteria": json.loads(criteria) if criteria else None,
+            "encrypt": _opt(row.encrypt) is True, "encrypt_with": sorted(str(g.uuid) for g in row.encrypt_with),
             "rules": sorted((rule_view(r, gid) for r in row.rules), key=lambda r: r["id"])}
 
 
@@ -335,6 +336,8 @@ class Api:
                 changes.append(("criteria", _criteria(body)))
             if "security_groups" in body:
                 changes.append(("security_groups", self._groups_of(body, row.tenant)))
+            if "encrypt_with" in body:
+                changes.append(("encrypt_with", self._groups_of(body, row.tenant, "encrypt_with")))
             if "port_security" in body:
                 changes.append(("port_security", [v.boolean(body["port_security"], "port_security")]))
             if "encrypt" in body:
@@ -345,15 +348,15 @@ class Api:
                 self._transact([self.nb.api.db_set(table, row.uuid, *changes)], "name")
         return self.nb.get(table, id)
 
-    def _groups_of(self, body, tenant):
-        value = body.get("security_groups", [])
+    def _groups_of(self, body, tenant, field="security_groups"):
+        value = body.get(field, [])
         if not isinstance(value, list) or len(value) > 32:
-            raise invalid("security_groups", "security_groups is a list of at most 32 group ids")
+            raise invalid(field, "%s is a list of at most 32 group ids" % field)
         out = []
         for i, gid in enumerate(value):
             row = self.nb.get("SecurityGroup", gid) if isinstance(gid, str) else None
             if row is None or row.tenant != tenant:
-                raise invalid("security_groups[%d]" % i, "no security group %s in tenant %s" % (gid, tenant))
+                raise invalid("%s[%d]" % (field, i), "no security group %s in tenant %s" % (gid, tenant))
             out.append(row.uuid)
         return sorted(set(out))
 
@@ -478,19 +481,24 @@ class Api:
 
     def create_group(self, req, caller):
         body = self.body(req)
-        v.check_fields(body, ("name", "description", "tenant", "criteria"), required=("name",))
+        v.check_fields(body, ("name", "description", "tenant", "criteria", "encrypt", "encrypt_with"),
+                       required=("name",))
         tenant = self._tenant_of_new(body, caller)
         criteria = _criteria(body)
         name = v.name(body["name"])
         description = v.description(body.get("description", ""))
+        encrypt = [v.boolean(body["encrypt"], "encrypt")] if "encrypt" in body else []
+        encrypt_with = self._groups_of(body, tenant, "encrypt_with")
         with self.lock:
             self._check_name_free("SecurityGroup", tenant, name)
             uuid, = self._transact([self.nb.api.db_create("SecurityGroup", name=name, tenant=tenant,
-                                                          description=description, criteria=criteria)], "name")
+                                                          description=description, criteria=criteria,
+                                                          encrypt=encrypt, encrypt_with=encrypt_with)], "name")
         return 201, group_view(self.nb.get("SecurityGroup", uuid))
 
     def update_group(self, req, caller, id):
-        return 200, group_view(self._update(req, caller, "SecurityGroup", id, ("name", "description", "criteria")))
+        return 200, group_view(self._update(req, caller, "SecurityGroup", id,
+                                            ("name", "description", "criteria", "encrypt", "encrypt_with")))
 
     def delete_group(self, req, caller, id):
         with self.lock:

@@ -154,6 +154,10 @@ class Core:
         self.secure_ofports = {}                       # system id -> {peer: ofport} of the IPsec mesh
         self.tunnel_keys = {}                          # "a|b" (sorted system ids) -> pre-shared key
         self.keys_asked = set()                        # node pairs whose key is being created
+        self.own_encrypt = {}                          # port id -> its own encrypt flag
+        self.encrypt_groups = set()                    # groups all of whose members' traffic is encrypted
+        self.encrypt_pairs = frozenset()               # (group a, group b), a < b: traffic between is encrypted
+        self.encrypt_with = {}                         # group id -> the groups it encrypts its traffic with
         self.iface_bindings = {}                       # system id -> {iface-id: ofport}, all of them
         self.switches = {}                             # system id -> Switch
         self.dpid_node = {}                            # dpid -> system id
@@ -196,7 +200,8 @@ class Core:
             bindings[port_id] = (system_id, ofport)
         return Topology(networks=self.networks, ports=self.ports, bindings=bindings,
                         tunnels=self.tunnel_ofports, net_ports=self.net_ports, groups=self.groups,
-                        lbs=self.lbs, net_lbs=self.net_lbs, secure_tunnels=self.secure_ofports)
+                        lbs=self.lbs, net_lbs=self.net_lbs, secure_tunnels=self.secure_ofports,
+                        encrypt_pairs=self.encrypt_pairs)
 
     # ---- northbound changes (called in the IDL green thread: never block) --
     def _nb_changed(self, table, event, row):
@@ -218,16 +223,18 @@ class Core:
                 self.ports.pop(port_id, None)
                 self.port_node.pop(port_id, None)
                 self.explicit.pop(port_id, None)
+                self.own_encrypt.pop(port_id, None)
                 if old is not None:
                     self.net_ports[old.network_id].discard(port_id)
             else:
                 network_id = str(row.network.uuid) if hasattr(row.network, "uuid") else str(_opt(row.network))
                 node = _opt(row.node)
                 self.explicit[port_id] = tuple(sorted(str(g.uuid) for g in row.security_groups))
+                self.own_encrypt[port_id] = _opt(row.encrypt) is True
                 port = self._with_groups(Port(
                     id=port_id, name=row.name, tenant=row.tenant, network_id=network_id,
                     mac=row.mac, ips=tuple(row.ips), tags=tuple(row.tags), node=node,
-                    port_security=_opt(row.port_security) is not False, encrypt=_opt(row.encrypt) is True,
+                    port_security=_opt(row.port_security) is not False,
                     allowed_pairs=tuple(tuple(p.split(",", 1)) for p in sorted(row.allowed_address_pairs))))
                 self.ports[port_id] = port
                 self.owners[owner_hash(port_id)] = "port " + port_id
@@ -248,10 +255,18 @@ class Core:
         elif table == "SecurityGroup":
             gid = str(row.uuid)
             old_criteria = self.criteria.get(gid)
+            old_policy = (gid in self.encrypt_groups, self.encrypt_with.get(gid, frozenset()))
             if event == "delete":
                 self.groups.pop(gid, None)
                 self.criteria.pop(gid, None)
+                self.encrypt_groups.discard(gid)
+                self.encrypt_with.pop(gid, None)
             else:
+                if _opt(row.encrypt) is True:
+                    self.encrypt_groups.add(gid)
+                else:
+                    self.encrypt_groups.discard(gid)
+                self.encrypt_with[gid] = frozenset(str(g.uuid) for g in row.encrypt_with)
                 self.owners[owner_hash(gid)] = "security group " + gid
                 self.groups[gid] = tuple(sorted(_rule(r) for r in row.rules))
                 for r in self.groups[gid]:
@@ -262,10 +277,17 @@ class Core:
                     self.criteria[gid] = (row.tenant, json.loads(text))
                 else:
                     self.criteria.pop(gid, None)
-            if self.criteria.get(gid) != old_criteria:
-                # Membership of a dynamic group changed: every port is looked at again.
+            policy = (gid in self.encrypt_groups, self.encrypt_with.get(gid, frozenset()))
+            if self.criteria.get(gid) != old_criteria or policy != old_policy:
+                # Membership of a dynamic group, or what its members encrypt, changed:
+                # every port is looked at again, and every network (unchanged views compile nothing).
+                self.encrypt_pairs = frozenset(tuple(sorted((a, b))) for a, bs in self.encrypt_with.items()
+                                               for b in bs)
                 for port_id, port in list(self.ports.items()):
                     self.ports[port_id] = self._with_groups(port)
+                if policy != old_policy:
+                    for network_id in list(self.net_ports):
+                        self._touch_network(network_id)
             self._touch_acl()
         elif table == "TunnelKey":
             # A node pair's pre-shared key (new, or rotated): both nodes' IPsec ports follow.
@@ -306,7 +328,8 @@ class Core:
             if tenant == port.tenant and groups.matches(criteria, port):
                 found.add(gid)
         return port._replace(security_groups=tuple(sorted(found)),
-                             named_groups=self.explicit.get(port.id, ()))
+                             named_groups=self.explicit.get(port.id, ()),
+                             encrypt=self.own_encrypt.get(port.id, False) or bool(found & self.encrypt_groups))
 
     def _hosts(self, network_id):
         return {self.port_node[p] for p in self.net_ports.get(network_id, ()) if p in self.port_node}

@@ -9,6 +9,7 @@ only views that changed.
 from typing import NamedTuple, Optional
 
 from flows import fields, pipeline
+from flows.acl import identity
 from flows.flow import (NETWORK, NODE, PIPELINE, PORT, FlowSet, make_flow, move,
                         match, output, resubmit, set_field)
 
@@ -36,6 +37,8 @@ class NetworkOnNode(NamedTuple):
     flood_tunnels: tuple  # plain tunnel ofports to the other nodes hosting the network (but below), sorted
     secure_flood: tuple = ()   # IPsec tunnel ofports (0: missing) to the nodes hosting an encrypted port
     all_secure: tuple = ()     # IPsec tunnel ofports (0: missing) to every other node hosting the network
+    pair_out: tuple = ()       # (local ofport, remote port id, its MAC, IPsec ofport): a group pair's, sorted
+    pair_in: tuple = ()        # (local port id, its MAC, a paired sender's identity), sorted
 
 
 class NodeBase(NamedTuple):
@@ -70,10 +73,34 @@ def plan_network(topology, network_id, system_id) -> Optional[NetworkOnNode]:
                     encrypted.add(node)
     if not local:
         return None
+    pair_out, pair_in = _group_pairs(topology, local, remote)
     return NetworkOnNode(network_id, network.vni, tuple(sorted(local)), tuple(sorted(remote)),
                          tuple(sorted(t for n, (t, _s) in hosts.items() if n not in encrypted)),
                          tuple(sorted(s for n, (_t, s) in hosts.items() if n in encrypted)),
-                         tuple(sorted(s for _t, s in hosts.values())))
+                         tuple(sorted(s for _t, s in hosts.values())), pair_out, pair_in)
+
+
+def _group_pairs(topology, local, remote):
+    """Unicast between members of two groups whose traffic is encrypted (and
+    neither port encrypted anyway): the sender's flows onto the IPsec mesh, the
+    receiver's drops of such a sender's packets from the plain mesh (by the
+    sender's identity)."""
+    pairs = topology.encrypt_pairs
+    if not pairs:
+        return (), ()
+
+    def paired(g1, g2):
+        return any((a in g1 and b in g2) or (b in g1 and a in g2) for a, b in pairs)
+
+    groups = {p.port_id: set(topology.ports[p.port_id].security_groups) for p in local + remote}
+    out, into = set(), set()
+    for lp in local:
+        for rp in remote:
+            if lp.encrypt or rp.encrypt or not paired(groups[lp.port_id], groups[rp.port_id]):
+                continue
+            out.add((lp.ofport, rp.port_id, rp.mac, rp.secure_ofport))
+            into.add((lp.port_id, lp.mac, identity(topology.ports[rp.port_id].security_groups)))
+    return tuple(sorted(out)), tuple(sorted(into))
 
 
 def plan_node(topology, system_id):
@@ -162,6 +189,14 @@ def compile_network(view: NetworkOnNode) -> FlowSet:
         if encrypting and not rp.encrypt:
             flows.append(make_flow("l2_lookup", 101, match(**to, **{reg_flags: encrypted_local}), PORT,
                                    rp.port_id, actions=tunnel_out(rp.secure_ofport)))
+    for ofport, port_id, mac, secure in view.pair_out:
+        flows.append(make_flow("l2_lookup", 102, match(metadata=vni, **{reg_flags: from_local,
+                                                                        fields.REG_IN_PORT.name: ofport},
+                                                       eth_dst=mac), PORT, port_id, actions=tunnel_out(secure)))
+    for port_id, mac, ident in view.pair_in:
+        flows.append(make_flow("l2_lookup", 111, match(metadata=vni, **{reg_flags: plain_tunnel,
+                                                                        fields.REG_IDENTITY.name: ident},
+                                                       eth_dst=mac), PORT, port_id))
     # Broadcast, multicast and unknown unicast: every local port, and from a
     # local port also every node that hosts the network (once each).
     flows.append(make_flow("l2_lookup", 10, match(metadata=vni, **{reg_flags: from_tunnel}),

@@ -80,3 +80,4 @@ class Topology(NamedTuple):
     lbs: Mapping = {}             # load balancer id -> LoadBalancer
     net_lbs: Mapping = {}         # network id -> load balancer ids
     secure_tunnels: Mapping = {}  # system id -> {peer system id: IPsec tunnel ofport}
+    encrypt_pairs: frozenset = frozenset()   # (group a, group b): traffic between their members is encrypted

@@ -454,3 +454,35 @@ def test_cli_security_groups_and_rules(server):
     assert run_cli(server, tok, "security-group", "members", "trusted").returncode == 0
     assert run_cli(server, tok, "security-group", "delete", "web").returncode == 0
     assert run_cli(server, tok, "--json", "events").stdout.strip() == "[]"
+
+
+def test_encryption_flags_and_policies(acme, umbrella, admin, net):
+    port = acme.post("/v1/ports", {"name": "enc1", "network": net["id"], "encrypt": True})
+    assert port["encrypt"] is True
+    assert acme.call("PATCH", "/v1/ports/%s" % port["id"], {"encrypt": False})["encrypt"] is False
+    assert acme.post("/v1/ports", {"name": "enc2", "network": net["id"]})["encrypt"] is False
+    pci = acme.post("/v1/security-groups", {"name": "pci", "encrypt": True, "criteria": {"tags_any": ["pci"]}})
+    db = acme.post("/v1/security-groups", {"name": "db-tier", "encrypt_with": [pci["id"]]})
+    assert (pci["encrypt"], pci["encrypt_with"], db["encrypt"], db["encrypt_with"]) == (True, [], False, [pci["id"]])
+    other = umbrella.post("/v1/security-groups", {"name": "theirs-enc"})
+    before = snapshot(admin)
+    for body, field in (({"name": "x", "encrypt": "yes"}, "encrypt"),
+                        ({"name": "x", "encrypt_with": [other["id"]]}, "encrypt_with[0]"),   # another tenant's
+                        ({"name": "x", "encrypt_with": ["nope"]}, "encrypt_with[0]"),
+                        ({"name": "x", "encrypt_with": "pci"}, "encrypt_with")):
+        expect_problem(acme, "POST", "/v1/security-groups", body, 400, field)
+    expect_problem(acme, "PATCH", "/v1/ports/%s" % port["id"], {"encrypt": 1}, 400, "encrypt")
+    expect_problem(acme, "PATCH", "/v1/security-groups/%s" % db["id"], {"encrypt_with": [other["id"]]}, 400,
+                   "encrypt_with[0]")
+    assert snapshot(admin) == before
+    assert acme.call("PATCH", "/v1/security-groups/%s" % db["id"], {"encrypt_with": []})["encrypt_with"] == []
+    for path in ("/v1/ports/%s" % port["id"], "/v1/security-groups/%s" % db["id"], "/v1/security-groups/%s" % pci["id"]):
+        acme.delete(path)
+    umbrella.delete("/v1/security-groups/%s" % other["id"])
+
+
+def test_key_rotation_is_for_admins_and_known_nodes(acme, admin):
+    expect_problem(acme, "POST", "/v1/nodes/hv9/rotate-keys", {}, 403, None)
+    expect_problem(admin, "POST", "/v1/nodes/no-such-node/rotate-keys", {}, 404, None)
+    answer = admin.post("/v1/nodes/hv9/rotate-keys", {})
+    assert answer == {"system_id": "hv9", "rotated": 0, "versions": {}}   # no peer here: no key

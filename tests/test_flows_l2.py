@@ -184,3 +184,23 @@ def test_without_its_ipsec_tunnel_encrypted_traffic_is_dropped_not_sent_in_clear
     out = sent(topo, "hv1", 11, topo.ports["a4"].mac, "10.0.0.255", "ff:ff:ff:ff:ff:ff")
     assert sorted(out) == [(10, None), (203, 5001)]          # hv2 gets nothing, hv3 through IPsec
     assert sent(topo, "hv1", 10, topo.ports["a1"].mac, "10.0.0.2", a2) == [(102, 5001)]   # others unchanged
+
+
+def test_traffic_between_two_groups_crosses_the_ipsec_mesh_and_no_other():
+    from flows.acl import identity
+    topo = encrypted()
+    ports = dict(topo.ports, a4=topo.ports["a4"]._replace(security_groups=("A",)),
+                 a2=topo.ports["a2"]._replace(security_groups=("B",)))
+    topo = topo._replace(ports=ports, encrypt_pairs=frozenset({("A", "B")}))
+    a2 = topo.ports["a2"].mac
+    assert sent(topo, "hv1", 11, topo.ports["a4"].mac, "10.0.0.2", a2) == [(202, 5001)]   # A -> B
+    assert sent(topo, "hv1", 10, topo.ports["a1"].mac, "10.0.0.2", a2) == [(102, 5001)]   # a1 is in neither
+    # On a2's node: an A member's packet from the plain mesh is dropped, others pass.
+    flows = compile_node(topo, "hv2")
+    pkt = {"eth_src": topo.ports["a4"].mac, "eth_dst": a2, "eth_type": 0x0800, "tun_id": 5001}
+    assert walk(flows, dict(pkt, in_port=101, tun_metadata0=identity(("A",)))) == []
+    assert walk(flows, dict(pkt, in_port=201, tun_metadata0=identity(("A",)))) == [(10, 5001)]
+    assert walk(flows, dict(pkt, in_port=101, tun_metadata0=identity(()))) == [(10, 5001)]
+    # And back: B -> A is encrypted too.
+    a4 = topo.ports["a4"].mac
+    assert sent(topo, "hv2", 10, a2, "10.0.0.4", a4) == [(201, 5001)]

@@ -16,6 +16,7 @@ corrected in one bundle: flows that are right are never touched.
 """
 
 import collections
+import hashlib
 import json
 import logging
 import secrets
@@ -72,6 +73,13 @@ def _merged(contributions):
     for flow in flows[1:]:
         merged = acl.merge_two(merged, flow)
     return merged
+
+
+CSR_KEY, CERT_KEY, CA_KEY, CERT_FOR_KEY = "dvn-csr", "dvn-cert", "dvn-ca", "dvn-cert-for"
+
+
+def _digest(text):
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def node_pair(a, b):
@@ -134,8 +142,12 @@ class Switch:
 
 
 class Core:
-    def __init__(self, nb, tunnel_options=None, log_rate=100, log_burst=100, identity_option=fields.IDENTITY):
+    def __init__(self, nb, tunnel_options=None, log_rate=100, log_burst=100, identity_option=fields.IDENTITY,
+                 ca=None):
         self.nb = nb
+        self.ca = ca                                   # controller.pki.Ca: IPsec by certificates, where both nodes have one
+        self.certified = set()                         # nodes whose certificate request dvn has signed
+        self.signing = set()
         self.log_rate, self.log_burst = log_rate, log_burst
         self.identity_option = identity_option         # the GENEVE option of identities (TLV map)
         self.events = collections.deque(maxlen=10000)  # firewall log events, newest last
@@ -470,6 +482,7 @@ class Core:
             if tunnels != known.get(system_id):
                 known[system_id] = tunnels
                 self.dirty.add((system_id, ALL))
+        self._certificates(session)
         session.known = True
         switch = self.switches.get(system_id)
         if switch is not None and switch.conn is not None and not switch.synced:
@@ -640,15 +653,17 @@ class Core:
             if not session.ready or session.datapath_id is None:
                 continue
             peers = {peer: ip for peer, ip in self.nodes.items() if peer != system_id and ip}
-            keys = {}
+            ipsec = {}
             for peer in peers:
                 pair = node_pair(system_id, peer)
-                if pair in self.tunnel_keys:
-                    keys[peer] = self.tunnel_keys[pair]
+                if self.ca is not None and {system_id, peer} <= self.certified:
+                    ipsec[peer] = {"remote_name": peer}     # both have dvn's certificates
+                elif pair in self.tunnel_keys:
+                    ipsec[peer] = {"psk": self.tunnel_keys[pair]}
                 elif pair not in self.keys_asked:
                     self.keys_asked.add(pair)
                     eventlet.spawn_n(self._create_key, pair)
-            session.mesh_wanted = (peers, keys)
+            session.mesh_wanted = (peers, ipsec)
             if not getattr(session, "mesh_running", False):
                 session.mesh_running = True
                 eventlet.spawn_n(self._ensure_tunnels, session)
@@ -675,6 +690,30 @@ class Core:
                     return
         finally:
             session.mesh_running = False
+
+    def _certificates(self, session):
+        """Sign a node's certificate request (its CN must be the node's
+        system-id); know which nodes hold a certificate of dvn's CA."""
+        ext = session.external_ids
+        csr = ext.get(CSR_KEY)
+        done = bool(csr) and ext.get(CERT_FOR_KEY) == _digest(csr)
+        if done != (session.system_id in self.certified):
+            (self.certified.add if done else self.certified.discard)(session.system_id)
+            self.mesh_dirty = True
+        if self.ca is None or not csr or done or session.system_id in self.signing:
+            return
+        self.signing.add(session.system_id)
+
+        def sign():
+            try:
+                cert = self.ca.sign(csr, session.system_id)
+                session.set_external_ids({CERT_KEY: cert, CA_KEY: self.ca.pem(), CERT_FOR_KEY: _digest(csr)})
+                LOG.info("node %s: certificate signed by dvn's CA", session.system_id)
+            except Exception as exc:
+                LOG.error("node %s: certificate request not signed: %s", session.system_id, exc)
+            finally:
+                self.signing.discard(session.system_id)
+        eventlet.spawn_n(sign)
 
     def _create_key(self, pair):
         """A new pre-shared key for a node pair, in the store (never logged)."""

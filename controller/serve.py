@@ -54,7 +54,11 @@ def serve(args):
     nb.start()
     api_mod.ensure_admin_token(nb, os.path.join(state_dir, "admin.token"))
 
-    core = Core(nb, log_rate=args.log_rate, log_burst=args.log_rate, identity_option=args.identity_option)
+    ca = None
+    if args.ipsec_auth == "ca":
+        from controller.pki import Ca
+        ca = Ca(state_dir).ensure()
+    core = Core(nb, log_rate=args.log_rate, log_burst=args.log_rate, identity_option=args.identity_option, ca=ca)
     core.start()
 
     ovsdb_host, ovsdb_port = _hostport(args.ovsdb_listen, "0.0.0.0")
@@ -143,6 +147,10 @@ def register(subparsers):
     p.add_argument("--identity-option", type=_identity_option, default=fields.IDENTITY, metavar="CLASS:TYPE",
                    help="the GENEVE option class and type that carry the sender's security identity "
                         "(default 0x%x:0x%x)" % (fields.IDENTITY.opt_class, fields.IDENTITY.opt_type))
+    p.add_argument("--ipsec-auth", choices=["psk", "ca"], default="psk",
+                   help="how IPsec tunnels authenticate: pre-shared keys dvn makes per node pair, or "
+                        "certificates dvn's CA signs for nodes that joined with --ipsec-pki (pairs where "
+                        "a node has none use a key)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--stop-nb", action="store_true",
                    help="stop the embedded northbound store on exit (default: leave it running)")

@@ -101,6 +101,43 @@ def join(controller, encap_ip, system_id=None, db=None, datapath_type=None,
     return of_target, db_target
 
 
+def enroll(cert_dir, db=None, timeout=60.0):
+    """Get this node a certificate from dvn's CA for its IPsec tunnels: make
+    its key (which stays here, readable by root only) and a request for its
+    system-id, hand dvn the request through this node's own database, wait
+    for the signed certificate, and point ovs-monitor-ipsec at the files.
+    Returns the certificate's path."""
+    import time
+    from controller.pki import node_request
+    api = _api(db or default_db())
+    try:
+        ovs = api.db_list("Open_vSwitch", columns=["_uuid", "external_ids"]).execute(check_error=True)[0]
+        system_id = ovs["external_ids"].get("system-id")
+        if not system_id:
+            raise JoinError("this node has no external_ids:system-id; join first")
+        key, csr = node_request(cert_dir, system_id)
+        api.db_set("Open_vSwitch", ovs["_uuid"], ("external_ids", {"dvn-csr": csr})).execute(check_error=True)
+        want = hashlib.sha256(csr.encode()).hexdigest()[:16]
+        deadline = time.monotonic() + timeout
+        while True:
+            ext = api.db_list("Open_vSwitch", columns=["external_ids"]).execute(check_error=True)[0]["external_ids"]
+            if ext.get("dvn-cert-for") == want and ext.get("dvn-cert") and ext.get("dvn-ca"):
+                break
+            if time.monotonic() > deadline:
+                raise JoinError("no certificate from dvn in %.0f s (is it running with --ipsec-auth ca?)" % timeout)
+            time.sleep(0.2)
+        paths = {"certificate": os.path.join(cert_dir, "node-cert.pem"),
+                 "ca_cert": os.path.join(cert_dir, "dvn-ca.pem")}
+        for name, value in (("certificate", ext["dvn-cert"]), ("ca_cert", ext["dvn-ca"])):
+            with open(paths[name], "w") as f:
+                f.write(value)
+        api.db_set("Open_vSwitch", ovs["_uuid"],
+                   ("other_config", dict(paths, private_key=key))).execute(check_error=True)
+        return paths["certificate"]
+    finally:
+        api.ovsdb_connection.stop()
+
+
 def leave(controller=None, db=None, db_port=OVSDB_PORT):
     """Disconnect this node from dvn and remove what dvn put on it.
 
@@ -128,10 +165,12 @@ def _cmd_join(args):
     try:
         of_target, db_target = join(args.controller, args.encap_ip, args.system_id, args.db,
                                     args.datapath_type, args.openflow_port, args.ovsdb_port)
+        print("joined: OpenFlow %s, OVSDB manager %s" % (of_target, db_target))
+        if args.ipsec_pki:
+            print("IPsec certificate from dvn's CA: %s" % enroll(args.ipsec_pki, args.db, args.pki_timeout))
     except JoinError as exc:
         print("dvn join: %s" % exc)
         return 2
-    print("joined: OpenFlow %s, OVSDB manager %s" % (of_target, db_target))
     return 0
 
 
@@ -151,6 +190,9 @@ def register(subparsers):
                    help="br-int datapath (default: system if the kernel module is loaded)")
     p.add_argument("--openflow-port", type=int, default=OPENFLOW_PORT)
     p.add_argument("--ovsdb-port", type=int, default=OVSDB_PORT)
+    p.add_argument("--ipsec-pki", metavar="DIR",
+                   help="get a certificate from dvn's CA for the IPsec mesh; this node's key stays in DIR")
+    p.add_argument("--pki-timeout", type=float, default=60.0, metavar="S")
     p.set_defaults(func=_cmd_join)
     q = subparsers.add_parser("leave", help="disconnect this node from dvn (run on the node)")
     q.add_argument("--controller", help="only the manager of this controller")

@@ -188,10 +188,11 @@ class NodeSession:
                 if PEER_KEY in i.external_ids and i.external_ids.get(MESH_KEY, "plain") == mesh}
 
     # ---- writing --------------------------------------------------------
-    def ensure_tunnels(self, peers, options=None, keys=None):
+    def ensure_tunnels(self, peers, options=None, ipsec=None):
         """Make br-int's dvn tunnel ports exactly the wanted ones, in one transaction:
-        one plain port per peer, and one IPsec port (ovs-monitor-ipsec's
-        options:psk) per peer that ``keys`` has a pre-shared key for.
+        one plain port per peer, and one IPsec port per peer that ``ipsec``
+        names, with the options ovs-monitor-ipsec authenticates it by
+        (``{"psk": key}`` or ``{"remote_name": peer}`` for certificates).
 
         ``peers`` maps a peer's system-id to its tunnel IP. Returns the number
         of operations sent (0 when the node already matches). No error names
@@ -200,7 +201,8 @@ class NodeSession:
         bridge_uuid, _ = self._bridge()
         if bridge_uuid is None:
             raise OvsdbError("node %s has no %s" % (self.system_id, BRIDGE))
-        keys = keys or {}
+        ipsec = ipsec or {}
+        keys = [o["psk"] for o in ipsec.values() if "psk" in o]
         base = {"key": "flow"}
         base.update(options or {})
         have = {}
@@ -211,8 +213,8 @@ class NodeSession:
         wanted = {}
         for peer, remote_ip in peers.items():
             wanted[(peer, "plain")] = dict(base, remote_ip=remote_ip, dst_port=str(PLAIN_GENEVE_PORT))
-            if peer in keys:
-                wanted[(peer, "ipsec")] = dict(base, remote_ip=remote_ip, psk=keys[peer])
+            if peer in ipsec:
+                wanted[(peer, "ipsec")] = dict(base, remote_ip=remote_ip, **ipsec[peer])
         ops, add_ports, del_ports = [], [], []
         for (peer, mesh), want in sorted(wanted.items()):
             iface = have.get((peer, mesh))
@@ -249,7 +251,7 @@ class NodeSession:
             try:
                 self.transact(ops)
             except OvsdbError as exc:
-                raise OvsdbError(_redacted(str(exc), keys.values())) from None
+                raise OvsdbError(_redacted(str(exc), keys)) from None
         return len(ops)
 
     def set_external_ids(self, values):

@@ -60,8 +60,9 @@ class Client:
 class DvnServer:
     """`dvn serve` as a child process; kill it, start it again on the same state."""
 
-    def __init__(self, state_dir, api_port, listen_ip, of_port=6653, ovsdb_port=6640):
+    def __init__(self, state_dir, api_port, listen_ip, of_port=6653, ovsdb_port=6640, extra=()):
         self.state_dir = state_dir
+        self.extra = list(extra)  # more `dvn serve` options
         self.api_port = api_port
         self.listen_ip = listen_ip
         self.of_port, self.ovsdb_port = of_port, ovsdb_port
@@ -75,7 +76,7 @@ class DvnServer:
                "--api-listen", "127.0.0.1:%d" % self.api_port,
                "--openflow-listen", "%s:%d" % (self.listen_ip, self.of_port),
                "--ovsdb-listen", "%s:%d" % (self.listen_ip, self.ovsdb_port),
-               "--log-file", self.log_path]
+               "--log-file", self.log_path] + self.extra
         env = dict(os.environ, PYTHONWARNINGS="ignore")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.state_dir, "dvn.stderr"), "ab"))
@@ -134,12 +135,12 @@ class DvnServer:
         raise AssertionError("%r did not appear %d time(s) in the dvn log in %d s" % (text, count, timeout))
 
 
-def join(hv, controller_ip, encap_ip, of_port=6653, ovsdb_port=6640):
-    """Run `dvn join` inside a lab hypervisor."""
+def join(hv, controller_ip, encap_ip, of_port=6653, ovsdb_port=6640, extra=()):
+    """Run `dvn join` inside a lab hypervisor (``extra``: more options)."""
     return hv.run(sys.executable, "-m", "controller.cli", "join",
                   "--controller", controller_ip, "--encap-ip", encap_ip,
                   "--system-id", hv.name, "--datapath-type", "netdev",
-                  "--openflow-port", str(of_port), "--ovsdb-port", str(ovsdb_port))
+                  "--openflow-port", str(of_port), "--ovsdb-port", str(ovsdb_port), *extra)
 
 
 def wait_until(predicate, timeout=10, interval=0.1, what="condition"):
@@ -154,7 +155,7 @@ def wait_until(predicate, timeout=10, interval=0.1, what="condition"):
 
 
 @contextlib.contextmanager
-def dvn_lab(tag, octet, api_port, state=None):
+def dvn_lab(tag, octet, api_port, state=None, extra=()):
     """A lab whose underlay is 192.168.<octet>.0/24, with dvn running on this
     machine at 192.168.<octet>.1, reached by the hypervisors over the underlay.
     Yields (lab, dvn); tears everything down after, the store included."""
@@ -165,7 +166,7 @@ def dvn_lab(tag, octet, api_port, state=None):
     with Lab(tag) as lab:
         lab.underlay("192.168.%d.0/24" % octet)
         lab.controller_uplink(ctl + "/24")
-        dvn = DvnServer(state, api_port=api_port, listen_ip=ctl).start()
+        dvn = DvnServer(state, api_port=api_port, listen_ip=ctl, extra=extra).start()
         try:
             yield lab, dvn
         finally:

@@ -164,7 +164,7 @@ def plan_lb(topology, lb_id, system_id):
             hosted = True
         for ip in port.ips:
             ports[ip] = (port.mac, ofport if node == system_id else None)
-            if node and ofport:
+            if node:  # the store's word (stable across restarts), not another node's session
                 plugged.add(ip)
     if not hosted:
         return None

@@ -244,3 +244,12 @@ def test_bucket_counts_end_for_any_pool():
     assert set(lb.bucket_counts(many).values()) == {1}
     counts = lb.bucket_counts(many[:900])
     assert sum(counts.values()) <= lb.MAX_BUCKETS and min(counts.values()) >= 1
+
+
+def test_a_member_on_a_node_whose_session_is_not_back_yet_keeps_its_buckets():
+    # After a controller restart another node's ofports come back with its
+    # session: until then its ports are known by the store alone.
+    topo = topology()
+    before = lb.compile_groups(lb.plan_lb(topo, "lb1", "hv1"))[7]
+    topo = topo._replace(bindings=dict(topo.bindings, a2=("hv2", None), a3=("hv3", None)))
+    assert lb.compile_groups(lb.plan_lb(topo, "lb1", "hv1"))[7] == before

@@ -76,6 +76,7 @@ def _merged(contributions):
 
 
 CSR_KEY, CERT_KEY, CA_KEY, CERT_FOR_KEY = "dvn-csr", "dvn-cert", "dvn-ca", "dvn-cert-for"
+CERTIFIED_KEY = "dvn-certified"   # Node external_ids in the store: the digest of the request dvn signed
 
 
 def _digest(text):
@@ -329,6 +330,12 @@ class Core:
             else:
                 self.owners[owner_hash(system_id)] = "node " + system_id
                 self.nodes[system_id] = row.encap_ip
+            # Whether the node holds a certificate of dvn's CA: kept in the
+            # store, so a restart knows it before the node's session is back.
+            if event != "delete" and row.external_ids.get(CERTIFIED_KEY):
+                self.certified.add(system_id)
+            else:
+                self.certified.discard(system_id)
             self.mesh_dirty = True
             self._kick()
 
@@ -697,9 +704,8 @@ class Core:
         ext = session.external_ids
         csr = ext.get(CSR_KEY)
         done = bool(csr) and ext.get(CERT_FOR_KEY) == _digest(csr)
-        if done != (session.system_id in self.certified):
-            (self.certified.add if done else self.certified.discard)(session.system_id)
-            self.mesh_dirty = True
+        if done != (session.system_id in self.certified):  # recorded in the store; the mesh follows from there
+            eventlet.spawn_n(self._record_certified, session.system_id, _digest(csr) if done else None)
         if self.ca is None or not csr or done or session.system_id in self.signing:
             return
         self.signing.add(session.system_id)
@@ -714,6 +720,12 @@ class Core:
             finally:
                 self.signing.discard(session.system_id)
         eventlet.spawn_n(sign)
+
+    def _record_certified(self, system_id, digest):
+        try:
+            self.nb.set_node_external_id(system_id, CERTIFIED_KEY, digest)
+        except Exception as exc:  # the node row may not be written yet: the next update asks again
+            LOG.warning("node %s: certificate state not recorded: %s", system_id, exc)
 
     def _create_key(self, pair):
         """A new pre-shared key for a node pair, in the store (never logged)."""

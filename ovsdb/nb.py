@@ -125,6 +125,16 @@ class Northbound:
             raise NotFound("node %s" % system_id)
         self.transact([self.api.db_set("Node", row.uuid, ("state", state), ("last_seen", last_seen_ms))])
 
+    def set_node_external_id(self, system_id, key, value):
+        """Set (or, with None, remove) one external_ids key of a Node row."""
+        row = self._node(system_id)
+        if row is None:
+            raise NotFound("node %s" % system_id)
+        if value is None:
+            self.transact([self.api.db_remove("Node", row.uuid, "external_ids", key)])
+        else:
+            self.transact([self.api.db_set("Node", row.uuid, ("external_ids", {key: value}))])
+
     def delete_node(self, system_id):
         row = self._node(system_id)
         if row is None:

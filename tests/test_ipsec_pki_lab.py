@@ -4,8 +4,10 @@ ovs-monitor-ipsec authenticates the IPsec mesh with the certificates.
 (No ESP here: the tests check what is configured; docs/encryption.md.)"""
 
 import os
+import signal
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -82,6 +84,25 @@ def test_ipsec_tunnels_use_certificates_and_ovs_monitor_ipsec_configures_them(pk
     finally:
         monitor.terminate()
         monitor.wait(timeout=10)
+
+
+def test_a_controller_restart_rewrites_no_tunnel_even_before_every_node_is_back(pki):
+    hv1, hv2 = pki.hvs["hv1"], pki.hvs["hv2"]
+    before = tunnel_ports(hv1)
+    manager = hv2.vsctl("get-manager")
+    synced = pki.dvn.log().count("in sync")
+    pki.dvn.kill(signal.SIGKILL)
+    hv2.vsctl("del-manager")        # hv2's OVSDB session stays away while dvn comes back
+    try:
+        pki.dvn.start()
+        pki.dvn.wait_log("in sync", count=synced + 1, timeout=30)   # hv1
+        time.sleep(1)
+        after_restart = pki.dvn.log().split("northbound store")[-1]
+        assert "node hv1: tunnel mesh updated" not in after_restart   # hv2 is certified: the store says so
+        assert tunnel_ports(hv1) == before
+    finally:
+        hv2.vsctl("set-manager", manager)
+    pki.dvn.wait_log("in sync", count=synced + 2, timeout=30)
 
 
 def test_a_request_for_another_nodes_name_is_not_signed(pki):

@@ -153,6 +153,9 @@ def main():
             say("Distributed load balancer: VIP 10.0.0.100:80 -> web1:8080 (weight 1), web2:8080 (weight 2)")
             for name in ("web1", "web2"):
                 serve(lab, vms[name], name, 8080)
+            for name in ("web1", "web2"):  # each server answers, straight to it, before the VIP exists
+                wait_until(lambda: name in connections(vms["db1"], ips[name], 8080, 1), timeout=20,
+                           what="%s's server listening" % name)
             vip = api.post("/v1/load-balancers", {
                 "name": "web", "network": nets["blue"]["id"], "vip_address": "10.0.0.100", "protocol": "tcp",
                 "protocol_port": 80, "members": [{"address": ips["web1"], "protocol_port": 8080, "weight": 1},

@@ -1,0 +1,899 @@
+"""Scale (issue 6): P ports on one node, the whole workload of benchmarks/workload.py.
+
+One joined hypervisor (userspace OVS, its vswitchd started with
+--enable-dummy). Before the clock starts, the lab plugs P interfaces into its
+br-int without an iface-id: P - 3 ``type=dummy`` ones and three real VMs
+(veths into namespaces). Adding a port to the userspace datapath costs
+vswitchd time in proportion to the ports it has (about 6 minutes of vswitchd
+CPU for 10,000 dummy ports), which is the lab's cost, not dvn's; binding an
+interface to a port is setting its ``external_ids:iface-id``, which is what dvn
+reacts to, and that happens inside the measured window.
+
+1. Full convergence: from the first API call of the bulk apply (security
+   groups, their rules, networks, ports with their groups, load balancers
+   with their members; --clients calls in flight at once, each client with a
+   keep-alive connection) until every flow is on the switch. Ports are bound
+   as they are created, 500 interfaces per OVSDB transaction. The switch is
+   done when dvn's log shows no new bundle for --quiet seconds, dvn and
+   vswitchd are idle over that window and br-int's flow count
+   (dump-aggregate) has not moved; the time is that of dvn's last commit
+   (its log line comes after the switch's commit reply). At the end, dvn is
+   restarted on the same store: its resync reads the switch back and must
+   find nothing to change and say it has exactly the flows the switch has.
+2. Incremental operations, 5 of each, one at a time: a rule (ingress
+   tcp/900x from 198.51.100.0/24) added to a random group, polled until
+   br-int has a flow with tp_dst=900x; a member added to a random VIP, polled
+   until the VIP's select group has exactly the buckets dvn must give it.
+   Each is shown from the API call to the switch (polled) and to dvn's
+   commit (its log).
+3. br-int's flows (by cookie category) and groups; peak RSS (VmHWM) and CPU
+   seconds (utime + stime) of dvn, of the node's vswitchd, and of the two
+   ovsdb-servers.
+4. Sanity: vm_a -> vm_b ping passes, vm_c -> vm_b and vm_a -> vm_c drop; TCP
+   through the sanity VIP (member vm_b:80) answers vm_c and not vm_a (see
+   benchmarks/workload.py for why).
+
+Every wait is bounded; the lab (namespaces, OVS, dvn, its store) is torn
+down on exit.
+
+Run as root: .venv/bin/python -m benchmarks.bench_scale [--ports 1000 3000] [--clients 4]
+The big one: .venv/bin/python -m benchmarks.bench_scale --ports 10000
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import math
+import os
+import queue
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+from benchmarks.workload import OPS, Workload
+from flows import lb
+from flows.flow import CATEGORY_NAMES
+from flows.pipeline import table_id
+from tests.dvnproc import dvn_lab, join
+from tests.lab import Hypervisor
+
+TAG, OCTET, API_PORT = "bscale", 76, 18680   # tests use 61-63, demo 70, other benchmarks 72-75
+HV_IP = "192.168.%d.11" % OCTET
+BATCH = 500
+TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "vmtools")
+VIP_TABLE = table_id("vip_lb")
+VM_NAMES = {"vm_a": "vma", "vm_b": "vmb", "vm_c": "vmc"}
+
+BUNDLE = re.compile(r"^(\S+ \S+) INFO controller\.core: switch of node \S+: (\d+) flow changes in one bundle "
+                    r"\((\d+) units, compile ([\d.]+) s, bundle ([\d.]+) s\)")
+SYNC = re.compile(r"^(\S+ \S+) INFO controller\.core: switch of node \S+ in sync: (\d+) flows, (\d+) changed "
+                  r"\(compile ([\d.]+) s, read\+diff ([\d.]+) s, bundle ([\d.]+) s\)")
+CONNECT = re.compile(r"^(\S+ \S+) INFO ovsdb\.node: node OVSDB connection from")
+PROBLEM = re.compile(r" (ERROR|CRITICAL|WARNING) |Traceback")
+
+
+def log_time(stamp):
+    return datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def short(text, limit=400):
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "... (%d chars)" % len(text)
+
+
+# ---- processes ---------------------------------------------------------------------
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / HZ
+
+
+def mem_kib(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def read_pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class ScaleHypervisor(Hypervisor):
+    """A lab hypervisor whose vswitchd also knows the ``dummy`` interface type."""
+
+    def start_vswitchd(self):
+        self.run("ovs-vswitchd", self.db, "-vconsole:off", "--pidfile", "--detach", "--no-chdir",
+                 "--log-file", "--disable-system", "--enable-dummy")
+
+    def transact(self, ops, timeout=600):
+        """One OVSDB transaction straight on the node's socket (no argv limit, no
+        ovs-vsctl cache rebuilt per command); the results, or RuntimeError."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(self.db[len("unix:"):])
+        try:
+            sock.sendall(json.dumps({"method": "transact", "params": ["Open_vSwitch"] + ops, "id": 0}).encode())
+            buf, decoder = "", json.JSONDecoder()
+            while True:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    raise RuntimeError("the node's ovsdb-server closed the connection")
+                buf += chunk.decode()
+                try:
+                    msg, end = decoder.raw_decode(buf.lstrip())
+                except ValueError:
+                    continue
+                buf = buf.lstrip()[end:]
+                if msg.get("method") == "echo":
+                    sock.sendall(json.dumps({"id": msg["id"], "result": msg["params"], "error": None}).encode())
+                    continue
+                break
+        finally:
+            sock.close()
+        if msg.get("error"):
+            raise RuntimeError("transaction failed: %s" % short(msg["error"]))
+        errors = [r for r in msg["result"] if r and "error" in r]
+        if errors:
+            raise RuntimeError("transaction failed: %s" % short(errors))
+        return msg["result"]
+
+    def ofport_count(self, names):
+        """How many of the interfaces ``names`` have an ofport."""
+        out = json.loads(self.run("ovs-vsctl", "--timeout=60", "--format=json", "--columns=name,ofport",
+                                  "list", "Interface"))
+        got = {name: ofport for name, ofport in out["data"]}
+        return sum(1 for n in names if isinstance(got.get(n), int) and got[n] > 0)
+
+
+def add_hv(lab, dvn):
+    hv = ScaleHypervisor(lab, "hv1", lab._netns("hv1"), HV_IP + "/24", 1600)
+    lab.hvs[hv.name] = hv
+    hv.start()
+    lab.seed_neighbors()
+    join(hv, dvn.listen_ip, HV_IP)
+    return hv
+
+
+# ---- the REST API, with keep-alive connections -------------------------------------
+class ApiError(Exception):
+    pass
+
+
+class Api:
+    """One keep-alive HTTP connection per thread."""
+
+    def __init__(self, port, token):
+        self.port, self.token = port, token
+        self.local = threading.local()
+
+    def _conn(self):
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+        return conn
+
+    def _drop(self):
+        conn = getattr(self.local, "conn", None)
+        if conn is not None:
+            conn.close()
+        self.local.conn = None
+
+    def call(self, method, path, body=None, expect=(200, 201, 204)):
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Authorization": "Bearer %s" % self.token}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in (0, 1):
+            conn = self._conn()
+            try:
+                conn.request(method, path, body=data, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # The server closed an idle keep-alive connection before reading the request.
+                self._drop()
+                if attempt:
+                    raise
+                continue
+            if resp.will_close:
+                self._drop()
+            break
+        payload = json.loads(raw) if raw else None
+        if resp.status not in expect:
+            raise ApiError("%s %s: HTTP %d: %s" % (method, path, resp.status, short(payload)))
+        return payload
+
+    def post(self, path, body):
+        return self.call("POST", path, body)
+
+    def get(self, path):
+        return self.call("GET", path)
+
+
+class Deadline(Exception):
+    """The time limit passed during a phase: ``done`` calls of it had been made."""
+
+    def __init__(self, done, latencies):
+        super().__init__("the time limit passed after %d calls of the phase" % done)
+        self.done, self.latencies = done, latencies
+
+
+def pool_calls(api, calls, workers, done=None, deadline=None, progress=None):
+    """Run ``calls`` [(path, body)] as POSTs, ``workers`` at once; (results in order, latencies in ms).
+    Raises Deadline once ``deadline`` (monotonic) has passed."""
+    results, latencies = [None] * len(calls), [None] * len(calls)
+    failed, late = [], []
+
+    def one(i):
+        if failed or late:
+            return
+        if deadline is not None and time.monotonic() > deadline:
+            late.append(i)
+            return
+        path, body = calls[i]
+        t = time.monotonic()
+        try:
+            results[i] = api.post(path, body)
+        except Exception:
+            failed.append(i)
+            raise
+        latencies[i] = (time.monotonic() - t) * 1000
+        if progress is not None:
+            progress[0] += 1
+        if done is not None:
+            done(i, results[i])
+
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        for _ in ex.map(one, range(len(calls))):
+            pass
+    made = [x for x in latencies if x is not None]
+    if late:
+        raise Deadline(len(made), made)
+    return results, latencies
+
+
+# ---- dvn's log ------------------------------------------------------------------------
+class LogWatch:
+    """Reads dvn's log as it grows."""
+
+    def __init__(self, path):
+        self.path, self.offset, self.lines = path, 0, []
+
+    def skip(self):
+        self.poll()
+        return len(self.lines)
+
+    def poll(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except OSError:
+            return []
+        cut = data.rfind(b"\n") + 1
+        self.offset += cut
+        new = data[:cut].decode(errors="replace").splitlines()
+        self.lines += new
+        return new
+
+    def syncs(self, since=0):
+        """[(kind, wall time, fields)] of the bundle and resync lines from line ``since`` on."""
+        out = []
+        for line in self.lines[since:]:
+            m = BUNDLE.match(line)
+            if m:
+                out.append(("bundle", log_time(m.group(1)), {"changes": int(m.group(2)), "units": int(m.group(3)),
+                                                              "compile": float(m.group(4)),
+                                                              "bundle": float(m.group(5))}))
+                continue
+            m = SYNC.match(line)
+            if m:
+                out.append(("sync", log_time(m.group(1)), {"flows": int(m.group(2)), "changes": int(m.group(3)),
+                                                            "compile": float(m.group(4)),
+                                                            "read": float(m.group(5)),
+                                                            "bundle": float(m.group(6))}))
+        return out
+
+    def problems(self, since=0):
+        return [line for line in self.lines[since:] if PROBLEM.search(line) and "dvn.http" not in line]
+
+
+# ---- what br-int holds -----------------------------------------------------------------
+def flow_count(hv):
+    out = hv.ofctl("dump-aggregate", "br-int")
+    return int(re.search(r"flow_count=(\d+)", out).group(1))
+
+
+def group_count(hv):
+    return len(re.findall(r"^\s*group_id=", hv.ofctl("dump-groups", "br-int"), re.M))
+
+
+def flows_by_category(hv):
+    counts = {}
+    for m in re.finditer(r"cookie=(0x[0-9a-f]+)", hv.ofctl("--no-stats", "dump-flows", "br-int")):
+        name = CATEGORY_NAMES.get(int(m.group(1), 16) >> 60, "unknown")
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def want_buckets(members):
+    counts = lb.bucket_counts([SimpleNamespace(id=m["id"], weight=m["weight"]) for m in members])
+    return set(lb.bucket_ids(counts).values())
+
+
+def buckets_of(hv, gid):
+    return {int(b) for b in re.findall(r"bucket_id:(\d+)", hv.ofctl("dump-groups", "br-int", str(gid)))}
+
+
+# ---- one run ------------------------------------------------------------------------------
+class Run:
+    def __init__(self, args, p):
+        self.args, self.p = args, p
+        self.w = Workload(p, args.seed)
+        self.fig = {"ports": p, "counts": self.w.counts()}
+
+    def pids(self):
+        return {"dvn": self.dvn.proc.pid, "vswitchd": self.hv._pid("ovs-vswitchd"),
+                "node ovsdb": self.hv._pid("ovsdb-server"),
+                "nb ovsdb": read_pid(os.path.join(self.dvn.state_dir, "nb.pid"))}
+
+    def cpu(self):
+        return {k: cpu_s(pid) for k, pid in self.pids().items() if pid}
+
+    def say(self, text):
+        print("  [P=%d %6.1f s] %s" % (self.p, time.monotonic() - self.started, text), flush=True)
+
+    # -- setup (not timed) --
+    def setup(self, lab, dvn):
+        self.lab, self.dvn = lab, dvn
+        self.log = LogWatch(dvn.log_path)
+        self.api = Api(dvn.api_port, dvn.admin_token)
+        self.hv = hv = add_hv(lab, dvn)
+        self.wait_log_sync(0, 60, "the switch's first resync")
+        t = time.monotonic()
+        # The VMs: veths into namespaces, on br-int without an iface-id for now.
+        self.vms = {}
+        for role, name in VM_NAMES.items():
+            i = self.w.vms[role]
+            _k, mac, ip, _g = self.w.ports[i]
+            self.vms[role] = lab.add_vm(name, hv, ip + "/24", mac)
+            hv.vsctl("add-port", "br-int", name)
+        # The other ports: dummy interfaces, 500 an OVSDB transaction.
+        self.iface_uuid = {}
+        for role, name in VM_NAMES.items():
+            self.iface_uuid[self.w.vms[role]] = hv.vsctl("get", "Interface", name, "_uuid")
+        vm_ports = set(self.w.vms.values())
+        rest = [i for i in range(self.p) if i not in vm_ports]
+        for b in range(0, len(rest), BATCH):
+            chunk = rest[b:b + BATCH]
+            ops = []
+            for i in chunk:
+                name = self.w.port_name(i)
+                ops.append({"op": "insert", "table": "Interface", "uuid-name": "i%d" % i,
+                            "row": {"name": name, "type": "dummy"}})
+                ops.append({"op": "insert", "table": "Port", "uuid-name": "p%d" % i,
+                            "row": {"name": name, "interfaces": ["named-uuid", "i%d" % i]}})
+            ops.append({"op": "mutate", "table": "Bridge", "where": [["name", "==", "br-int"]],
+                        "mutations": [["ports", "insert", ["set", [["named-uuid", "p%d" % i] for i in chunk]]]]})
+            res = hv.transact(ops)
+            for n, i in enumerate(chunk):
+                self.iface_uuid[i] = res[2 * n]["uuid"][1]
+        names = [self.w.port_name(i) for i in rest] + list(VM_NAMES.values())
+        deadline = time.monotonic() + self.args.plug_timeout
+        while True:
+            have = hv.ofport_count(names)
+            if have == len(names):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("only %d of %d interfaces have an ofport after %d s" % (
+                    have, len(names), self.args.plug_timeout))
+            time.sleep(2)
+        self.fig["preplug_s"] = time.monotonic() - t
+        self.say("%d interfaces on br-int (%d dummy, %d VMs) in %.1f s, no iface-id yet" % (
+            len(names), len(rest), len(VM_NAMES), self.fig["preplug_s"]))
+        self.quiet(60, "dvn idle before the bulk apply", need_log=False)
+
+    def wait_log_sync(self, since, timeout, what):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.log.poll()
+            found = [s for s in self.log.syncs(since) if s[0] == "sync"]
+            if found:
+                return found[-1]
+            time.sleep(0.2)
+        raise RuntimeError("%s: no 'in sync' line in dvn's log after %d s" % (what, timeout))
+
+    def quiet(self, timeout, what, window=3.0, need_log=True):
+        """Wait until dvn's log, dvn's CPU and vswitchd's CPU stay still for ``window`` s."""
+        deadline = time.monotonic() + timeout
+        pids = self.pids()
+        self.log.poll()
+        last = (0, cpu_s(pids["dvn"]), cpu_s(pids["vswitchd"]), time.monotonic())
+        n0 = len(self.log.lines)
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            self.log.poll()
+            now = time.monotonic()
+            d, v = cpu_s(pids["dvn"]), cpu_s(pids["vswitchd"])
+            n = len(self.log.syncs(n0))
+            if n or d - last[1] > 0.15 * (now - last[3]) + 0.05 or v - last[2] > 0.4 * (now - last[3]) + 0.05:
+                last, n0 = (0, d, v, now), len(self.log.lines)
+            elif now - last[3] >= window:
+                return
+        raise RuntimeError("%s: not quiet after %d s" % (what, timeout))
+
+    # -- 1. the bulk apply --
+    def bulk(self):
+        w, api, hv, args = self.w, self.api, self.hv, self.args
+        mark = self.log.skip()
+        cpu0 = self.cpu()
+        self.fig["log_mark"] = mark
+        phases = {}
+        deadline = time.monotonic() + args.timeout
+        bound = queue.Queue()
+        binder = {"batches": [], "error": None, "done": 0}
+        vm_of = {i: role for role, i in w.vms.items()}
+
+        def bind(chunk):
+            ops = []
+            for i, port_id in chunk:
+                ids = [["iface-id", port_id]]
+                if i in vm_of:
+                    ids.append(["attached-mac", w.ports[i][1]])
+                ops.append({"op": "mutate", "table": "Interface",
+                            "where": [["_uuid", "==", ["uuid", self.iface_uuid[i]]]],
+                            "mutations": [["external_ids", "insert", ["map", ids]]]})
+            t = time.monotonic()
+            hv.transact(ops)
+            binder["batches"].append((len(chunk), (time.monotonic() - t) * 1000))
+            binder["done"] += len(chunk)
+
+        def bind_loop():
+            """Bind interfaces to the ports created, BATCH per transaction (the rest at the end)."""
+            pending = []
+            try:
+                while True:
+                    item = bound.get()
+                    if item is not None:
+                        pending.append(item)
+                    while len(pending) >= BATCH or (item is None and pending):
+                        bind(pending[:BATCH])
+                        pending = pending[BATCH:]
+                    if item is None:
+                        return
+            except Exception as exc:
+                binder["error"] = exc
+
+        self.wall0 = time.time()
+        self.t0 = t0 = time.monotonic()
+        thread = threading.Thread(target=bind_loop, daemon=True)
+        thread.start()
+        posted = [0]
+        stop_watch = threading.Event()
+
+        def watch():
+            pids = self.pids()
+            while not stop_watch.wait(30):
+                try:
+                    flows = flow_count(hv)
+                except RuntimeError:
+                    flows = -1
+                self.say("... %s: %d calls of it made, %d interfaces bound, %d flows on br-int, dvn RSS %d MiB, "
+                         "CPU so far dvn %.0f s vswitchd %.0f s" % (
+                             current[0], posted[0], binder["done"], flows, mem_kib(pids["dvn"], "VmRSS") // 1024,
+                             cpu_s(pids["dvn"]) - cpu0["dvn"], cpu_s(pids["vswitchd"]) - cpu0["vswitchd"]))
+
+        current = ["groups"]
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+
+        def phase(name, calls, **kw):
+            current[0], posted[0] = name, 0
+            t = time.monotonic()
+            try:
+                results, lat = pool_calls(api, calls, args.clients, deadline=deadline, progress=posted, **kw)
+            except Deadline as late:
+                phases[name] = (late.done, time.monotonic() - t, late.latencies, len(calls))
+                raise
+            phases[name] = (len(results), time.monotonic() - t, lat, len(calls))
+            self.say("%d %s posted in %.1f s" % (len(results), name, phases[name][1]))
+            return results
+
+        gids = nids = ports = lbs = ()
+        try:
+            gids = [g["id"] for g in phase("groups", [("/v1/security-groups", w.group_body(g))
+                                                      for g in range(w.n_groups)])]
+            calls = []
+            for r in range(len(w.rules)):
+                gid, body = w.rule_body(r, gids)
+                calls.append(("/v1/security-groups/%s/rules" % gid, body))
+            phase("rules", calls)
+            nids = [n["id"] for n in phase("networks", [("/v1/networks", w.network_body(k))
+                                                         for k in range(w.n_networks)])]
+            ports = phase("ports", [("/v1/ports", w.port_body(i, nids, gids)) for i in range(self.p)],
+                          done=lambda i, port: bound.put((i, port["id"])))
+            bound.put(None)
+            calls = [("/v1/load-balancers", w.lb_body(j, nids)) for j in range(w.n_vips)]
+            calls.append(("/v1/load-balancers", w.sanity_lb_body(nids)))
+            lbs = phase("load balancers", calls)
+        except Deadline:
+            self.fig["timed_out"] = True
+            self.say("TIME LIMIT (%d s) reached while posting %s" % (args.timeout, current[0]))
+        finally:
+            stop_watch.set()
+            bound.put(None)
+            thread.join(max(30.0, deadline - time.monotonic()))
+        if binder["error"] is not None:
+            raise binder["error"]
+        if thread.is_alive():
+            raise RuntimeError("binding the interfaces ran past the deadline")
+        self.api_done = time.monotonic() - t0
+        self.fig["phases"] = phases
+        self.fig["api_s"] = self.api_done
+        self.fig["bind_batches"] = binder["batches"]
+        self.fig["bound"] = binder["done"]
+        self.ids = SimpleNamespace(groups=gids, networks=nids, ports=[p["id"] for p in ports], lbs=lbs)
+        self.converge(deadline, mark, cpu0)
+
+    def converge(self, deadline, mark, cpu0):
+        """Until the switch is quiet; then the figures of the bulk apply."""
+        hv, args = self.hv, self.args
+        pids = self.pids()
+        window = args.quiet
+        samples = []   # (t, flows, dvn cpu, vswitchd cpu, sync lines so far)
+        last_change, last_flows, next_report = self.t0, None, time.monotonic() + 15
+        while True:
+            now = time.monotonic()
+            self.log.poll()
+            try:
+                flows = flow_count(hv)
+            except RuntimeError:
+                flows = last_flows
+            syncs = self.log.syncs(mark)
+            samples.append((now, flows, cpu_s(pids["dvn"]), cpu_s(pids["vswitchd"]), len(syncs)))
+            if flows != last_flows:
+                last_change, last_flows = now, flows
+            old = [s for s in samples if now - s[0] >= window]
+            if old:
+                ref = old[-1]
+                span = now - ref[0]
+                if (ref[1] == flows and ref[4] == len(syncs) and syncs
+                        and samples[-1][2] - ref[2] < 0.15 * span
+                        and samples[-1][3] - ref[3] < 0.4 * span):
+                    break
+            if now > next_report:
+                next_report = now + 15
+                done = sum(s[2].get("changes", 0) for s in syncs)
+                last = syncs[-1] if syncs else None
+                self.say("waiting: %d flows on br-int, %d bundles so far (%d changes), dvn RSS %d MiB, "
+                         "CPU since start dvn %.0f s vswitchd %.0f s%s" % (
+                             flows or 0, len(syncs), done, mem_kib(pids["dvn"], "VmRSS") // 1024,
+                             samples[-1][2] - cpu0["dvn"], samples[-1][3] - cpu0["vswitchd"],
+                             (", last: %s %.1f s after start" % (last[0], last[1] - self.wall0)) if last else ""))
+            if now > deadline:
+                self.fig["timed_out"] = True
+                self.say("NOT CONVERGED after %d s: %d flows on br-int" % (args.timeout, flows or 0))
+                break
+            time.sleep(0.5)
+        syncs = self.log.syncs(mark)
+        self.fig["converged_log_s"] = (syncs[-1][1] - self.wall0) if syncs else float("nan")
+        self.fig["converged_poll_s"] = last_change - self.t0
+        self.fig["wall0"] = self.wall0
+        self.fig["bundles"] = syncs
+        self.fig["reconnects"] = sum(1 for line in self.log.lines[mark:] if CONNECT.match(line))
+        self.fig["connect_times"] = [log_time(CONNECT.match(line).group(1)) - self.wall0
+                                     for line in self.log.lines[mark:] if CONNECT.match(line)]
+        self.fig["cpu_bulk"] = {k: v - cpu0.get(k, 0) for k, v in self.cpu().items()}
+        self.fig["flows"] = flow_count(hv)
+        self.fig["groups"] = group_count(hv)
+        self.fig["rss_bulk"] = {k: mem_kib(pid, "VmHWM") for k, pid in self.pids().items() if pid}
+        self.say("bulk apply done: API calls %.1f s, dvn's last commit %.1f s, flows %d, groups %d" % (
+            self.fig["api_s"], self.fig["converged_log_s"], self.fig["flows"], self.fig["groups"]))
+
+    # -- 4. sanity --
+    def sanity(self):
+        vm = self.vms
+        ips = {role: self.w.ports[i][2] for role, i in self.w.vms.items()}
+        vip = self.w.sanity_vip[1]
+        self.lab.spawn(["ip", "netns", "exec", vm["vm_b"].ns, "python3", os.path.join(TOOLS, "lbserver.py"),
+                        "tcp", "vmb", "80"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        checks = {}
+        checks["ping a->b passes (same group)"] = vm["vm_a"].ping_ok(ips["vm_b"])
+        checks["ping c->b drops (not in b's group)"] = vm["vm_c"].ping(ips["vm_b"], count=3)[1] == 0
+        checks["ping a->c drops (not in c's group)"] = vm["vm_a"].ping(ips["vm_c"], count=3)[1] == 0
+
+        def tcp(role):
+            out = vm[role].exec("python3", os.path.join(TOOLS, "lbclient.py"), "tcp", vip, "80", "1", "0",
+                                timeout=60)
+            return json.loads(out)[0]
+
+        got = None
+        for _ in range(10):  # the first connection may wait for ARP
+            got = tcp("vm_c")
+            if got.startswith("vmb "):
+                break
+        checks["TCP c->VIP:80 answered by vm_b:80 (remote group rule)"] = bool(got and got.startswith("vmb "))
+        checks["TCP a->VIP:80 gets no answer (a not in the next group)"] = tcp("vm_a") == "timeout"
+        self.fig["sanity"] = checks
+        self.fig["sanity_seen"] = got
+        self.say("sanity: %s" % ", ".join("%s: %s" % (k, "ok" if v else "FAILED") for k, v in checks.items()))
+
+    # -- 2. incremental operations --
+    def wait_commit(self, mark, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.log.poll()
+            found = self.log.syncs(mark)
+            if found:
+                return found[0]
+            time.sleep(0.02)
+        return None
+
+    def incremental(self):
+        w, api, hv = self.w, self.api, self.hv
+        rule_ms, rule_dvn, member_ms, member_dvn, polls = [], [], [], [], []
+        for k in range(OPS):
+            self.quiet(120, "dvn idle before an incremental rule", window=1.0)
+            gid, body, tport = w.rule_op_body(k, self.ids.groups)
+            mark = self.log.skip()
+            wall, t0 = time.time(), time.monotonic()
+            api.post("/v1/security-groups/%s/rules" % gid, body)
+            api_ms = (time.monotonic() - t0) * 1000
+            while ("tp_dst=%d" % tport) not in hv.ofctl("dump-flows", "br-int", "tcp,tp_dst=%d" % tport):
+                if time.monotonic() - t0 > 60:
+                    raise RuntimeError("rule tcp/%d not on br-int after 60 s" % tport)
+            rule_ms.append((time.monotonic() - t0) * 1000)
+            commit = self.wait_commit(mark)
+            rule_dvn.append(((commit[1] - wall) * 1000, commit[2], api_ms) if commit else None)
+        for k in range(OPS):
+            self.quiet(120, "dvn idle before an incremental member", window=1.0)
+            j, body = w.member_op_body(k)
+            balancer = self.ids.lbs[j]
+            out = hv.ofctl("dump-flows", "br-int", "table=%d,tcp,nw_dst=%s,tp_dst=80" % (
+                VIP_TABLE, balancer["vip_address"]))
+            gid = int(re.search(r"actions=group:(\d+)", out).group(1))
+            mark = self.log.skip()
+            wall, t0 = time.time(), time.monotonic()
+            new = api.post("/v1/load-balancers/%s/members" % balancer["id"], body)
+            api_ms = (time.monotonic() - t0) * 1000
+            want = want_buckets(balancer["members"] + [new])
+            while buckets_of(hv, gid) != want:
+                if time.monotonic() - t0 > 60:
+                    raise RuntimeError("member of group %d not on br-int after 60 s" % gid)
+            member_ms.append((time.monotonic() - t0) * 1000)
+            balancer["members"].append(new)
+            commit = self.wait_commit(mark)
+            member_dvn.append(((commit[1] - wall) * 1000, commit[2], api_ms) if commit else None)
+        for _ in range(3):
+            t = time.monotonic()
+            hv.ofctl("dump-flows", "br-int", "tcp,tp_dst=9001")
+            polls.append((time.monotonic() - t) * 1000)
+        self.fig["inc"] = {"rule": (rule_ms, rule_dvn), "member": (member_ms, member_dvn),
+                           "poll_ms": statistics.median(polls)}
+        self.say("incremental: rule median %.0f ms, member median %.0f ms (API call to the switch, polled)" % (
+            statistics.median(rule_ms), statistics.median(member_ms)))
+
+    # -- the closing check: a restarted dvn finds nothing to change --
+    def restart_check(self):
+        self.quiet(120, "dvn idle before the restart check")
+        flows, groups = flow_count(self.hv), group_count(self.hv)
+        self.fig["flows_final"], self.fig["groups_final"] = flows, groups
+        self.fig["by_category"] = flows_by_category(self.hv)
+        self.fig["rss_final"] = {k: mem_kib(pid, "VmHWM") for k, pid in self.pids().items() if pid}
+        self.fig["cpu_total"] = self.cpu()
+        mark = self.log.skip()
+        self.dvn.stop()
+        t0 = time.monotonic()
+        self.dvn.start(timeout=self.args.timeout)
+        sync = self.wait_log_sync(mark, self.args.timeout, "the restarted dvn's resync")
+        self.fig["restart"] = {"s": time.monotonic() - t0, "sync": sync[2], "switch_flows": flows,
+                               "ok": sync[2]["flows"] == flows and sync[2]["changes"] == 0}
+        self.say("restart check: dvn wants %d flows, the switch has %d, %d changes sent (resync %.1f s)" % (
+            sync[2]["flows"], flows, sync[2]["changes"], self.fig["restart"]["s"]))
+
+    def run(self):
+        self.started = time.monotonic()
+        with dvn_lab(TAG, OCTET, API_PORT) as (lab, dvn):
+            try:
+                self.setup(lab, dvn)
+                self.bulk()
+                if not self.fig.get("timed_out"):
+                    self.sanity()
+                    self.incremental()
+                    if not self.args.no_restart_check:
+                        self.restart_check()
+            except BaseException:
+                print("bench_scale P=%d failed; dvn's log: %s" % (self.p, dvn.log_path), file=sys.stderr)
+                self.log.poll()
+                for line in self.log.problems()[:10]:
+                    print("  " + short(line, 300), file=sys.stderr)
+                raise
+            finally:
+                self.log.poll()
+                self.fig["problems"] = self.log.problems()
+                try:
+                    with open(os.path.join(self.hv.dir, "ovsdb-server.log")) as f:
+                        self.fig["probe_timeouts"] = f.read().count("no response to inactivity probe")
+                except (OSError, AttributeError):
+                    pass
+                self.fig["elapsed_s"] = time.monotonic() - self.started
+                if self.args.keep_log:
+                    dst = os.path.join(self.args.keep_log, "dvn-scale-%d.log" % self.p)
+                    os.makedirs(self.args.keep_log, exist_ok=True)
+                    with open(dvn.log_path, "rb") as src, open(dst, "wb") as out:
+                        out.write(src.read())
+        return self.fig
+
+
+# ---- the report ---------------------------------------------------------------------------
+def med(values):
+    return statistics.median(values) if values else float("nan")
+
+
+def report(figs, args):
+    print("\n==== scale: P ports on one node (issue 6), %d API clients ====" % args.clients)
+    for f in figs:
+        c = f["counts"]
+        print("\nP=%d: %d networks, %d groups, %d rules, %d ports (%d group memberships), %d VIPs + 1 (sanity), "
+              "%d members" % (f["ports"], c["networks"], c["groups"], c["rules"], c["ports"], c["memberships"],
+                              c["vips"], c["members"] + 1))
+        print("  interfaces pre-plugged (untimed): %.1f s" % f["preplug_s"])
+        for name, (n, secs, lat, wanted) in f.get("phases", {}).items():
+            lat = lat or [float("nan")]
+            print("  POST %-15s %6d%s in %6.1f s (median %.1f ms, p99 %.1f ms, worst %.0f ms)" % (
+                name, n, "" if n == wanted else " of %d" % wanted, secs, med(lat),
+                sorted(lat)[int(0.99 * (len(lat) - 1))], max(lat)))
+        if f.get("bind_batches"):
+            b = f["bind_batches"]
+            print("  interfaces bound: %d in %d transactions of <= %d, median %.0f ms" % (
+                f["bound"], len(b), BATCH, med([x[1] for x in b])))
+        print("  node OVSDB session reconnects in the bulk apply: %d (the node's ovsdb-server: %d inactivity "
+              "probe timeouts in all)" % (f.get("reconnects", 0), f.get("probe_timeouts", 0)))
+        syncs = f.get("bundles", [])
+        if syncs:
+            comp = sum(s[2]["compile"] for s in syncs)
+            bund = sum(s[2]["bundle"] for s in syncs)
+            chg = sum(s[2]["changes"] for s in syncs)
+            big = max(syncs, key=lambda s: s[2]["compile"] + s[2]["bundle"])
+            print("  dvn's bundles in the bulk apply: %d, %d flow/group changes; compile %.1f s, bundles %.1f s in "
+                  "all; the largest: %d changes (compile %.2f s, bundle %.2f s)" % (
+                      len(syncs), chg, comp, bund, big[2]["changes"], big[2]["compile"], big[2]["bundle"]))
+        if syncs:
+            timeline(f)
+        if f.get("timed_out"):
+            print("  NOT CONVERGED within %d s" % args.timeout)
+        if f.get("sanity"):
+            print("  sanity: " + "; ".join("%s %s" % (k, "ok" if v else "FAILED") for k, v in f["sanity"].items()))
+        if f.get("by_category"):
+            print("  flows by owner: " + ", ".join("%s %d" % kv for kv in sorted(f["by_category"].items(),
+                                                                                key=lambda kv: -kv[1])))
+        if f.get("restart"):
+            r = f["restart"]
+            print("  restart check: %s (dvn wants %d flows, switch has %d, %d changes; resync %.1f s: compile %.1f s, "
+                  "read+diff %.1f s)" % ("ok" if r["ok"] else "MISMATCH", r["sync"]["flows"], r["switch_flows"],
+                                         r["sync"]["changes"], r["s"], r["sync"]["compile"], r["sync"]["read"]))
+        if f.get("problems"):
+            print("  dvn log: %d WARNING/ERROR/Traceback lines, the first:" % len(f["problems"]))
+            for line in f["problems"][:5]:
+                print("    " + short(line, 300))
+        print("  whole run %.0f s" % f["elapsed_s"])
+
+    rows = [("full convergence, first API call -> dvn's last commit (s)", lambda f: f.get("converged_log_s"), "%.1f"),
+            ("  ... -> br-int's flow count last seen changing (s)", lambda f: f.get("converged_poll_s"), "%.1f"),
+            ("  of it, the API calls (s)", lambda f: f.get("api_s"), "%.1f"),
+            ("rule added -> on br-int, median of 5 (ms)", lambda f: inc(f, "rule", 0), "%.0f"),
+            ("  ... -> dvn's commit (ms)", lambda f: inc(f, "rule", 1), "%.0f"),
+            ("member added -> on br-int, median of 5 (ms)", lambda f: inc(f, "member", 0), "%.0f"),
+            ("  ... -> dvn's commit (ms)", lambda f: inc(f, "member", 1), "%.0f"),
+            ("  (one dump-flows poll, ms)", lambda f: f.get("inc", {}).get("poll_ms"), "%.0f"),
+            ("OpenFlow flows on br-int", lambda f: f.get("flows"), "%d"),
+            ("OpenFlow groups on br-int", lambda f: f.get("groups"), "%d"),
+            ("dvn peak RSS (MiB)", lambda f: kib(f, "dvn"), "%.0f"),
+            ("vswitchd peak RSS (MiB)", lambda f: kib(f, "vswitchd"), "%.0f"),
+            ("nb ovsdb-server peak RSS (MiB)", lambda f: kib(f, "nb ovsdb"), "%.0f"),
+            ("dvn CPU in the bulk apply (s)", lambda f: f.get("cpu_bulk", {}).get("dvn"), "%.1f"),
+            ("vswitchd CPU in the bulk apply (s)", lambda f: f.get("cpu_bulk", {}).get("vswitchd"), "%.1f"),
+            ("nb ovsdb-server CPU in the bulk apply (s)", lambda f: f.get("cpu_bulk", {}).get("nb ovsdb"), "%.1f"),
+            ("node ovsdb-server CPU in the bulk apply (s)", lambda f: f.get("cpu_bulk", {}).get("node ovsdb"), "%.1f"),
+            ("dvn CPU, whole run (s)", lambda f: f.get("cpu_total", {}).get("dvn"), "%.1f"),
+            ("vswitchd CPU, whole run incl. pre-plug (s)", lambda f: f.get("cpu_total", {}).get("vswitchd"), "%.1f")]
+    print("\n%-58s" % "" + "".join("%12s" % ("P=%d" % f["ports"]) for f in figs))
+    for label, get, fmt in rows:
+        cells = []
+        for f in figs:
+            v = get(f)
+            if f.get("timed_out") and label.startswith(("full convergence", "  ... -> br-int")):
+                cells.append("%12s" % ("> %d" % args.timeout))
+                continue
+            cells.append("%12s" % (fmt % v if v is not None and not (isinstance(v, float) and math.isnan(v)) else "-"))
+        print("%-58s" % label + "".join(cells))
+    print("\nper port:")
+    for label, get in (("convergence (ms/port)", lambda f: 1000 * f["converged_log_s"] / f["ports"]),
+                       ("flows per port", lambda f: f["flows"] / f["ports"]),
+                       ("dvn peak RSS (KiB/port)", lambda f: f["rss_final"]["dvn"] / f["ports"]
+                        if f.get("rss_final") else f["rss_bulk"]["dvn"] / f["ports"]),
+                       ("dvn CPU in the bulk apply (ms/port)", lambda f: 1000 * f["cpu_bulk"]["dvn"] / f["ports"])):
+        cells = []
+        for f in figs:
+            try:
+                cells.append("%12.1f" % get(f))
+            except (KeyError, TypeError, ZeroDivisionError):
+                cells.append("%12s" % "-")
+        print("%-58s" % ("  " + label) + "".join(cells))
+    print("\n(targets at P=10,000: convergence < 60 s, one incremental operation < 200 ms, <= 175,000 flows, "
+          "dvn RSS < 600 MiB, costs linear in P)")
+
+
+def timeline(f, rows=12):
+    """dvn's bundles in windows of the bulk apply: where the time went."""
+    syncs = f["bundles"]
+    t0 = f["wall0"]
+    end = max(s[1] for s in syncs) - t0
+    width = max(5.0, math.ceil(end / rows / 5) * 5)
+    print("  %-13s %8s %8s %9s %10s %10s %11s %10s" % ("window (s)", "bundles", "changes", "units/b", "compile s",
+                                                       "bundle s", "max comp s", "reconnects"))
+    w = 0.0
+    while w < end:
+        part = [s for s in syncs if w <= s[1] - t0 < w + width]
+        conns = [c for c in f.get("connect_times", ()) if w <= c < w + width]
+        if part:
+            print("  %5.0f-%-7.0f %8d %8d %9.1f %10.1f %10.1f %11.2f %10d" % (
+                w, w + width, len(part), sum(s[2]["changes"] for s in part),
+                sum(s[2].get("units", 0) for s in part) / len(part), sum(s[2]["compile"] for s in part),
+                sum(s[2]["bundle"] for s in part), max(s[2]["compile"] for s in part), len(conns)))
+        w += width
+
+
+def inc(f, kind, which):
+    data = f.get("inc", {}).get(kind)
+    if not data:
+        return None
+    if which == 0:
+        return med(data[0])
+    vals = [d[0] for d in data[1] if d]
+    return med(vals) if vals else None
+
+
+def kib(f, who):
+    rss = f.get("rss_final") or f.get("rss_bulk") or {}
+    return rss[who] / 1024 if who in rss else None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ports", type=int, nargs="+", default=[1000, 3000])
+    ap.add_argument("--clients", type=int, default=4, help="API calls in flight at once")
+    ap.add_argument("--seed", type=int, default=6)
+    ap.add_argument("--timeout", type=float, default=900, help="seconds from the first API call to convergence")
+    ap.add_argument("--plug-timeout", type=float, default=1200, help="seconds to pre-plug the interfaces")
+    ap.add_argument("--quiet", type=float, default=6.0, help="seconds of stillness that mean converged")
+    ap.add_argument("--no-restart-check", action="store_true")
+    ap.add_argument("--keep-log", metavar="DIR", help="copy dvn's log there after each run")
+    args = ap.parse_args()
+    figs = []
+    for p in args.ports:
+        print("bench_scale: P=%d ports, %d API clients" % (p, args.clients), flush=True)
+        figs.append(Run(args, p).run())
+    report(figs, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

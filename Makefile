@@ -23,7 +23,6 @@ bench: deps
 	$(PY) -m benchmarks.bench_convergence
 	$(PY) -m benchmarks.bench_lb
 	$(PY) -m benchmarks.bench_scale
-	$(PY) -m benchmarks.bench_scale
 
 clean:
 	rm -rf .venv *.egg-info .pytest_cache .hypothesis

@@ -790,17 +790,21 @@ class Api:
             row = self._node(id)
             if row.state == "up":
                 raise conflict("system_id", "node %s is connected: stop it or run `dvn leave` on it first" % id)
-            keys = [k for k in self.nb.rows("TunnelKey") if id in k.nodes.split("|")]
+            keys = self._node_keys(id)
             self._transact([self.nb.api.db_destroy("Node", row.uuid)]
                            + [self.nb.api.db_destroy("TunnelKey", k.uuid) for k in keys], "system_id")
         return 204, None
+
+    def _node_keys(self, system_id):
+        """The TunnelKey rows of a node's pairs (their ``nodes``: "a|b")."""
+        return [k for k in self.nb.rows("TunnelKey") if system_id in k.nodes.split("|")]
 
     def rotate_keys(self, req, caller, id):
         """New pre-shared keys for every IPsec tunnel of the node (never returned)."""
         self._admin(caller)
         with self.lock:
             self._node(id)
-            keys = [k for k in self.nb.rows("TunnelKey") if id in k.nodes.split("|")]
+            keys = self._node_keys(id)
             self._transact([self.nb.api.db_set("TunnelKey", k.uuid, ("psk", secrets.token_hex(32)),
                                                ("version", k.version + 1)) for k in keys], "system_id")
         return 200, {"system_id": id, "rotated": len(keys),

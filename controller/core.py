@@ -149,6 +149,7 @@ class Core:
         self.ca = ca                                   # controller.pki.Ca: IPsec by certificates, where both nodes have one
         self.certified = set()                         # nodes whose certificate request dvn has signed
         self.signing = set()
+        self.recording = set()                         # nodes whose certification is being written to the store
         self.log_rate, self.log_burst = log_rate, log_burst
         self.identity_option = identity_option         # the GENEVE option of identities (TLV map)
         self.events = collections.deque(maxlen=10000)  # firewall log events, newest last
@@ -704,7 +705,9 @@ class Core:
         ext = session.external_ids
         csr = ext.get(CSR_KEY)
         done = bool(csr) and ext.get(CERT_FOR_KEY) == _digest(csr)
-        if done != (session.system_id in self.certified):  # recorded in the store; the mesh follows from there
+        if done != (session.system_id in self.certified) and session.system_id not in self.recording:
+            # recorded in the store (once at a time); the mesh follows from there
+            self.recording.add(session.system_id)
             eventlet.spawn_n(self._record_certified, session.system_id, _digest(csr) if done else None)
         if self.ca is None or not csr or done or session.system_id in self.signing:
             return
@@ -726,6 +729,8 @@ class Core:
             self.nb.set_node_external_id(system_id, CERTIFIED_KEY, digest)
         except Exception as exc:  # the node row may not be written yet: the next update asks again
             LOG.warning("node %s: certificate state not recorded: %s", system_id, exc)
+        finally:
+            self.recording.discard(system_id)
 
     def _create_key(self, pair):
         """A new pre-shared key for a node pair, in the store (never logged)."""

@@ -37,6 +37,7 @@ RULE_BASE = 1000       # OpenFlow priority of a rule: RULE_BASE + 2 * priority +
 # An open port's packets are tracked too (P_TRACK, so that load-balanced
 # connections are un-NATed), then pass before any state is judged.
 P_ARP, P_TRACK, P_OPEN, P_STATE, P_DEFAULT = 3900, 3800, 3750, 3700, 100
+P_PS_OPEN = 98    # in_port_security: a port without port security, above the shared drops
 
 
 class Rule(NamedTuple):
@@ -101,11 +102,8 @@ def compile_port_security(port: SecuredPort) -> FlowSet:
     def allow(priority, m):
         return make_flow("in_port_security", priority, m, PORT, port.port_id, actions=ident, goto="in_acl")
 
-    def drop(priority, m):
-        return make_flow("in_port_security", priority, m, PORT, port.port_id)
-
     if not port.port_security:
-        return FlowSet([allow(90, match(**own))])
+        return FlowSet([allow(P_PS_OPEN, match(**own))])
     flows = []
     pairs = [(port.mac, ip) for ip in port.ips] + list(port.allowed_pairs)
     for mac, ip in pairs:
@@ -128,16 +126,25 @@ def compile_port_security(port: SecuredPort) -> FlowSet:
             flows.append(allow(95, match(**nd, icmpv6_type=136, nd_target=target)))
         for sll in (mac, "00:00:00:00:00:00"):
             flows.append(allow(95, match(**nd, icmpv6_type=135, nd_sll=sll)))
-    for nd_type in (135, 136):
-        flows.append(drop(94, match(**own, eth_type=IPV6, ip_proto=ICMPV6, icmpv6_type=nd_type)))
     for mac in macs:
         # IPv6 link-local (derived by the guest) and DHCPv4 discovery come from no address yet.
         flows.append(allow(90, match(**own, eth_src=mac, eth_type=IPV6, ipv6_src=("fe80::", "ffc0::"))))
         flows.append(allow(90, match(**own, eth_src=mac, eth_type=IPV4, ipv4_src="0.0.0.0", ip_proto=UDP,
                                      udp_dst=67)))
-    # Everything else from this port (other MACs, spoofed addresses, ARP or ND lies) is dropped.
-    flows.append(drop(80, match(**own)))
+    # Everything else from this port (other MACs, spoofed addresses, ARP or
+    # ND lies) is dropped by the node's shared flows (_secured_base).
     return FlowSet(flows)
+
+
+def _secured_base():
+    """Once per node with a secured port: what no allow flow of its port
+    security takes, and the firewall's default deny in both directions. (A
+    port without port security, or without groups, passes above these.)"""
+    flows = [make_flow("in_port_security", 94, match(eth_type=IPV6, ip_proto=ICMPV6, icmpv6_type=nd_type),
+                       PORT, "acl") for nd_type in (135, 136)]   # ND lies: above the link-local allow
+    flows.append(make_flow("in_port_security", 80, match(), PORT, "acl"))
+    flows += [make_flow(table, P_DEFAULT, match(), PORT, "acl") for table in ("in_acl", "out_acl")]
+    return flows
 
 
 def _stateful_base():
@@ -183,26 +190,15 @@ def _port_defaults(port: SecuredPort):
     flows = []
     for table, reg, nxt in (("in_acl", fields.REG_IN_PORT.name, "vip_lb"),
                             ("out_acl", fields.REG_OUT_PORT.name, "out_deliver")):
-        own = {reg: port.ofport}
         if not port.groups or not port.port_security:
-            flows.append(make_flow(table, P_OPEN, match(**own), PORT, port.port_id, goto=nxt))
-            continue
-        flows.append(make_flow(table, P_DEFAULT, match(**own), PORT, port.port_id))  # default deny
+            flows.append(make_flow(table, P_OPEN, match(**{reg: port.ofport}), PORT, port.port_id, goto=nxt))
+        # else: the shared default deny (_secured_base)
     return flows
 
 
-def _dimension_protocol(rule):
-    """Fields every flow of the rule matches: ethertype, protocol, ICMP type/code."""
-    m = {"eth_type": rule.ethertype, "ct_state": (CT_TRK | CT_NEW, CT_TRK | CT_NEW | CT_EST | CT_REL | CT_INV)}
-    if rule.protocol is not None:
-        m["ip_proto"] = rule.protocol
-        if rule.protocol in (ICMP, ICMPV6):
-            prefix = "icmpv4" if rule.protocol == ICMP else "icmpv6"
-            if rule.icmp_type is not None:
-                m[prefix + "_type"] = rule.icmp_type
-                if rule.icmp_code is not None:
-                    m[prefix + "_code"] = rule.icmp_code
-    return m
+def _base(rule):
+    """Fields every flow of the rule matches: a new connection of its ethertype."""
+    return {"eth_type": rule.ethertype, "ct_state": (CT_TRK | CT_NEW, CT_TRK | CT_NEW | CT_EST | CT_REL | CT_INV)}
 
 
 def _dimension_ports(rule):
@@ -211,6 +207,20 @@ def _dimension_ports(rule):
     field = ("tcp" if rule.protocol == TCP else "udp") + "_dst"
     hi = rule.port_max if rule.port_max is not None else rule.port_min
     return [{field: (v, m)} for v, m in range_to_masks(rule.port_min, hi)]
+
+
+def _dimension_service(rule):
+    """A rule's protocol with its destination ports or ICMP type and code."""
+    if rule.protocol is None:
+        return [{}]
+    m = {"ip_proto": rule.protocol}
+    if rule.protocol in (ICMP, ICMPV6):
+        prefix = "icmpv4" if rule.protocol == ICMP else "icmpv6"
+        if rule.icmp_type is not None:
+            m[prefix + "_type"] = rule.icmp_type
+            if rule.icmp_code is not None:
+                m[prefix + "_code"] = rule.icmp_code
+    return [dict(m, **ports) for ports in _dimension_ports(rule)]
 
 
 def _dimension_remote(rule, group_addrs, group_idents):
@@ -280,37 +290,37 @@ def _compile_group(group, addrs, idents):
                                          set_field(commit.field.name, commit.value, commit.mask)), "goto": nxt}
         else:
             verdict = {"actions": log + (ct(None, zone, commit=True, mark=mark),), "goto": nxt}
+        owner = "%s/%s" % (group.group_id, rule.id)
         if rule.action == "allow":
-            # The rule's connections (marked at commit) pass while the rule exists,
-            # in both directions: replies cross the other table. Remove the rule
-            # and its established connections stop at once.
+            # The rule's connections (marked at commit: a new connection has no
+            # mark) pass while the rule exists, in both directions: replies
+            # cross the other table. Remove the rule and its established and
+            # related connections stop at once.
             for t, n in (("in_acl", "vip_lb"), ("out_acl", "out_deliver")):
-                for state, care in ((CT_TRK | CT_EST, CT_TRK | CT_EST | CT_INV),
-                                    (CT_TRK | CT_REL, CT_TRK | CT_REL | CT_INV | CT_EST)):
-                    flows.append(make_flow(t, P_STATE, match(ct_state=(state, care), ct_mark=mark,
-                                                             eth_type=rule.ethertype),
-                                           GROUP, "%s/%s" % (group.group_id, rule.id), goto=n))
-        base = _dimension_protocol(rule)
-        dims = [[{reg: ofport} for ofport in group.members], _dimension_remote(rule, group_addrs, group_idents),
-                _dimension_ports(rule)]
+                flows.append(make_flow(t, P_STATE, match(ct_state=(CT_TRK, CT_TRK | CT_INV), ct_mark=mark,
+                                                         eth_type=rule.ethertype), GROUP, owner, goto=n))
+        base = _base(rule)
+        members = [{reg: ofport} for ofport in group.members]
+        dims = [members, _dimension_remote(rule, group_addrs, group_idents), _dimension_service(rule)]
         if any(not d for d in dims):
             continue  # no member here, or an empty remote group: nothing can match
-        multi = [d for d in dims if len(d) > 1]
-        fixed = {}
-        for d in dims:
-            if len(d) == 1:
-                fixed.update(d[0])
-        owner = "%s/%s" % (group.group_id, rule.id)
-        if len(multi) <= 1:
-            for value in (multi[0] if multi else [{}]):
-                flows.append(make_flow(table, prio, match(**base, **fixed, **value), GROUP, owner,
-                                       **verdict))
+        others = [d for d in dims[1:] if d != [{}]]
+        if not others:  # any packet of the members: no conjunction
+            for value in members:
+                flows.append(make_flow(table, prio, match(**base, **value), GROUP, owner, **verdict))
             continue
+        # A conjunction of the members, the remote side and the service, each
+        # clause matching its own fields only: clauses that match the same
+        # packets are one flow with the conjunction actions of every rule that
+        # has them (on the node, across groups): a port's membership is one
+        # flow per direction and priority, a remote group's identities and a
+        # service (tcp/80) one flow each, whichever rules use them.
         cid = conj_id(group.group_id, rule.id)
-        for clause, values in enumerate(multi, start=1):
+        clauses = [members] + others
+        for clause, values in enumerate(clauses, start=1):
             for value in values:
-                flows.append(make_flow(table, prio, match(**base, **fixed, **value), GROUP, owner,
-                                       actions=(conjunction(cid, clause, len(multi)),)))
+                flows.append(make_flow(table, prio, match(**base, **value), GROUP, owner,
+                                       actions=(conjunction(cid, clause, len(clauses)),)))
         flows.append(make_flow(table, prio, match(conj_id=cid, eth_type=rule.ethertype), GROUP, owner,
                                **verdict))
     return tuple(flows)
@@ -338,25 +348,49 @@ def merge_two(have, flow):
     return min(have, flow)  # two plain flows: cannot happen between rules; stay deterministic
 
 
+def merge_all(flows):
+    """merge_two over any number of flows with one identity, at once: a clause
+    that hundreds of groups share costs one union, not hundreds."""
+    first = flows[0]
+    if len(flows) == 1:
+        return first
+    plain = [f for f in flows if not _is_clause(f)]
+    if plain:
+        return min(plain)
+    merged = with_actions(first, sorted({a for f in flows for a in f.actions}))
+    return merged._replace(cookie=min(f.cookie for f in flows) & ~0xFFFFFFFF | (merged.cookie & 0xFFFFFFFF))
+
+
 def merge(flows):
     """One flow per identity (see merge_two)."""
     index = {}
     for flow in flows:
-        have = index.get(flow.key)
-        index[flow.key] = flow if have is None else merge_two(have, flow)
-    return FlowSet(index.values())
+        index.setdefault(flow.key, []).append(flow)
+    return FlowSet(merge_all(same) for same in index.values())
+
+
+def base_view(ports, tracked=False):
+    """What the node's shared firewall flows depend on: (the stateful base:
+    a port is guarded by groups, or ``tracked``: a VIP is served here; the
+    shared drops: a port has port security)."""
+    return (tracked or any(p.groups and p.port_security for p in ports), any(p.port_security for p in ports))
+
+
+def compile_base(stateful, secured) -> FlowSet:
+    """The firewall flows a node needs once (base_view says which)."""
+    return FlowSet((_stateful_base() if stateful else []) + (_secured_base() if secured else []))
+
+
+def compile_port(port: SecuredPort) -> FlowSet:
+    """One local port's own firewall flows: its port security and, if it is
+    open, its pass in both directions. (A compile unit of its own: plugging
+    a port recompiles only it.)"""
+    return FlowSet(list(compile_port_security(port)) + _port_defaults(port))
 
 
 def compile_ports(ports, tracked=False) -> FlowSet:
-    """Port security, defaults and the stateful base of one node's local ports
-    (the base if a port is secured, or if ``tracked``: a VIP is served here)."""
-    flows = []
-    if tracked or any(p.groups and p.port_security for p in ports):
-        flows += _stateful_base()
-    for port in ports:
-        flows += list(compile_port_security(port))
-        flows += _port_defaults(port)
-    return merge(flows)
+    """Port security, defaults and the shared flows of one node's local ports."""
+    return compile_base(*base_view(ports, tracked)).union(*(compile_port(p) for p in ports))
 
 
 def compile_group_unit(group, addrs, idents) -> FlowSet:

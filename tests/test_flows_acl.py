@@ -5,7 +5,7 @@ import ipaddress
 
 from hypothesis import given, settings, strategies as st
 
-from flows import pipeline
+from flows import acl, pipeline
 from flows.acl import (ICMP, IPV4, TCP, UDP, GroupOnNode, Rule, SecuredPort, compile_acl, compile_view, identity,
                        plan_acl, rule_mark)
 from flows.model import Network, Port, Topology
@@ -152,15 +152,35 @@ def test_remote_group_rules_grow_with_the_sum_of_the_sets():
     idents = {"web": tuple(range(1, 201))}                # 200 remote identities
     rule = Rule("http", "ingress", protocol=TCP, port_min=8000, port_max=8003, remote_group="web")
     flows = compile_acl((), (GroupOnNode("db", members, (rule,)),), {}, idents)
-    # 8000-8003 is one masked match, folded into both clauses: members + identities + the conj_id
-    # flow, and the 4 flows that let the rule's established and related connections pass
-    assert len(flows) == 50 + 200 + 1 + 4
-    wide = rule._replace(port_min=8000, port_max=8010)     # 3 masked matches: a third clause
-    assert len(compile_acl((), (GroupOnNode("db", members, (wide,)),), {}, idents)) == 50 + 200 + 3 + 1 + 4
+    # Three clauses: members, identities, and the service (tcp 8000-8003 is one masked match);
+    # then the conj_id flow, and the 2 flows that let the rule's established and related
+    # connections pass (one per direction)
+    assert len(flows) == 50 + 200 + 1 + 1 + 2
+    wide = rule._replace(port_min=8000, port_max=8010)     # 3 masked matches in the service clause
+    assert len(compile_acl((), (GroupOnNode("db", members, (wide,)),), {}, idents)) == 50 + 200 + 3 + 1 + 2
     # An egress rule names its remote group by address (its identity is not known at the sender).
     out = Rule("out", "egress", protocol=TCP, remote_group="web")
     addrs = {"web": tuple("10.1.%d.%d" % (i // 200, i % 200 + 1) for i in range(200))}
-    assert len(compile_acl((), (GroupOnNode("db", members, (out,)),), addrs, idents)) == 50 + 200 + 1 + 4
+    assert len(compile_acl((), (GroupOnNode("db", members, (out,)),), addrs, idents)) == 50 + 200 + 1 + 1 + 2
+
+
+def test_rules_share_their_clauses_across_groups():
+    """A port's membership clause is one flow per direction, however many
+    rules of however many groups it has; a service and a remote group's
+    identities are one flow each, whichever groups' rules name them."""
+    idents = {"web": (7, 8)}
+    rules = lambda g: (Rule(g + "http", "ingress", protocol=TCP, port_min=80, remote_group="web"),
+                       Rule(g + "https", "ingress", protocol=TCP, port_min=443, remote_group="web"),
+                       Rule(g + "ssh", "ingress", protocol=TCP, port_min=22, remote_cidr="192.168.0.0/16"))
+    flows = compile_acl((), (GroupOnNode("a", (10, 11), rules("a")), GroupOnNode("b", (11, 12), rules("b"))),
+                        {}, idents)
+    clauses = [f for f in flows if f.actions and all(a[0] == "conjunction" for a in f.actions)]
+    # members 10, 11, 12; identities 7, 8; services tcp/80, tcp/443, tcp/22; the ssh cidr
+    assert len(clauses) == 3 + 2 + 3 + 1
+    member_11 = next(f for f in clauses if ("reg7", 11, None) in f.match)
+    assert len(member_11.actions) == 6          # clause 1 of all six rules
+    # and per rule: its conj_id flow and 2 state flows
+    assert len(flows) == len(clauses) + 6 * 3
 
 
 def _topology_with_web_tier(n):
@@ -177,14 +197,16 @@ def _topology_with_web_tier(n):
 
 
 def test_a_remote_group_costs_a_flow_per_identity_not_per_address():
-    # 200 remote web servers in the same groups share one identity: the rule
-    # is 50 flows (no conjunction needed), where addresses would take 255.
+    # 200 remote web servers in the same groups share one identity: the
+    # rule's remote side is 1 flow, where addresses would take 200; with the
+    # 50 members, the service and the conj_id flow, 53 flows.
     topo = _topology_with_web_tier(200)
     view = plan_acl(topo, "hv1")
     assert dict(view.idents)["web"] == (identity(("web",)),)
     flows = compile_view(view)
-    rule_flows = [f for f in flows if f.table == "out_acl" and f.priority >= 1000 and f.match != ()]
-    assert len([f for f in rule_flows if "xreg1" in dict((k, v) for k, v, _ in f.match)]) == 50
+    rule_flows = [f for f in flows if f.table == "out_acl" and 1000 <= f.priority < acl.P_STATE and f.match != ()]
+    assert len([f for f in rule_flows if "xreg1" in {k for k, _v, _m in f.match}]) == 1
+    assert len(rule_flows) == 50 + 1 + 1 + 1
 
 
 def test_neighbour_discovery_spoofing_is_dropped():

@@ -7,8 +7,10 @@ Three sources of truth meet here:
   port leads to which peer), over the connection the node opened;
 - each switch's flow table, over OpenFlow.
 
-The compiler (``flows/``) turns the first two into desired flows, one unit per
-(node, network) plus one base unit per node. A change marks the units it
+The compiler (``flows/``) turns the first two into desired flows in compile
+units, per node: its base, each network it hosts, each load balancer of
+those, the firewall's shared flows, each local port's firewall flows and
+each security group's rules. A change marks the units it
 touches; a single worker recompiles only those, diffs each against the unit's
 previous flows and sends each switch its difference in one bundle. A switch
 that (re)connects is read back, diffed against the whole desired set and
@@ -41,6 +43,24 @@ BASE = "base"
 ACL = "acl"
 ALL = "*"
 LB_UNIT = "lb"     # ("lb", load balancer id): one load balancer on a node
+PORT_UNIT = "port"  # ("port", port id): one local port's firewall flows
+GROUP_UNIT = "grp"  # ("grp", security group id): one group's rules on a node
+BREATHE_S = 0.05   # the longest a compile or an encoding runs before it lets the other green threads in
+
+
+class _Breather:
+    """Yields to the hub's other green threads (node sessions' echoes, the
+    API, other switches) at most every BREATHE_S: a full compile of a node
+    with thousands of ports takes seconds, more than an inactivity probe."""
+
+    def __init__(self):
+        self.last = time.monotonic()
+
+    def __call__(self):
+        now = time.monotonic()
+        if now - self.last > BREATHE_S:
+            eventlet.sleep(0)
+            self.last = time.monotonic()
 
 
 def _now_ms():
@@ -68,11 +88,7 @@ def _merged(contributions):
     first = next(values)
     if all(flow == first for flow in values):  # the usual case: units that share a flow (VIPs of a network)
         return first
-    flows = sorted(contributions.values())
-    merged = flows[0]
-    for flow in flows[1:]:
-        merged = acl.merge_two(merged, flow)
-    return merged
+    return acl.merge_all(list(contributions.values()))
 
 
 CSR_KEY, CERT_KEY, CA_KEY, CERT_FOR_KEY = "dvn-csr", "dvn-cert", "dvn-ca", "dvn-cert-for"
@@ -185,6 +201,7 @@ class Core:
         self.net_lbs = collections.defaultdict(set)    # network id -> load balancer ids
         self.member_lb = {}                            # member id -> load balancer id
         self.lb_dirty = set()                          # load balancers to read again from the store
+        self.sg_dirty = set()                          # security groups to read again from the store
         self.lb_owner = {}                             # cookie owner hash -> load balancer id
         self.prober = Prober(self)
 
@@ -193,6 +210,7 @@ class Core:
         self.nb.subscribe(self._nb_changed)
         for row in self.nb.rows("SecurityGroup"):
             self._nb_changed("SecurityGroup", "create", row)
+        self._refresh_groups()
         for row in self.nb.rows("Network"):
             self._nb_changed("Network", "create", row)
         for row in self.nb.rows("Port"):
@@ -258,7 +276,7 @@ class Core:
                 if old is None:
                     for system_id, found in self.iface_bindings.items():
                         if port_id in found and system_id in self.sessions:
-                            eventlet.spawn_n(self.node_update, self.sessions[system_id])
+                            self._node_update_soon(self.sessions[system_id])
                 if node:
                     self.port_node[port_id] = node
                 else:
@@ -267,42 +285,10 @@ class Core:
                 self._touch_network(net_id, also=(old_node, self.port_node.get(port_id)))
             self._touch_acl()
         elif table == "SecurityGroup":
-            gid = str(row.uuid)
-            old_criteria = self.criteria.get(gid)
-            old_policy = (gid in self.encrypt_groups, self.encrypt_with.get(gid, frozenset()))
-            if event == "delete":
-                self.groups.pop(gid, None)
-                self.criteria.pop(gid, None)
-                self.encrypt_groups.discard(gid)
-                self.encrypt_with.pop(gid, None)
-            else:
-                if _opt(row.encrypt) is True:
-                    self.encrypt_groups.add(gid)
-                else:
-                    self.encrypt_groups.discard(gid)
-                self.encrypt_with[gid] = frozenset(str(g.uuid) for g in row.encrypt_with)
-                self.owners[owner_hash(gid)] = "security group " + gid
-                self.groups[gid] = tuple(sorted(_rule(r) for r in row.rules))
-                for r in self.groups[gid]:
-                    self.owners[owner_hash("%s/%s" % (gid, r.id))] = "rule %s/%s" % (gid, r.id)
-                    self.rule_index[owner_hash("%s/%s" % (gid, r.id))] = (gid, r)
-                text = _opt(row.criteria)
-                if text:
-                    self.criteria[gid] = (row.tenant, json.loads(text))
-                else:
-                    self.criteria.pop(gid, None)
-            policy = (gid in self.encrypt_groups, self.encrypt_with.get(gid, frozenset()))
-            if self.criteria.get(gid) != old_criteria or policy != old_policy:
-                # Membership of a dynamic group, or what its members encrypt, changed:
-                # every port is looked at again, and every network (unchanged views compile nothing).
-                self.encrypt_pairs = frozenset(tuple(sorted((a, b))) for a, bs in self.encrypt_with.items()
-                                               for b in bs)
-                for port_id, port in list(self.ports.items()):
-                    self.ports[port_id] = self._with_groups(port)
-                if policy != old_policy:
-                    for network_id in list(self.net_ports):
-                        self._touch_network(network_id)
-            self._touch_acl()
+            # Its rules may arrive later in this same update (a bulk import):
+            # read it once the update is in, before the next compile.
+            self.sg_dirty.add(str(row.uuid))
+            self._kick()
         elif table == "TunnelKey":
             # A node pair's pre-shared key (new, or rotated): both nodes' IPsec ports follow.
             if event == "delete":
@@ -360,6 +346,49 @@ class Core:
             for lb_id in self.net_lbs.get(network_id, ()):  # members' MACs and ports, where hosted
                 self.dirty.add((system_id, (LB_UNIT, lb_id)))
         self._kick()
+
+    # ---- security groups -----------------------------------------------------
+    def _refresh_groups(self):
+        """Read the dirty security groups (with their rules) from the store."""
+        dirty, self.sg_dirty = self.sg_dirty, set()
+        for gid in dirty:
+            row = self.nb.get("SecurityGroup", gid)
+            old_criteria = self.criteria.get(gid)
+            old_policy = (gid in self.encrypt_groups, self.encrypt_with.get(gid, frozenset()))
+            if row is None:
+                self.groups.pop(gid, None)
+                self.criteria.pop(gid, None)
+                self.encrypt_groups.discard(gid)
+                self.encrypt_with.pop(gid, None)
+            else:
+                if _opt(row.encrypt) is True:
+                    self.encrypt_groups.add(gid)
+                else:
+                    self.encrypt_groups.discard(gid)
+                self.encrypt_with[gid] = frozenset(str(g.uuid) for g in row.encrypt_with)
+                self.owners[owner_hash(gid)] = "security group " + gid
+                self.groups[gid] = tuple(sorted(_rule(r) for r in row.rules))
+                for r in self.groups[gid]:
+                    self.owners[owner_hash("%s/%s" % (gid, r.id))] = "rule %s/%s" % (gid, r.id)
+                    self.rule_index[owner_hash("%s/%s" % (gid, r.id))] = (gid, r)
+                text = _opt(row.criteria)
+                if text:
+                    self.criteria[gid] = (row.tenant, json.loads(text))
+                else:
+                    self.criteria.pop(gid, None)
+            policy = (gid in self.encrypt_groups, self.encrypt_with.get(gid, frozenset()))
+            if self.criteria.get(gid) != old_criteria or policy != old_policy:
+                # Membership of a dynamic group, or what its members encrypt, changed:
+                # every port is looked at again, and every network (unchanged views compile nothing).
+                self.encrypt_pairs = frozenset(tuple(sorted((a, b))) for a, bs in self.encrypt_with.items()
+                                               for b in bs)
+                for port_id, port in list(self.ports.items()):
+                    self.ports[port_id] = self._with_groups(port)
+                if policy != old_policy:
+                    for network_id in list(self.net_ports):
+                        self._touch_network(network_id)
+        if dirty:
+            self._touch_acl()
 
     # ---- load balancers ------------------------------------------------------
     def _refresh_lbs(self):
@@ -461,6 +490,19 @@ class Core:
         if not self._wake.ready():
             self._wake.send(True)
 
+    def _node_update_soon(self, session):
+        """Look at a node's interfaces again: once for a burst of new ports
+        (a bulk import creates thousands in one update)."""
+        if getattr(session, "update_soon", False):
+            return
+        session.update_soon = True
+
+        def run():
+            session.update_soon = False
+            if self.sessions.get(session.system_id) is session:
+                self.node_update(session)
+        eventlet.spawn_n(run)
+
     # ---- nodes (called in a node session's green thread) -----------------
     def node_update(self, session):
         """The node's database changed: take what it says in memory first (the
@@ -507,12 +549,21 @@ class Core:
             self.nodes[system_id] = encap_ip
             self.mesh_dirty = True
             self._kick()
-        for port_id in ofports:
-            if self.port_node.get(port_id) != system_id:
-                self.nb.set_port_binding(port_id, system_id)
-        for port_id, node in list(self.port_node.items()):
-            if node == system_id and port_id not in ofports and port_id in self.ports:
-                self.nb.set_port_binding(port_id, None)
+        changes = {p: system_id for p in ofports if self.port_node.get(p) != system_id}
+        changes.update((p, None) for p, node in self.port_node.items()
+                       if node == system_id and p not in ofports and p in self.ports)
+        if not changes:
+            return
+        try:
+            self.nb.set_port_bindings(changes)  # one transaction, however many ports were plugged
+        except Exception as exc:  # the store is busy or away: asked again, with what the node says then
+            LOG.warning("node %s: %d port bindings not recorded (%s); again in 1 s",
+                        system_id, len(changes), exc)
+            eventlet.spawn_after(1, self._record_again, session)
+
+    def _record_again(self, session):
+        if self.sessions.get(session.system_id) is session:
+            self._record_node(session, self.local_ofports.get(session.system_id, {}))
 
     def node_closed(self, session):
         system_id = session.system_id
@@ -620,6 +671,8 @@ class Core:
             self._wake = ev_event.Event()
             eventlet.sleep(0)  # let a burst of changes arrive together
             try:
+                if self.sg_dirty:
+                    self._refresh_groups()
                 if self.lb_dirty:
                     self._refresh_lbs()
                 if self.mesh_dirty:
@@ -765,22 +818,27 @@ class Core:
             elif not isinstance(unit, tuple):
                 views[unit] = l2.plan_network(topo, unit, sid)
         if ACL in units:
-            # The firewall: one unit for the ports, one per security group.
+            # The firewall: one unit for the node's shared flows, one per
+            # local port, one per security group.
             view = acl.plan_acl(topo, sid)
-            tracked = any(self.net_lbs.get(p.network_id) for p in (self.ports.get(sp.port_id) for sp in
-                                                                     (view.ports if view else ())) if p)
-            views[ACL] = (view.ports, tracked) if view is not None else None
+            ports = view.ports if view is not None else ()
+            tracked = any(self.net_lbs.get(p.network_id) for p in (self.ports.get(sp.port_id) for sp in ports) if p)
+            views[ACL] = acl.base_view(ports, tracked) if view is not None else None
+            for sp in ports:
+                views[(PORT_UNIT, sp.port_id)] = sp
             groups = acl.group_views(view) if view is not None else {}
             for gid, gview in groups.items():
-                views[("grp", gid)] = gview
+                views[(GROUP_UNIT, gid)] = gview
             for unit in switch.units:
-                if isinstance(unit, tuple) and unit[0] == "grp" and unit[1] not in groups:
+                if isinstance(unit, tuple) and unit[0] in (PORT_UNIT, GROUP_UNIT) and unit not in views:
                     views[unit] = None
         if ALL in units:
             for unit in set(switch.units) - set(views):
                 views[unit] = None
         changed = {}
+        breathe = _Breather()
         for unit, view in views.items():
+            breathe()
             old_view, old_flows = switch.units.get(unit, (None, FlowSet(())))
             if view == old_view:
                 continue
@@ -789,9 +847,11 @@ class Core:
             elif unit == BASE:
                 new_flows = l2.compile_base(view)
             elif unit == ACL:
-                new_flows = acl.compile_ports(*view)
+                new_flows = acl.compile_base(*view)
             elif isinstance(unit, tuple) and unit[0] == LB_UNIT:
                 new_flows = lb.compile_lb(view)
+            elif isinstance(unit, tuple) and unit[0] == PORT_UNIT:
+                new_flows = acl.compile_port(view)
             elif isinstance(unit, tuple):
                 new_flows = acl.compile_group_unit(*view)
             else:
@@ -848,7 +908,7 @@ class Core:
         """Send the difference of the changed units in one bundle.
 
         Units may want a flow with one identity (a conjunction clause of two
-        security groups): the switch gets their merge (acl.merge_two)."""
+        security groups): the switch gets their merge (acl.merge_all)."""
         touched = set()
         for unit, (old, new, _view) in changed.items():
             d = diff(old, new)
@@ -862,7 +922,9 @@ class Core:
                 touched.add(wkey)
         group_first, group_last, group_state = self._group_changes(switch, changed)
         msgs, puts, dels = list(group_first), {}, []
+        breathe = _Breather()
         for wkey in touched:
+            breathe()
             want = _merged(switch.contrib.get(wkey))
             have = switch.installed.get(wkey)
             if want is None:
@@ -968,7 +1030,9 @@ class Core:
             if wkey not in desired:
                 msgs.append((ofwire.encode_delete_strict_raw(desc.table_id, desc.priority, desc.raw_match),
                              ofwire.describe_desc(desc)))
+        breathe = _Breather()
         for wkey, flow in desired.items():
+            breathe()
             desc = have.get(wkey)
             if desc is None or desc.cookie != flow.cookie:
                 msgs.append((ofwire.encode_flow_mod(flow, ofwire.ADD), flow))

@@ -141,8 +141,14 @@ class Northbound:
             raise NotFound("node %s" % system_id)
         self.transact([self.api.db_destroy("Node", row.uuid)])
 
-    def set_port_binding(self, port_id, system_id):
-        row = self.get("Port", port_id)
-        if row is None:
-            return
-        self.transact([self.api.db_set("Port", row.uuid, ("node", [system_id] if system_id else []))])
+    def set_port_bindings(self, bindings):
+        """Record where ports are plugged ({port id: system id, or None for
+        nowhere}), all in one transaction; ports no longer in the store are
+        left out."""
+        commands = []
+        for port_id, system_id in bindings.items():
+            row = self.get("Port", port_id)
+            if row is not None:
+                commands.append(self.api.db_set("Port", row.uuid, ("node", [system_id] if system_id else [])))
+        if commands:
+            self.transact(commands)

@@ -100,6 +100,10 @@ def serve(args):
         LOG.info("signal %d: stopping (flows stay on the switches)", signum)
         if not done.ready():
             done.send(signum)
+            # A hub busy compiling may not come back to the main green thread
+            # soon: an OS thread ends the process if stopping takes too long.
+            # Nothing is lost (the store is on disk; switches keep their flows).
+            _deadline(STOP_GRACE_S)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -110,6 +114,22 @@ def serve(args):
     if not args.nb and args.stop_nb:
         nbserver.stop(state_dir)
     return 0
+
+
+STOP_GRACE_S = 5
+
+
+def _deadline(seconds):
+    import eventlet.patcher
+    threading = eventlet.patcher.original("threading")
+    time_ = eventlet.patcher.original("time")
+
+    def expire():
+        time_.sleep(seconds)
+        LOG.warning("not stopped within %d s: exiting now", seconds)
+        logging.shutdown()
+        os._exit(0)
+    threading.Thread(target=expire, daemon=True).start()
 
 
 def _dump_green_threads():

@@ -3,8 +3,10 @@
 import logging
 
 from ovsdbapp import api as ovsdbapp_api
+from ovsdbapp import exceptions as ovsdbapp_exceptions
 from ovsdbapp.backend import ovs_idl
 from ovsdbapp.backend.ovs_idl import connection, idlutils
+from ovsdbapp.backend.ovs_idl import transaction as idl_transaction
 
 LOG = logging.getLogger(__name__)
 SCHEMA_NAME = "DVN_Northbound"
@@ -27,6 +29,10 @@ class Conflict(NbError):
 
 class NotFound(NbError):
     pass
+
+
+class Timeout(NbError):
+    """The store did not confirm a transaction in time (it may yet apply it)."""
 
 
 class _Idl(connection.OvsdbIdl):
@@ -90,18 +96,25 @@ class Northbound:
             return None
         return self.api.tables[table].rows.get(key)
 
-    def transact(self, commands):
-        """Run ``commands`` (ovsdbapp commands) in one transaction; typed errors."""
+    def transact(self, commands, timeout=None):
+        """Run ``commands`` (ovsdbapp commands) in one transaction, confirmed
+        within ``timeout`` seconds (default: the connection's); typed errors."""
+        timeout = timeout or self.timeout
+        txn = idl_transaction.Transaction(self.api, self.api.ovsdb_connection, timeout, check_error=True)
+        for cmd in commands:
+            txn.add(cmd)
         try:
-            with self.api.transaction(check_error=True) as txn:
-                for cmd in commands:
-                    txn.add(cmd)
-            return [cmd.result for cmd in commands]
+            txn.commit()
+        except ovsdbapp_exceptions.TimeoutException:
+            # (ovsdbapp's own message lists every command: not for a log or an answer)
+            raise Timeout("the northbound store did not confirm the transaction (%d commands) in %.0f s; "
+                          "it may still be applied" % (len(commands), timeout)) from None
         except RuntimeError as exc:
             text = str(exc)
             if "constraint violation" in text or "referential integrity" in text:
                 raise Conflict(text) from None
             raise NbError(text) from None
+        return [cmd.result for cmd in commands]
 
     # ---- writers the controller needs ------------------------------------
     def _node(self, system_id):

@@ -15,6 +15,10 @@ import os
 import re
 import secrets
 import threading
+import time
+import uuid as uuidlib
+from collections import defaultdict
+from functools import cached_property
 
 import webob
 
@@ -23,12 +27,16 @@ from controller.validation import Problem, conflict, invalid
 from flows import groups
 from flows import lb as lb_flows
 from flows.model import Port
-from ovsdb.nb import Conflict, NbError
+from ovsdb.nb import Conflict, NbError, Timeout
 from ovsdb.nb import optional as _opt
 
 LOG = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
+MAX_IMPORT_BODY = 64 * 1024 * 1024  # POST /v1/import only: a tenant's whole configuration
 VNI_AUTO_START = 1000
+# The store client's timeout (10 s) is for small transactions; a document's
+# gets this much more per command (python-ovs takes about 1 ms a row).
+DOCUMENT_SECONDS_PER_COMMAND = 0.005
 
 
 def digest(token):
@@ -157,6 +165,251 @@ def node_view(row):
             "state": row.state, "last_seen": row.last_seen}
 
 
+NOUNS = {"Network": "network", "Port": "port", "SecurityGroup": "security group", "LoadBalancer": "load balancer"}
+
+# The fields of the create bodies.
+NETWORK_FIELDS = ("name", "vni", "cidrs", "tags", "tenant")
+GROUP_FIELDS = ("name", "description", "tenant", "criteria", "encrypt", "encrypt_with")
+RULE_FIELDS = ("direction", "ethertype", "protocol", "port_range_min", "port_range_max", "icmp_type", "icmp_code",
+               "remote_ip_prefix", "remote_group_id", "action", "priority", "log")
+PORT_FIELDS = ("name", "network", "mac", "ips", "tags", "security_groups", "port_security", "encrypt",
+               "allowed_address_pairs")
+LB_FIELDS = ("name", "tenant", "description", "network", "vip_address", "protocol", "protocol_port",
+             "session_persistence", "health_monitor", "members")
+# A document (POST /v1/import): its networks and groups are its tenant's; a group brings its rules.
+IMPORT_KINDS = ("networks", "security_groups", "ports", "load_balancers")
+IMPORT_NETWORK_FIELDS = tuple(f for f in NETWORK_FIELDS if f != "tenant")
+IMPORT_GROUP_FIELDS = tuple(f for f in GROUP_FIELDS if f != "tenant") + ("rules",)
+MAX_RULES = 1000
+
+
+class _Net:
+    """The network a new port or load balancer goes in: a store row or one the
+    request creates. ``ref`` is what a Port's or LoadBalancer's ``network``
+    column takes: the row's uuid, or the network's db_create command."""
+
+    __slots__ = ("ref", "name", "tenant", "cidrs")
+
+    def __init__(self, ref, name, tenant, cidrs):
+        self.ref, self.name, self.tenant = ref, name, tenant
+        self.cidrs = [ipaddress.ip_network(c) for c in cidrs]
+
+
+class _Later:
+    """A security group of a document, known by its name before it is made (an
+    earlier group, or its own rules, may name it): ``cmd`` once it is."""
+
+    __slots__ = ("cmd",)
+
+    def __init__(self):
+        self.cmd = None
+
+
+class Context:
+    """What new objects are checked against: the store's rows, indexed once
+    (each index on first use), and what the request creates, added as it goes.
+    A single create uses one for its object, POST /v1/import one for its whole
+    document: an object costs a few lookups, not a scan of every row.
+
+    Use it under Api.lock, and drop it after an error (what failed may be half
+    in its indexes)."""
+
+    def __init__(self, nb, caller):
+        self.nb, self.caller = nb, caller
+        self.tenant = None          # a document's tenant (None: each object's own)
+        self.document = False       # references may name the document's objects
+        self.networks = {}          # name -> _Net: the networks the request creates
+        self.groups_by_name = {}    # name -> _Later: a document's security groups
+        self.later = []             # (group command, encrypt_with): groups that name groups made after them
+        self.reserved_vnis = set()  # a document's explicit VNIs: no automatic VNI takes one
+        self.reserved_macs = set()  # a document's explicit MACs: no generated MAC is one
+        self._names = {}
+        self._nets = {}
+        self._ports_in = {}         # _Net.ref -> (MACs, addresses) of its ports
+        self._lbs_in = {}           # _Net.ref -> (VIPs, {(VIP, protocol, port): load balancer}) of its LBs
+        self._next_vni = VNI_AUTO_START
+        self._next_group_id = 1
+
+    # ---- the store's rows, indexed once ------------------------------------------
+    # Rows are grouped by network in one scan; a network's sets are made from
+    # its rows when first asked (a single create reads no other network's).
+    @cached_property
+    def _vnis(self):
+        return {r.vni for r in self.nb.rows("Network")}
+
+    @staticmethod
+    def _by_network(rows):
+        out = defaultdict(list)
+        for r in rows:
+            out[r.network.uuid].append(r)
+        return out
+
+    @cached_property
+    def _port_rows(self):
+        return self._by_network(self.nb.rows("Port"))
+
+    @cached_property
+    def _lb_rows(self):
+        return self._by_network(self.nb.rows("LoadBalancer"))
+
+    @cached_property
+    def _group_ids(self):
+        return {lb.group_id for lb in self.nb.rows("LoadBalancer")}
+
+    def _ports(self, net):
+        """The MACs and the addresses of the network's ports."""
+        out = self._ports_in.get(net.ref)
+        if out is None:
+            rows = self._port_rows.get(net.ref, ()) if isinstance(net.ref, uuidlib.UUID) else ()
+            out = self._ports_in[net.ref] = ({p.mac for p in rows}, {ip for p in rows for ip in p.ips})
+        return out
+
+    def _lbs(self, net):
+        """The network's VIPs, and its (VIP, protocol, port) -> the load balancer there."""
+        out = self._lbs_in.get(net.ref)
+        if out is None:
+            rows = self._lb_rows.get(net.ref, ()) if isinstance(net.ref, uuidlib.UUID) else ()
+            out = self._lbs_in[net.ref] = ({lb.vip_address for lb in rows},
+                                           {(lb.vip_address, lb.protocol, lb.protocol_port): str(lb.uuid)
+                                            for lb in rows})
+        return out
+
+    def macs(self, net):
+        return self._ports(net)[0]
+
+    def port_ips(self, net):
+        return self._ports(net)[1]
+
+    def vips(self, net):
+        return self._lbs(net)[0]
+
+    def lb_keys(self, net):
+        return self._lbs(net)[1]
+
+    # ---- checks that take what they check ------------------------------------------
+    def claim_name(self, table, tenant, name):
+        """Names are unique per tenant and table (409 naming the field)."""
+        names = self._names.get(table)
+        if names is None:
+            names = self._names[table] = {(r.tenant, r.name) for r in self.nb.rows(table)}
+        if (tenant, name) in names:
+            raise conflict("name", "tenant %s already has a %s named %s" % (tenant, NOUNS[table], name))
+        names.add((tenant, name))
+
+    def vni(self, vni):
+        """The VNI of a new network: ``vni`` if it is free (else 409), or for
+        None the first free one from VNI_AUTO_START."""
+        used = self._vnis
+        if vni is None:
+            n = self._next_vni
+            while n in used or n in self.reserved_vnis:
+                n += 1
+            if n > v.VNI_MAX:
+                raise conflict("vni", "no VNI is free")
+            self._next_vni = n + 1
+            vni = n
+        elif vni in used:
+            raise conflict("vni", "VNI %d is in use" % vni)
+        used.add(vni)
+        return vni
+
+    def lb_group_id(self):
+        """The smallest group id no load balancer has."""
+        used = self._group_ids
+        n = self._next_group_id
+        while n in used:
+            n += 1
+        self._next_group_id = n + 1
+        used.add(n)
+        return n
+
+    # ---- what a body names -------------------------------------------------------------
+    def tenant_of_new(self, body):
+        """The tenant of a new network or security group (or of a document)."""
+        if self.tenant is not None:
+            return self.tenant
+        if self.caller.admin:
+            if "tenant" not in body:
+                raise invalid("tenant", "an admin must name the tenant")
+            return v.name(body["tenant"], "tenant")
+        if "tenant" in body and body["tenant"] != self.caller.tenant:
+            raise invalid("tenant", "a tenant token creates objects of its own tenant only")
+        return self.caller.tenant
+
+    def network(self, value):
+        """The network ``value`` names, else 400 on network: the id of one the
+        caller sees, or in a document the name of one of its networks or the
+        id of one of its tenant's."""
+        if not isinstance(value, str):
+            raise invalid("network", "network must be a network id" +
+                          (" or the name of a network of the document" if self.document else ""))
+        net = self.networks.get(value) if self.document else None
+        if net is not None:
+            return net
+        row = self.nb.get("Network", value)
+        if row is None or not self.caller.sees(row) or (self.tenant is not None and row.tenant != self.tenant):
+            raise invalid("network", "no network %s" % value +
+                          (" in tenant %s or in the document" % self.tenant if self.document else ""))
+        net = self._nets.get(row.uuid)
+        if net is None:
+            net = self._nets[row.uuid] = _Net(row.uuid, row.name, row.tenant, row.cidrs)
+        return net
+
+    def group(self, value, tenant, field):
+        """The security group ``value`` names in ``tenant``, else 400 on
+        ``field``: its uuid, or a document's group by name (its command, or
+        its _Later while it is not made)."""
+        if isinstance(value, str):
+            later = self.groups_by_name.get(value)
+            if later is not None:
+                return later if later.cmd is None else later.cmd
+            row = self.nb.get("SecurityGroup", value)
+            if row is not None and row.tenant == tenant:
+                return row.uuid
+        raise invalid(field, "no security group %s in tenant %s" % (value, tenant) +
+                      (" or in the document" if self.document else ""))
+
+    def groups(self, value, tenant, field="security_groups"):
+        if not isinstance(value, list) or len(value) > 32:
+            raise invalid(field, "%s is a list of at most 32 group ids" % field)
+        out = {}
+        for i, gid in enumerate(value):
+            out.setdefault(self.group(gid, tenant, "%s[%d]" % (field, i)))
+        return list(out)
+
+
+class _Pace:
+    """Called once an object of a document: now and then it lets the other
+    green threads run (the controller's connections must not starve while a
+    large document is checked under the lock)."""
+
+    EVERY = 256
+
+    def __init__(self):
+        self.n = 0
+
+    def __call__(self):
+        self.n += 1
+        if self.n % self.EVERY == 0:
+            time.sleep(0)  # eventlet's sleep under `dvn serve`: a yield
+
+
+def _given(**columns):
+    """Columns for db_create, without those at the column's default (an empty
+    set or string): the store fills them in, and a large transaction is
+    cheaper for python-ovs without them."""
+    return {k: val for k, val in columns.items() if not (isinstance(val, (list, tuple, str)) and len(val) == 0)}
+
+
+def _at(where, make, *args):
+    """``make(*args)``; a problem's field is named by its path in the document."""
+    try:
+        return make(*args)
+    except Problem as p:
+        p.field = where + ("." + p.field if p.field else "")
+        raise
+
+
 class Api:
     def __init__(self, nb, stats=None, events=None, lb_stats=None):
         self.nb = nb
@@ -199,6 +452,7 @@ class Api:
             ("GET", r"/v1/nodes/{id}", self.show_node),
             ("DELETE", r"/v1/nodes/{id}", self.delete_node),
             ("POST", r"/v1/nodes/{id}/rotate-keys", self.rotate_keys),
+            ("POST", r"/v1/import", self.import_document),
             ("GET", r"/v1/openapi.json", self.openapi),
         ]
         self._compiled = [(m, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", p) + "$"), p, h)
@@ -262,15 +516,15 @@ class Api:
         raise Problem(401, "Unauthorized", "unknown token", headers={"WWW-Authenticate": "Bearer"})
 
     @staticmethod
-    def body(req):
-        if req.content_length is not None and req.content_length > MAX_BODY:
-            raise Problem(413, "Payload too large", "the body is limited to %d bytes" % MAX_BODY)
+    def body(req, limit=MAX_BODY):
+        if req.content_length is not None and req.content_length > limit:
+            raise Problem(413, "Payload too large", "the body is limited to %d bytes" % limit)
         ctype = (req.content_type or "").lower()
         if ctype != "application/json":
             raise Problem(415, "Unsupported media type", "send application/json")
-        raw = req.body_file.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
-            raise Problem(413, "Payload too large", "the body is limited to %d bytes" % MAX_BODY)
+        raw = req.body_file.read(limit + 1)
+        if len(raw) > limit:
+            raise Problem(413, "Payload too large", "the body is limited to %d bytes" % limit)
         try:
             return json.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
@@ -283,22 +537,15 @@ class Api:
             raise Problem(404, "Not found", "no %s %s" % (table.lower(), rid))
         return row
 
-    def _transact(self, commands, field):
+    def _transact(self, commands, field, timeout=None):
         try:
-            return self.nb.transact(commands)
+            return self.nb.transact(commands, timeout)
         except Conflict as exc:
             raise conflict(field, "the store refused it: %s" % exc)
+        except Timeout as exc:
+            raise Problem(503, "Store unavailable", "%s: look before retrying" % exc)
         except NbError as exc:
             raise Problem(503, "Store unavailable", "the northbound store refused the change: %s" % exc)
-
-    def _tenant_of_new(self, body, caller):
-        if caller.admin:
-            if "tenant" not in body:
-                raise invalid("tenant", "an admin must name the tenant")
-            return v.name(body["tenant"], "tenant")
-        if "tenant" in body and body["tenant"] != caller.tenant:
-            raise invalid("tenant", "a tenant token creates objects of its own tenant only")
-        return caller.tenant
 
     @staticmethod
     def _filter(req, allowed):
@@ -307,14 +554,11 @@ class Api:
                 raise invalid(key, "unknown query parameter %r (allowed: %s)" % (key, ", ".join(allowed)))
         return req.GET
 
-    NOUNS = {"Network": "network", "Port": "port", "SecurityGroup": "security group",
-             "LoadBalancer": "load balancer"}
-
-    def _check_name_free(self, table, tenant, name, rows=None, but=None):
-        """Names are unique per tenant and table (409 naming the field)."""
-        for r in (rows if rows is not None else self.nb.rows(table)):
+    def _check_name_free(self, table, tenant, name, but):
+        """A renamed object's name stays unique per tenant and table (409 naming the field)."""
+        for r in self.nb.rows(table):
             if r.tenant == tenant and r.name == name and r.uuid != but:
-                raise conflict("name", "tenant %s already has a %s named %s" % (tenant, self.NOUNS[table], name))
+                raise conflict("name", "tenant %s already has a %s named %s" % (tenant, NOUNS[table], name))
 
     def _update(self, req, caller, table, id, fields):
         """PATCH: the ``fields`` a network, port or security group may change;
@@ -326,7 +570,7 @@ class Api:
             changes = []
             if "name" in body:
                 name = v.name(body["name"])
-                self._check_name_free(table, row.tenant, name, but=row.uuid)
+                self._check_name_free(table, row.tenant, name, row.uuid)
                 changes.append(("name", name))
             if "tags" in body:
                 changes.append(("tags", v.tags(body["tags"])))
@@ -335,9 +579,11 @@ class Api:
             if "criteria" in body:
                 changes.append(("criteria", _criteria(body)))
             if "security_groups" in body:
-                changes.append(("security_groups", self._groups_of(body, row.tenant)))
+                changes.append(("security_groups", Context(self.nb, caller).groups(body["security_groups"],
+                                                                                   row.tenant)))
             if "encrypt_with" in body:
-                changes.append(("encrypt_with", self._groups_of(body, row.tenant, "encrypt_with")))
+                changes.append(("encrypt_with", Context(self.nb, caller).groups(body["encrypt_with"], row.tenant,
+                                                                                "encrypt_with")))
             if "port_security" in body:
                 changes.append(("port_security", [v.boolean(body["port_security"], "port_security")]))
             if "encrypt" in body:
@@ -348,17 +594,110 @@ class Api:
                 self._transact([self.nb.api.db_set(table, row.uuid, *changes)], "name")
         return self.nb.get(table, id)
 
-    def _groups_of(self, body, tenant, field="security_groups"):
-        value = body.get(field, [])
-        if not isinstance(value, list) or len(value) > 32:
-            raise invalid(field, "%s is a list of at most 32 group ids" % field)
-        out = []
-        for i, gid in enumerate(value):
-            row = self.nb.get("SecurityGroup", gid) if isinstance(gid, str) else None
-            if row is None or row.tenant != tenant:
-                raise invalid("%s[%d]" % (field, i), "no security group %s in tenant %s" % (gid, tenant))
-            out.append(row.uuid)
-        return sorted(set(out))
+    # ---- new objects: a body checked against a Context, as store commands ----------
+    # The single creates and POST /v1/import share these; each takes what it
+    # creates into the context's indexes.
+    def _new_network(self, ctx, body, fields=NETWORK_FIELDS):
+        v.check_fields(body, fields, required=("name",))
+        tenant = ctx.tenant_of_new(body)
+        name = v.name(body["name"])
+        cidrs = v.cidrs(body.get("cidrs", []))
+        tags = v.tags(body.get("tags", []))
+        vni = v.vni(body["vni"]) if "vni" in body else None
+        ctx.claim_name("Network", tenant, name)
+        vni = ctx.vni(vni)
+        cmd = self.nb.api.db_create("Network", **_given(name=name, tenant=tenant, vni=vni, cidrs=cidrs, tags=tags))
+        ctx.networks[name] = _Net(cmd, name, tenant, cidrs)
+        return cmd
+
+    def _new_group(self, ctx, body, fields=GROUP_FIELDS):
+        """A security group, without rules (a document's come after all its groups)."""
+        v.check_fields(body, fields, required=("name",))
+        tenant = ctx.tenant_of_new(body)
+        criteria = _criteria(body)
+        name = v.name(body["name"])
+        description = v.description(body.get("description", ""))
+        encrypt = [v.boolean(body["encrypt"], "encrypt")] if "encrypt" in body else []
+        encrypt_with = ctx.groups(body.get("encrypt_with", []), tenant, "encrypt_with")
+        ctx.claim_name("SecurityGroup", tenant, name)
+        now = not any(isinstance(g, _Later) for g in encrypt_with)
+        cmd = self.nb.api.db_create("SecurityGroup", **_given(
+            name=name, tenant=tenant, description=description, criteria=criteria, encrypt=encrypt,
+            encrypt_with=tuple(encrypt_with) if now else ()))
+        if not now:  # it names groups made after it: set once they are
+            ctx.later.append((cmd, encrypt_with))
+        return cmd
+
+    def _new_rule(self, ctx, body, tenant_of_group):
+        """A rule, for the caller to add to its group. ``tenant_of_group()``:
+        the group's tenant, asked once the body is checked."""
+        v.check_fields(body, RULE_FIELDS, required=("direction",))
+        columns = v.rule(body)
+        tenant = tenant_of_group()
+        remote = body.get("remote_group_id")
+        if remote is not None:
+            columns["remote_group"] = (ctx.group(remote, tenant, "remote_group_id"),)
+        return self.nb.api.db_create("Rule", **_given(**columns))
+
+    def _new_port(self, ctx, body):
+        v.check_fields(body, PORT_FIELDS, required=("name", "network"))
+        name = v.name(body["name"])
+        net = ctx.network(body["network"])
+        mac = v.mac(body["mac"]) if "mac" in body else None
+        ips = v.ips(body.get("ips", []), net.cidrs)
+        tags = v.tags(body.get("tags", []))
+        group_ids = ctx.groups(body.get("security_groups", []), net.tenant)
+        security = [v.boolean(body["port_security"], "port_security")] if "port_security" in body else []
+        encrypt = [v.boolean(body["encrypt"], "encrypt")] if "encrypt" in body else []
+        ctx.claim_name("Port", net.tenant, name)
+        macs = ctx.macs(net)
+        if mac is None:
+            mac = _free_mac(macs, ctx.reserved_macs)
+        elif mac in macs:
+            raise conflict("mac", "%s is already used in network %s" % (mac, net.name))
+        taken, vips = ctx.port_ips(net), ctx.vips(net)
+        for i, ip in enumerate(ips):
+            if ip in taken or ip in vips:
+                raise conflict("ips[%d]" % i, "%s is already used in network %s" % (ip, net.name))
+        pairs = v.address_pairs(body.get("allowed_address_pairs", []), mac)
+        macs.add(mac)
+        taken.update(ips)
+        return self.nb.api.db_create("Port", **_given(
+            name=name, tenant=net.tenant, network=net.ref, mac=mac, ips=ips, tags=tags,
+            security_groups=tuple(group_ids), port_security=security, encrypt=encrypt, allowed_address_pairs=pairs))
+
+    def _new_lb(self, ctx, body):
+        """A load balancer and its members: the members' commands, then its own."""
+        v.check_fields(body, LB_FIELDS, required=("name", "network", "vip_address", "protocol_port"))
+        name = v.name(body["name"])
+        net = ctx.network(body["network"])
+        if "tenant" in body and body["tenant"] != net.tenant:
+            raise invalid("tenant", "a load balancer belongs to its network's tenant (%s)" % net.tenant)
+        vip = v.ipv4_in(body["vip_address"], "vip_address", net.cidrs)
+        protocol = v.lb_protocol(body.get("protocol", "tcp"))
+        port = v.integer(body["protocol_port"], "protocol_port", 1, 65535)
+        description = v.description(body.get("description", ""))
+        persistence = v.session_persistence(body.get("session_persistence"))
+        monitor = v.health_monitor(body.get("health_monitor"), protocol)
+        members = self._new_members(body.get("members", []), net.cidrs, ())
+        ctx.claim_name("LoadBalancer", net.tenant, name)
+        if vip in ctx.port_ips(net):
+            raise conflict("vip_address", "%s is a port's address in network %s" % (vip, net.name))
+        key, taken = (vip, protocol, port), ctx.lb_keys(net)
+        if key in taken:
+            raise conflict("protocol_port", "%s %s:%d is load balancer %s already" % (
+                protocol, vip, port, taken[key]))
+        group_id = ctx.lb_group_id()
+        if group_id > lb_flows.MAX_GROUP_ID:
+            raise conflict("name", "dvn serves at most %d load balancers" % lb_flows.MAX_GROUP_ID)
+        taken[key] = name
+        ctx.vips(net).add(vip)
+        creates = [self.nb.api.db_create("Member", **_given(operating_status="ONLINE", **m)) for m in members]
+        lb = self.nb.api.db_create("LoadBalancer", **_given(
+            name=name, tenant=net.tenant, description=description, network=net.ref, vip_address=vip,
+            protocol=protocol, protocol_port=port, group_id=group_id, session_persistence=persistence,
+            health_monitor=monitor, members=tuple(creates)))
+        return creates + [lb]
 
     # ---- networks ----------------------------------------------------------
     def list_networks(self, req, caller):
@@ -372,22 +711,8 @@ class Api:
 
     def create_network(self, req, caller):
         body = self.body(req)
-        v.check_fields(body, ("name", "vni", "cidrs", "tags", "tenant"), required=("name",))
-        tenant = self._tenant_of_new(body, caller)
-        name = v.name(body["name"])
-        cidrs = v.cidrs(body.get("cidrs", []))
-        tags = v.tags(body.get("tags", []))
-        vni = v.vni(body["vni"]) if "vni" in body else None
         with self.lock:
-            rows = self.nb.rows("Network")
-            self._check_name_free("Network", tenant, name, rows)
-            used = {r.vni for r in rows}
-            if vni is None:
-                vni = next(n for n in range(VNI_AUTO_START, v.VNI_MAX + 1) if n not in used)
-            elif vni in used:
-                raise conflict("vni", "VNI %d is in use" % vni)
-            uuid, = self._transact([self.nb.api.db_create("Network", name=name, tenant=tenant, vni=vni,
-                                                          cidrs=cidrs, tags=tags)], "name")
+            uuid, = self._transact([self._new_network(Context(self.nb, caller), body)], "name")
         return 201, network_view(self.nb.get("Network", uuid))
 
     def update_network(self, req, caller, id):
@@ -414,48 +739,10 @@ class Api:
     def show_port(self, req, caller, id):
         return 200, port_view(self._find("Port", id, caller))
 
-    def _network_of(self, body, caller):
-        """The network a body's ``network`` names, if the caller may see it (else 400 on network)."""
-        if not isinstance(body["network"], str):
-            raise invalid("network", "network must be a network id")
-        net = self.nb.get("Network", body["network"])
-        if net is None or not caller.sees(net):
-            raise invalid("network", "no network %s" % body["network"])
-        return net
-
     def create_port(self, req, caller):
         body = self.body(req)
-        v.check_fields(body, ("name", "network", "mac", "ips", "tags", "security_groups", "port_security",
-                              "encrypt", "allowed_address_pairs"), required=("name", "network"))
-        name = v.name(body["name"])
-        net = self._network_of(body, caller)
-        mac = v.mac(body["mac"]) if "mac" in body else None
-        nets = [ipaddress.ip_network(c) for c in net.cidrs]
-        ips = v.ips(body.get("ips", []), nets)
-        tags = v.tags(body.get("tags", []))
-        group_ids = self._groups_of(body, net.tenant)
-        security = [v.boolean(body["port_security"], "port_security")] if "port_security" in body else []
-        encrypt = [v.boolean(body["encrypt"], "encrypt")] if "encrypt" in body else []
         with self.lock:
-            ports = self.nb.rows("Port")
-            self._check_name_free("Port", net.tenant, name, ports)
-            siblings = [p for p in ports if p.network.uuid == net.uuid]
-            macs = {p.mac for p in siblings}
-            if mac is None:
-                mac = _free_mac(macs)
-            elif mac in macs:
-                raise conflict("mac", "%s is already used in network %s" % (mac, net.name))
-            taken = {ip for p in siblings for ip in p.ips}
-            taken.update(lb.vip_address for lb in self.nb.rows("LoadBalancer") if lb.network.uuid == net.uuid)
-            for i, ip in enumerate(ips):
-                if ip in taken:
-                    raise conflict("ips[%d]" % i, "%s is already used in network %s" % (ip, net.name))
-            pairs = v.address_pairs(body.get("allowed_address_pairs", []), mac)
-            uuid, = self._transact([self.nb.api.db_create("Port", name=name, tenant=net.tenant,
-                                                          network=net.uuid, mac=mac, ips=ips,
-                                                          tags=tags, security_groups=group_ids,
-                                                          port_security=security, encrypt=encrypt,
-                                                          allowed_address_pairs=pairs)], "name")
+            uuid, = self._transact([self._new_port(Context(self.nb, caller), body)], "name")
         return 201, port_view(self.nb.get("Port", uuid))
 
     def update_port(self, req, caller, id):
@@ -481,19 +768,8 @@ class Api:
 
     def create_group(self, req, caller):
         body = self.body(req)
-        v.check_fields(body, ("name", "description", "tenant", "criteria", "encrypt", "encrypt_with"),
-                       required=("name",))
-        tenant = self._tenant_of_new(body, caller)
-        criteria = _criteria(body)
-        name = v.name(body["name"])
-        description = v.description(body.get("description", ""))
-        encrypt = [v.boolean(body["encrypt"], "encrypt")] if "encrypt" in body else []
-        encrypt_with = self._groups_of(body, tenant, "encrypt_with")
         with self.lock:
-            self._check_name_free("SecurityGroup", tenant, name)
-            uuid, = self._transact([self.nb.api.db_create("SecurityGroup", name=name, tenant=tenant,
-                                                          description=description, criteria=criteria,
-                                                          encrypt=encrypt, encrypt_with=encrypt_with)], "name")
+            uuid, = self._transact([self._new_group(Context(self.nb, caller), body)], "name")
         return 201, group_view(self.nb.get("SecurityGroup", uuid))
 
     def update_group(self, req, caller, id):
@@ -529,21 +805,17 @@ class Api:
 
     def create_rule(self, req, caller, id):
         body = self.body(req)
-        v.check_fields(body, ("direction", "ethertype", "protocol", "port_range_min", "port_range_max",
-                              "icmp_type", "icmp_code", "remote_ip_prefix", "remote_group_id", "action",
-                              "priority", "log"), required=("direction",))
-        columns = v.rule(body)
         with self.lock:
-            group = self._find("SecurityGroup", id, caller)
-            remote = body.get("remote_group_id")
-            if remote is not None:
-                rrow = self.nb.get("SecurityGroup", remote) if isinstance(remote, str) else None
-                if rrow is None or rrow.tenant != group.tenant:
-                    raise invalid("remote_group_id", "no security group %s in tenant %s" % (remote, group.tenant))
-                columns["remote_group"] = [rrow.uuid]
-            if len(group.rules) >= 1000:
-                raise conflict("id", "security group %s has 1000 rules already" % id)
-            create = self.nb.api.db_create("Rule", **columns)
+            found = []
+
+            def tenant_of_group():
+                found.append(self._find("SecurityGroup", id, caller))
+                return found[0].tenant
+
+            create = self._new_rule(Context(self.nb, caller), body, tenant_of_group)
+            group = found[0]
+            if len(group.rules) >= MAX_RULES:
+                raise conflict("id", "security group %s has %d rules already" % (id, MAX_RULES))
             uuid, _ = self._transact([create, self.nb.api.db_add("SecurityGroup", group.uuid, "rules", create)],
                                      "id")
         return 201, rule_view(self.nb.get("Rule", uuid), id)
@@ -598,9 +870,6 @@ class Api:
         """The addresses of the network's ports that a node has plugged in."""
         return {ip for p in self.nb.rows("Port") if p.network.uuid == network_uuid and _opt(p.node) for ip in p.ips}
 
-    def _addresses(self, network_uuid):
-        return {ip for p in self.nb.rows("Port") if p.network.uuid == network_uuid for ip in p.ips}
-
     def _lb_out(self, row):
         return lb_view(row, self._plugged(row.network.uuid))
 
@@ -639,40 +908,8 @@ class Api:
 
     def create_lb(self, req, caller):
         body = self.body(req)
-        v.check_fields(body, ("name", "tenant", "description", "network", "vip_address", "protocol",
-                              "protocol_port", "session_persistence", "health_monitor", "members"),
-                       required=("name", "network", "vip_address", "protocol_port"))
-        name = v.name(body["name"])
-        net = self._network_of(body, caller)
-        if "tenant" in body and body["tenant"] != net.tenant:
-            raise invalid("tenant", "a load balancer belongs to its network's tenant (%s)" % net.tenant)
-        networks = [ipaddress.ip_network(c) for c in net.cidrs]
-        vip = v.ipv4_in(body["vip_address"], "vip_address", networks)
-        protocol = v.lb_protocol(body.get("protocol", "tcp"))
-        port = v.integer(body["protocol_port"], "protocol_port", 1, 65535)
-        description = v.description(body.get("description", ""))
-        persistence = v.session_persistence(body.get("session_persistence"))
-        monitor = v.health_monitor(body.get("health_monitor"), protocol)
-        members = self._new_members(body.get("members", []), networks, ())
         with self.lock:
-            lbs = self.nb.rows("LoadBalancer")
-            self._check_name_free("LoadBalancer", net.tenant, name, lbs)
-            if vip in self._addresses(net.uuid):
-                raise conflict("vip_address", "%s is a port's address in network %s" % (vip, net.name))
-            for lb in lbs:
-                if (lb.network.uuid, lb.vip_address, lb.protocol, lb.protocol_port) == (net.uuid, vip, protocol, port):
-                    raise conflict("protocol_port", "%s %s:%d is load balancer %s already" % (
-                        protocol, vip, port, lb.uuid))
-            used = {lb.group_id for lb in lbs}
-            group_id = next(n for n in range(1, len(used) + 2) if n not in used)
-            if group_id > lb_flows.MAX_GROUP_ID:
-                raise conflict("name", "dvn serves at most %d load balancers" % lb_flows.MAX_GROUP_ID)
-            creates = [self.nb.api.db_create("Member", operating_status="ONLINE", **m) for m in members]
-            lb = self.nb.api.db_create("LoadBalancer", name=name, tenant=net.tenant, description=description,
-                                       network=net.uuid, vip_address=vip, protocol=protocol, protocol_port=port,
-                                       group_id=group_id, session_persistence=persistence,
-                                       health_monitor=monitor, members=creates)
-            result = self._transact(creates + [lb], "name")
+            result = self._transact(self._new_lb(Context(self.nb, caller), body), "name")
         return 201, self._lb_out(self.nb.get("LoadBalancer", result[-1]))
 
     def update_lb(self, req, caller, id):
@@ -683,7 +920,7 @@ class Api:
             changes, extra = [], []
             if "name" in body:
                 name = v.name(body["name"])
-                self._check_name_free("LoadBalancer", row.tenant, name, but=row.uuid)
+                self._check_name_free("LoadBalancer", row.tenant, name, row.uuid)
                 changes.append(("name", name))
             if "description" in body:
                 changes.append(("description", v.description(body["description"])))
@@ -810,16 +1047,96 @@ class Api:
         return 200, {"system_id": id, "rotated": len(keys),
                      "versions": {k.nodes: k.version + 1 for k in keys}}
 
+    # ---- bulk import ------------------------------------------------------------------
+    def import_document(self, req, caller):
+        """A tenant's networks, security groups (with their rules), ports and
+        load balancers from one document, in one transaction: all or nothing.
+        A reference is the id of one of the tenant's objects or the name of an
+        object of that kind in the document (a name wins over an id). Every
+        object is checked as its single create checks it, against indexes
+        built once, so the time is linear in the document's size."""
+        doc = self.body(req, MAX_IMPORT_BODY)
+        v.check_fields(doc, ("tenant",) + IMPORT_KINDS)
+        for kind in IMPORT_KINDS:
+            if not isinstance(doc.get(kind, []), list):
+                raise invalid(kind, "%s is a list" % kind)
+        if not any(doc.get(kind) for kind in IMPORT_KINDS):
+            raise invalid(None, "the document creates nothing: give networks, security_groups, ports "
+                                "or load_balancers")
+        bodies = {kind: doc.get(kind, []) for kind in IMPORT_KINDS}
+        made = {kind: {} for kind in IMPORT_KINDS if kind in doc}   # name -> its db_create command
+        with self.lock:
+            ctx = Context(self.nb, caller)
+            ctx.tenant = ctx.tenant_of_new(doc)
+            ctx.document = True
+            # Automatic VNIs and MACs keep clear of the document's own.
+            ctx.reserved_vnis = {b["vni"] for b in bodies["networks"]
+                                 if isinstance(b, dict) and type(b.get("vni")) is int}
+            ctx.reserved_macs = {b["mac"].lower() for b in bodies["ports"]
+                                 if isinstance(b, dict) and isinstance(b.get("mac"), str)}
+            # A group may name a later one (or itself) in encrypt_with and in its rules.
+            for b in bodies["security_groups"]:
+                if isinstance(b, dict) and isinstance(b.get("name"), str):
+                    ctx.groups_by_name.setdefault(b["name"], _Later())
+            pace = _Pace()
+
+            networks = []
+            for i, body in enumerate(bodies["networks"]):
+                networks.append(_at("networks[%d]" % i, self._new_network, ctx, body, IMPORT_NETWORK_FIELDS))
+                made["networks"][body["name"]] = networks[-1]
+                pace()
+            groups = []
+            for i, body in enumerate(bodies["security_groups"]):
+                groups.append(_at("security_groups[%d]" % i, self._new_group, ctx, body, IMPORT_GROUP_FIELDS))
+                ctx.groups_by_name[body["name"]].cmd = made["security_groups"][body["name"]] = groups[-1]
+                pace()
+            # Rules once every group is made; then each group gets its rules and
+            # the groups it names that were made after it.
+            rules, links = [], {}
+            for i, (body, group) in enumerate(zip(bodies["security_groups"], groups)):
+                where = "security_groups[%d].rules" % i
+                value = body.get("rules", [])
+                if not isinstance(value, list):
+                    raise invalid(where, "rules is a list of rules")
+                if len(value) > MAX_RULES:
+                    raise conflict(where, "a security group has at most %d rules" % MAX_RULES)
+                mine = []
+                for j, rule in enumerate(value):
+                    mine.append(_at("%s[%d]" % (where, j), self._new_rule, ctx, rule, lambda: ctx.tenant))
+                    pace()
+                if mine:
+                    links[group] = [("rules", tuple(mine))]
+                rules += mine
+            for group, refs in ctx.later:
+                links.setdefault(group, []).append(
+                    ("encrypt_with", tuple(r.cmd if isinstance(r, _Later) else r for r in refs)))
+            sets = [self.nb.api.db_set("SecurityGroup", group, *columns) for group, columns in links.items()]
+            ports = []
+            for i, body in enumerate(bodies["ports"]):
+                ports.append(_at("ports[%d]" % i, self._new_port, ctx, body))
+                made["ports"][body["name"]] = ports[-1]
+                pace()
+            lbs = []
+            for i, body in enumerate(bodies["load_balancers"]):
+                commands = _at("load_balancers[%d]" % i, self._new_lb, ctx, body)
+                made["load_balancers"][body["name"]] = commands[-1]
+                lbs += commands
+                pace()
+            commands = networks + groups + rules + sets + ports + lbs
+            # one transaction, with time for its size
+            self._transact(commands, None, self.nb.timeout + DOCUMENT_SECONDS_PER_COMMAND * len(commands))
+        return 201, {kind: {name: str(cmd.result) for name, cmd in names.items()} for kind, names in made.items()}
+
     # ---- the document ------------------------------------------------------------
     def openapi(self, req, caller):
         from controller.openapi import document
         return 200, document(self.routes)
 
 
-def _free_mac(used):
+def _free_mac(*used):
     while True:
         mac = "02:" + ":".join("%02x" % b for b in secrets.token_bytes(5))
-        if mac not in used:
+        if not any(mac in u for u in used):
             return mac
 
 

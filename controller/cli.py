@@ -33,9 +33,9 @@ def _token(args):
     raise CliError("no token: give --token, or set DVN_TOKEN or DVN_TOKEN_FILE")
 
 
-def request(args, method, path, body=None):
+def request(args, method, path, body=None, timeout=30):
     url = urllib.parse.urlsplit(args.url)
-    conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=30)
+    conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=timeout)
     headers = {"Authorization": "Bearer %s" % _token(args)}
     data = None
     if body is not None:
@@ -282,6 +282,34 @@ def cmd_events(args):
     return _print(args, request(args, "GET", "/v1/events?" + query), EVENT_COLS)
 
 
+IMPORT_KINDS = ("networks", "security_groups", "ports", "load_balancers")
+
+
+def cmd_import(args):
+    """POST /v1/import: a document (docs/api.md) creates a tenant's networks,
+    security groups, ports and load balancers in one transaction."""
+    try:
+        if args.file == "-":
+            doc = json.load(sys.stdin)
+        else:
+            with open(args.file) as f:
+                doc = json.load(f)
+    except OSError as exc:
+        raise CliError("cannot read %s: %s" % (args.file, exc))
+    except ValueError as exc:
+        raise CliError("%s is not JSON: %s" % (args.file, exc))
+    if args.tenant:
+        if not isinstance(doc, dict):
+            raise CliError("%s is not a JSON object" % args.file)
+        doc["tenant"] = args.tenant
+    made = request(args, "POST", "/v1/import", doc, timeout=args.timeout)
+    if args.json:
+        return _print(args, made, [])
+    return _print(args, [{"kind": kind, "name": name, "id": made[kind][name]}
+                         for kind in IMPORT_KINDS if kind in made for name in sorted(made[kind])],
+                  ["kind", "name", "id"])
+
+
 def cmd_node(args):
     if args.action == "list":
         return _print(args, request(args, "GET", "/v1/nodes"), NODE_COLS)
@@ -428,6 +456,13 @@ def parser():
     ev.add_argument("--rule")
     ev.add_argument("--limit", type=int, default=50)
     ev.set_defaults(func=cmd_events)
+
+    imp = sub.add_parser("import", help="create a tenant's configuration from one JSON document, all or nothing")
+    imp.add_argument("file", help="the document (- for standard input)")
+    imp.add_argument("--tenant", help="the document's tenant (an admin token must give one, here or in it)")
+    imp.add_argument("--timeout", type=float, default=600, metavar="S",
+                     help="seconds to wait for the answer (default 600: a large document takes a while)")
+    imp.set_defaults(func=cmd_import)
 
     node = sub.add_parser("node", help="nodes (admin)")
     ndsub = node.add_subparsers(dest="action", required=True)

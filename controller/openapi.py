@@ -133,6 +133,47 @@ SCHEMAS = {
         "detail": {"type": "string"}, "field": {"type": "string"}}},
 }
 
+
+# POST /v1/import: its items are the create bodies, whose references may be names.
+REF = {"type": "string", "description": "the id of one of the tenant's objects, or the name of one of that kind "
+                                        "in the document (a name wins over an id)"}
+
+
+def _import_item(create, refs=(), drop=("tenant",), extra=None):
+    """A create schema as an item of a document: no example, without ``drop``, and
+    its references ``refs`` (property names) an id or a name of the document."""
+    properties = {k: v for k, v in SCHEMAS[create]["properties"].items() if k not in drop}
+    for key in refs:  # a reference, or a list of them
+        properties[key] = REF if properties[key] is UUID else dict(properties[key], items=REF)
+    properties.update(extra or {})
+    return {k: v for k, v in dict(SCHEMAS[create], properties=properties).items() if k != "example"}
+
+
+SCHEMAS["ImportRule"] = _import_item("RuleCreate", refs=("remote_group_id",))
+SCHEMAS["Import"] = {
+    "type": "object", "additionalProperties": False, "properties": {
+        "tenant": NAME,
+        "networks": {"type": "array", "items": _import_item("NetworkCreate")},
+        "security_groups": {"type": "array", "items": _import_item(
+            "SecurityGroupCreate", refs=("encrypt_with",), extra={"rules": {
+                "type": "array", "maxItems": 1000, "items": {"$ref": "#/components/schemas/ImportRule"}}})},
+        "ports": {"type": "array", "items": _import_item("PortCreate", refs=("network", "security_groups"))},
+        "load_balancers": {"type": "array", "items": _import_item("LoadBalancerCreate", refs=("network",))}},
+    "example": {"tenant": "acme",
+                "networks": [{"name": "blue", "cidrs": ["10.0.0.0/24"]}],
+                "security_groups": [{"name": "web", "rules": [
+                    {"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80,
+                     "remote_ip_prefix": "0.0.0.0/0"},
+                    {"direction": "ingress", "protocol": "icmp", "remote_group_id": "web"}]}],
+                "ports": [{"name": "web1", "network": "blue", "ips": ["10.0.0.11"], "security_groups": ["web"]}],
+                "load_balancers": [{"name": "www", "network": "blue", "vip_address": "10.0.0.100",
+                                    "protocol_port": 80,
+                                    "members": [{"address": "10.0.0.11", "protocol_port": 8080}]}]}}
+SCHEMAS["ImportResult"] = {"type": "object", "properties": {
+    kind: {"type": "object", "additionalProperties": UUID, "description": "name -> id"}
+    for kind in ("networks", "security_groups", "ports", "load_balancers")}}
+
+
 # (method, path) -> (summary, request schema, success status, response schema, query parameters)
 OPERATIONS = {
     ("GET", "/v1/networks"): ("List networks", None, 200, {"type": "array", "items": {"$ref": "#/components/schemas/Network"}}, ["name", "tenant"]),
@@ -169,6 +210,7 @@ OPERATIONS = {
     ("GET", "/v1/nodes/{id}"): ("Show a node by system-id (admin)", None, 200, "Node", []),
     ("DELETE", "/v1/nodes/{id}"): ("Delete a node that is down (admin)", None, 204, None, []),
     ("POST", "/v1/nodes/{id}/rotate-keys"): ("New pre-shared keys for the node's IPsec tunnels (admin; keys are never returned)", None, 200, {"type": "object", "properties": {"system_id": {"type": "string"}, "rotated": {"type": "integer"}, "versions": {"type": "object"}}}, []),
+    ("POST", "/v1/import"): ("Create a tenant's networks, security groups, rules, ports and load balancers from one document, in one transaction (body up to 64 MiB)", "Import", 201, "ImportResult", []),
     ("GET", "/v1/openapi.json"): ("This document", None, 200, {"type": "object"}, []),
 }
 

@@ -30,6 +30,8 @@ OFPT_BUNDLE_CONTROL = 33
 OFPMPF_REPLY_MORE = 1
 BUNDLE_OPEN_REPLY, BUNDLE_COMMIT_REPLY, BUNDLE_DISCARD_REPLY = 1, 5, 7
 SEND_CHUNK = 256 * 1024
+MIN_INTAKE = 250   # messages a second a switch takes in at the least, before dvn gives up on a bundle
+READ_FACTOR = 4    # a switch's whole flow table (100,000s of flows) may take that many timeouts to read
 
 
 class SwitchError(Exception):
@@ -123,29 +125,41 @@ class SwitchConn:
 
     # ---- requests ------------------------------------------------------
     def send(self, data):
-        for i in range(0, len(data), SEND_CHUNK):
-            self.datapath.send(data[i:i + SEND_CHUNK])
+        """Send one message (bytes) or several (a list of bytes), in chunks of
+        whole messages: between two chunks another green thread may send (an
+        echo reply, a packet-out), so a chunk never ends inside a message."""
+        messages = [data] if isinstance(data, (bytes, bytearray)) else data
+        chunk, size = [], 0
+        for msg in messages:
+            chunk.append(msg)
+            size += len(msg)
+            if size >= SEND_CHUNK:
+                self.datapath.send(b"".join(chunk))
+                chunk, size = [], 0
+        if chunk:
+            self.datapath.send(b"".join(chunk))
 
-    def _request(self, xid, data, what):
+    def _request(self, xid, data, what, timeout=None):
         waiter = _Waiter()
         self._waiters[xid] = waiter
+        timeout = timeout or self.timeout
         try:
             self.send(data)
-            with eventlet.Timeout(self.timeout, False):
+            with eventlet.Timeout(timeout, False):
                 outcome = waiter.event.wait()
                 if outcome == "error":
                     raise SwitchError("switch %s refused %s" % (self._name(), what), waiter.parts)
                 return waiter.parts
-            raise SwitchError("switch %s did not answer %s in %.0f s" % (self._name(), what, self.timeout))
+            raise SwitchError("switch %s did not answer %s in %.0f s" % (self._name(), what, timeout))
         finally:
             self._waiters.pop(xid, None)
 
     def _name(self):
         return "%016x" % (self.dpid or 0)
 
-    def barrier(self):
+    def barrier(self, timeout=None):
         xid = self.next_xid()
-        self._request(xid, ofwire.barrier_request(xid), "a barrier")
+        self._request(xid, ofwire.barrier_request(xid), "a barrier", timeout)
 
     def _checked(self, build):
         """Send ``build(xid)`` and a barrier: the errors the switch answered it with."""
@@ -193,7 +207,8 @@ class SwitchConn:
         """The flows the switch has (those whose cookie matches, if a mask is
         given): a list of ofwire.FlowDesc."""
         xid = self.next_xid()
-        parts = self._request(xid, ofwire.flow_desc_request(xid, cookie, cookie_mask), "a flow read")
+        parts = self._request(xid, ofwire.flow_desc_request(xid, cookie, cookie_mask), "a flow read",
+                              self.timeout * READ_FACTOR)
         found = []
         for part in parts:
             found.extend(ofwire.decode_flow_desc_reply(part))
@@ -233,10 +248,12 @@ class SwitchConn:
             self._watched[xid] = []
             out.append(ofwire.bundle_add(bid, inner, xid))
         try:
-            self.send(b"".join(out))
+            self.send(out)
             # OVS leaves a refused message out of the bundle and would commit
-            # the rest: make sure none was refused before committing.
-            self.barrier()
+            # the rest: make sure none was refused before committing. (A
+            # userspace switch with thousands of ports takes in as few as
+            # 1,000 flow_mods a second: the wait grows with the bundle.)
+            self.barrier(self.timeout + len(out) / MIN_INTAKE)
             refused = [(contexts[x], rec) for x in contexts for rec in self._watched[x]]
             if refused:
                 xid = self.next_xid()
@@ -247,7 +264,8 @@ class SwitchConn:
                 raise SwitchError("switch %s refused %d message(s) of a bundle" % (
                     self._name(), len(refused)), refused)
             xid = self.next_xid()
-            self._request(xid, ofwire.bundle_commit(bid, xid), "a bundle commit")
+            self._request(xid, ofwire.bundle_commit(bid, xid), "a bundle commit",
+                          self.timeout + len(out) / MIN_INTAKE)
         finally:
             for x in contexts:
                 self._watched.pop(x, None)

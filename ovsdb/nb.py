@@ -8,6 +8,8 @@ from ovsdbapp.backend import ovs_idl
 from ovsdbapp.backend.ovs_idl import connection, idlutils
 from ovsdbapp.backend.ovs_idl import transaction as idl_transaction
 
+from ovsdb import fastjson
+
 LOG = logging.getLogger(__name__)
 SCHEMA_NAME = "DVN_Northbound"
 
@@ -68,6 +70,7 @@ class Northbound:
         self.api = None
 
     def start(self):
+        fastjson.install()  # the store's updates are large: parse them at C speed
         helper = idlutils.get_schema_helper(self.remote, SCHEMA_NAME)
         helper.register_all()
         idl = _Idl(self.remote, helper, self._subscribers)

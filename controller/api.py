@@ -160,9 +160,12 @@ def lb_view(row, addresses):
                               key=lambda m: (m["address"], m["protocol_port"], m["id"]))}
 
 
-def node_view(row):
-    return {"system_id": row.system_id, "hostname": row.hostname, "encap_ip": row.encap_ip,
-            "state": row.state, "last_seen": row.last_seen}
+def node_view(row, switch_state=None):
+    out = {"system_id": row.system_id, "hostname": row.hostname, "encap_ip": row.encap_ip,
+           "state": row.state, "last_seen": row.last_seen}
+    if switch_state is not None:
+        out["switch"] = switch_state(row.system_id)
+    return out
 
 
 NOUNS = {"Network": "network", "Port": "port", "SecurityGroup": "security group", "LoadBalancer": "load balancer"}
@@ -411,10 +414,11 @@ def _at(where, make, *args):
 
 
 class Api:
-    def __init__(self, nb, stats=None, events=None, lb_stats=None):
+    def __init__(self, nb, stats=None, events=None, lb_stats=None, switch_state=None):
         self.nb = nb
         self.stats = stats    # rule_stats(group id, rule id) of the running controller, if any
         self.lb_stats = lb_stats  # lb_stats(load balancer id) of the running controller, if any
+        self.switch_state = switch_state  # switch_state(system id) of the running controller, if any
         self.events = events  # the controller's recent firewall log events, if any
         self.lock = threading.Lock()  # serializes read-check-write (green under eventlet)
         self.routes = [
@@ -1015,11 +1019,12 @@ class Api:
     def list_nodes(self, req, caller):
         self._admin(caller)
         self._filter(req, ())
-        return 200, sorted((node_view(r) for r in self.nb.rows("Node")), key=lambda n: n["system_id"])
+        return 200, sorted((node_view(r, self.switch_state) for r in self.nb.rows("Node")),
+                           key=lambda n: n["system_id"])
 
     def show_node(self, req, caller, id):
         self._admin(caller)
-        return 200, node_view(self._node(id))
+        return 200, node_view(self._node(id), self.switch_state)
 
     def delete_node(self, req, caller, id):
         self._admin(caller)
@@ -1140,8 +1145,8 @@ def _free_mac(*used):
             return mac
 
 
-def make_app(nb, stats=None, events=None, lb_stats=None):
-    return Api(nb, stats, events, lb_stats)
+def make_app(nb, stats=None, events=None, lb_stats=None, switch_state=None):
+    return Api(nb, stats, events, lb_stats, switch_state)
 
 
 def main(argv=None):

@@ -639,6 +639,18 @@ class Core:
         self.events.append(event)
         LOG.info("firewall: %s", json.dumps(event, sort_keys=True))
 
+    def switch_state(self, system_id):
+        """A node's br-int as dvn sees it: connected, synced (it holds what
+        dvn last sent), pending (changes not sent yet), and how many flows
+        and groups dvn has put there."""
+        switch = self.switches.get(system_id)
+        if switch is None:
+            return {"connected": False, "synced": False, "pending": False, "flows": 0, "groups": 0}
+        pending = bool(switch.pending or switch.running or self._wake.ready() or self.sg_dirty or self.lb_dirty
+                       or any(s == system_id for s, _u in self.dirty))
+        return {"connected": switch.conn is not None, "synced": switch.synced, "pending": pending,
+                "flows": len(switch.installed), "groups": len(switch.groups)}
+
     # ---- statistics ------------------------------------------------------------
     def rule_stats(self, group_id, rule_id):
         """Packets and bytes of one rule's flows, summed over every connected switch

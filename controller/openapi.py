@@ -127,7 +127,11 @@ SCHEMAS = {
         "members": {"type": "object", "additionalProperties": {"type": "integer"}}}},
     "Node": {"type": "object", "properties": {
         "system_id": {"type": "string"}, "hostname": {"type": "string"}, "encap_ip": {"type": "string"},
-        "state": {"type": "string", "enum": ["up", "down"]}, "last_seen": {"type": "integer"}}},
+        "state": {"type": "string", "enum": ["up", "down"]}, "last_seen": {"type": "integer"},
+        "switch": {"type": "object", "nullable": True, "description": "its br-int as dvn sees it (dvn serve only)",
+                   "properties": {"connected": {"type": "boolean"}, "synced": {"type": "boolean"},
+                                  "pending": {"type": "boolean"}, "flows": {"type": "integer"},
+                                  "groups": {"type": "integer"}}}}},
     "Problem": {"type": "object", "properties": {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
         "detail": {"type": "string"}, "field": {"type": "string"}}},

@@ -172,6 +172,22 @@ class Workload:
     def sanity_lb_body(self, network_ids):
         return self._lb_body("sanity", self.sanity_vip, network_ids, VIP_PORT, VIP_PORT)
 
+    def document(self):
+        """The whole workload as one POST /v1/import body (references by name)."""
+        nets = [self.network_body(k)["name"] for k in range(self.n_networks)]
+        sgs = [self.group_body(g)["name"] for g in range(self.n_groups)]
+        rules = {name: [] for name in sgs}
+        for r in range(len(self.rules)):
+            g, body = self.rule_body(r, sgs)
+            rules[g].append(body)
+        strip = lambda body: {k: v for k, v in body.items() if k != "tenant"}
+        return {"tenant": TENANT,
+                "networks": [strip(self.network_body(k)) for k in range(self.n_networks)],
+                "security_groups": [dict(strip(self.group_body(g)), rules=rules[sgs[g]])
+                                    for g in range(self.n_groups)],
+                "ports": [self.port_body(i, nets, sgs) for i in range(self.n_ports)],
+                "load_balancers": [self.lb_body(j, nets) for j in range(self.n_vips)] + [self.sanity_lb_body(nets)]}
+
     def rule_op_body(self, k, group_ids):
         """(group id, body, tcp port) of incremental rule k."""
         g, body = self.rule_ops[k]

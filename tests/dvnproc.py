@@ -174,9 +174,9 @@ def dvn_lab(tag, octet, api_port, state=None, extra=()):
             dvn.stop_store()
 
 
-def add_joined_hv(lab, dvn, name, ip):
+def add_joined_hv(lab, dvn, name, ip, enable_dummy=False):
     """A hypervisor at ``ip`` on the underlay that has run `dvn join`."""
-    hv = lab.add_hv(name, ip + "/24")
+    hv = lab.add_hv(name, ip + "/24", enable_dummy=enable_dummy)
     lab.seed_neighbors()
     join(hv, dvn.listen_ip, ip)
     return hv

@@ -69,6 +69,13 @@ class _Waiter:
         self.parts = []
 
 
+class _Watch:
+    __slots__ = ("first", "count", "errors")
+
+    def __init__(self, first, count):
+        self.first, self.count, self.errors = first, count, []
+
+
 class SwitchConn:
     """Requests to one switch, and the replies to them."""
 
@@ -77,6 +84,7 @@ class SwitchConn:
         self.timeout = timeout
         self._waiters = {}
         self._watched = {}  # xid -> error list, for messages without a reply of their own
+        self._bundles = []  # _Watch of each bundle being sent: its messages' xids, their errors
         self._bundle_id = 0
         self.on_packet_in = None  # called with the raw message, in the receive thread
         datapath.dvn_conn = self
@@ -102,6 +110,10 @@ class SwitchConn:
             if xid in self._watched:
                 self._watched[xid].append(record)
                 return True
+            for watch in self._bundles:
+                if (xid - watch.first) & 0xFFFFFFFF < watch.count:
+                    watch.errors.append(record)
+                    return True
             waiter = self._waiters.get(xid)
             if waiter is not None:
                 waiter.parts.append(record)
@@ -128,7 +140,7 @@ class SwitchConn:
         """Send one message (bytes) or several (a list of bytes), in chunks of
         whole messages: between two chunks another green thread may send (an
         echo reply, a packet-out), so a chunk never ends inside a message."""
-        messages = [data] if isinstance(data, (bytes, bytearray)) else data
+        messages = [data] if isinstance(data, (bytes, bytearray)) else data   # or any iterable of them
         chunk, size = [], 0
         for msg in messages:
             chunk.append(msg)
@@ -241,20 +253,22 @@ class SwitchConn:
         bid = self._bundle_id
         xid = self.next_xid()
         self._request(xid, ofwire.bundle_open(bid, xid), "a bundle open")
-        contexts, out = {}, []
-        for inner, context in messages:
-            xid = self.next_xid()
-            contexts[xid] = context
-            self._watched[xid] = []
-            out.append(ofwire.bundle_add(bid, inner, xid))
+        # The inner messages take a block of xids: a refusal names its
+        # message by its place in the block (no per-message bookkeeping for
+        # bundles of 100,000s).
+        dp = self.datapath
+        watch = _Watch((dp.xid + 1) & 0xFFFFFFFF, len(messages))
+        dp.xid = (dp.xid + len(messages)) & 0xFFFFFFFF
+        self._bundles.append(watch)
         try:
-            self.send(out)
+            self.send(ofwire.bundle_add(bid, inner, (watch.first + i) & 0xFFFFFFFF)
+                      for i, (inner, _context) in enumerate(messages))
             # OVS leaves a refused message out of the bundle and would commit
             # the rest: make sure none was refused before committing. (A
             # userspace switch with thousands of ports takes in as few as
             # 1,000 flow_mods a second: the wait grows with the bundle.)
-            self.barrier(self.timeout + len(out) / MIN_INTAKE)
-            refused = [(contexts[x], rec) for x in contexts for rec in self._watched[x]]
+            self.barrier(self.timeout + len(messages) / MIN_INTAKE)
+            refused = [(messages[(rec[0] - watch.first) & 0xFFFFFFFF][1], rec) for rec in watch.errors]
             if refused:
                 xid = self.next_xid()
                 try:
@@ -265,7 +279,6 @@ class SwitchConn:
                     self._name(), len(refused)), refused)
             xid = self.next_xid()
             self._request(xid, ofwire.bundle_commit(bid, xid), "a bundle commit",
-                          self.timeout + len(out) / MIN_INTAKE)
+                          self.timeout + len(messages) / MIN_INTAKE)
         finally:
-            for x in contexts:
-                self._watched.pop(x, None)
+            self._bundles.remove(watch)

@@ -1,8 +1,8 @@
 """OpenFlow 1.5 bytes for flow values, and flow-desc replies back to keys.
 
-Flow values are immutable, so each is serialized once (``encode_flow_mod``
-caches per flow and command); pieces that repeat across flows (a field with a
-value, an action) are cached too. A bundle re-sends cached bytes with only the
+Flow values are immutable, so a flow sent again is not serialized again
+(``encode_flow_mod`` caches the recent ones per flow and command); pieces that
+repeat across flows (a field with a value, an action) are cached too. A bundle re-sends cached bytes with only the
 4 xid bytes patched. Pure: struct and bytes only.
 """
 
@@ -102,7 +102,7 @@ def _pad8(data):
 XREG_CLASS = 0x8001
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=1 << 16)
 def match_tlvs(match):
     """The OXM TLVs of a match, as OVS reports them in OpenFlow 1.5.
 
@@ -127,7 +127,7 @@ def match_tlvs(match):
     return tuple(tlvs)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=1 << 16)
 def encode_match(match):
     oxms = b"".join(match_tlvs(match))
     return _pad8(struct.pack("!HH", 1, 4 + len(oxms)) + oxms)
@@ -396,6 +396,10 @@ def encode_instructions(flow):
 
 _FLOW_MOD_HEAD = struct.Struct("!BBHIQQBBHHHIIIHH")
 _cache = {}
+# Flow_mods kept encoded: what small changes re-send. A switch's whole table
+# (100,000s of flows) is not kept: it is encoded once per full sync, and the
+# copy would outweigh the flows themselves.
+CACHE_FLOW_MODS = 1 << 15
 
 
 def encode_flow_mod(flow, command, xid=0):
@@ -412,7 +416,7 @@ def encode_flow_mod(flow, command, xid=0):
         data = _FLOW_MOD_HEAD.pack(VERSION, OFPT_FLOW_MOD, length, 0, cookie, cookie_mask,
                                    pipeline.table_id(flow.table), command, 0, 0, flow.priority,
                                    NO_BUFFER, ANY, ANY, 0, 0) + body
-        if len(_cache) > 500000:
+        if len(_cache) > CACHE_FLOW_MODS:
             _cache.clear()
         _cache[key] = data
     if xid:

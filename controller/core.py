@@ -173,6 +173,7 @@ class Core:
         self.networks = {}
         self.ports = {}
         self.groups = {}                               # security group id -> rules
+        self.group_ports = collections.defaultdict(set)  # security group id -> port ids (named or selected)
         self.criteria = {}                             # dynamic group id -> (tenant, criteria)
         self.explicit = {}                             # port id -> the groups the port names
         self.net_ports = collections.defaultdict(set)  # network id -> port ids
@@ -233,7 +234,7 @@ class Core:
         return Topology(networks=self.networks, ports=self.ports, bindings=bindings,
                         tunnels=self.tunnel_ofports, net_ports=self.net_ports, groups=self.groups,
                         lbs=self.lbs, net_lbs=self.net_lbs, secure_tunnels=self.secure_ofports,
-                        encrypt_pairs=self.encrypt_pairs)
+                        encrypt_pairs=self.encrypt_pairs, group_ports=self.group_ports)
 
     # ---- northbound changes (called in the IDL green thread: never block) --
     def _nb_changed(self, table, event, row):
@@ -252,7 +253,7 @@ class Core:
             old = self.ports.get(port_id)
             old_node = self.port_node.get(port_id)
             if event == "delete":
-                self.ports.pop(port_id, None)
+                self._set_port(port_id, None)
                 self.port_node.pop(port_id, None)
                 self.explicit.pop(port_id, None)
                 self.own_encrypt.pop(port_id, None)
@@ -268,7 +269,7 @@ class Core:
                     mac=row.mac, ips=tuple(row.ips), tags=tuple(row.tags), node=node,
                     port_security=_opt(row.port_security) is not False,
                     allowed_pairs=tuple(tuple(p.split(",", 1)) for p in sorted(row.allowed_address_pairs))))
-                self.ports[port_id] = port
+                self._set_port(port_id, port)
                 self.owners[owner_hash(port_id)] = "port " + port_id
                 if old is not None and old.network_id != network_id:
                     self.net_ports[old.network_id].discard(port_id)
@@ -326,6 +327,16 @@ class Core:
             self.mesh_dirty = True
             self._kick()
 
+    def _set_port(self, port_id, port):
+        """The port as the compiler sees it (None: gone), and the index of groups' ports."""
+        old = self.ports.pop(port_id, None)
+        for gid in old.security_groups if old is not None else ():
+            self.group_ports[gid].discard(port_id)
+        if port is not None:
+            self.ports[port_id] = port
+            for gid in port.security_groups:
+                self.group_ports[gid].add(port_id)
+
     def _with_groups(self, port):
         """``port`` with its effective groups: those it names and the dynamic
         groups of its tenant whose criteria select it."""
@@ -351,10 +362,12 @@ class Core:
     def _refresh_groups(self):
         """Read the dirty security groups (with their rules) from the store."""
         dirty, self.sg_dirty = self.sg_dirty, set()
+        touch_all = False
         for gid in dirty:
             row = self.nb.get("SecurityGroup", gid)
             old_criteria = self.criteria.get(gid)
             old_policy = (gid in self.encrypt_groups, self.encrypt_with.get(gid, frozenset()))
+            had_rules = bool(self.groups.get(gid))
             if row is None:
                 self.groups.pop(gid, None)
                 self.criteria.pop(gid, None)
@@ -377,18 +390,28 @@ class Core:
                 else:
                     self.criteria.pop(gid, None)
             policy = (gid in self.encrypt_groups, self.encrypt_with.get(gid, frozenset()))
+            if (self.criteria.get(gid) is not None or old_criteria is not None) and \
+                    had_rules != bool(self.groups.get(gid)):
+                touch_all = True     # a dynamic group guards its ports only while it has rules
             if self.criteria.get(gid) != old_criteria or policy != old_policy:
+                touch_all = True
                 # Membership of a dynamic group, or what its members encrypt, changed:
                 # every port is looked at again, and every network (unchanged views compile nothing).
                 self.encrypt_pairs = frozenset(tuple(sorted((a, b))) for a, bs in self.encrypt_with.items()
                                                for b in bs)
                 for port_id, port in list(self.ports.items()):
-                    self.ports[port_id] = self._with_groups(port)
+                    self._set_port(port_id, self._with_groups(port))
                 if policy != old_policy:
                     for network_id in list(self.net_ports):
                         self._touch_network(network_id)
-        if dirty:
+        if touch_all:
             self._touch_acl()
+        else:
+            # Only rules changed (or a group no port is in yet was made or
+            # removed): only the groups' own units, wherever they are.
+            for system_id in self.switches:
+                self.dirty.update((system_id, (GROUP_UNIT, gid)) for gid in dirty)
+            self._kick()
 
     # ---- load balancers ------------------------------------------------------
     def _refresh_lbs(self):
@@ -827,6 +850,9 @@ class Core:
         for unit in set(units) - {ALL, ACL} - set(views):  # networks (ALL planned them all), load balancers
             if isinstance(unit, tuple) and unit[0] == LB_UNIT:
                 views[unit] = lb.plan_lb(topo, unit[1], sid)
+            elif isinstance(unit, tuple) and unit[0] == GROUP_UNIT:
+                if ACL not in units:      # (else planned with the whole firewall below)
+                    views[unit] = acl.plan_group(topo, sid, unit[1])
             elif not isinstance(unit, tuple):
                 views[unit] = l2.plan_network(topo, unit, sid)
         if ACL in units:

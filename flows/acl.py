@@ -414,6 +414,49 @@ class AclView(NamedTuple):
     idents: tuple     # (group id, identities), sorted: the remote groups ingress rules name
 
 
+def _group_ports(topology):
+    """{group id: the ids of the ports in it, on any node}: the topology's
+    index, or made from its ports."""
+    if topology.group_ports:
+        return topology.group_ports
+    out = {}
+    for port_id, port in topology.ports.items():
+        for gid in port.security_groups:
+            out.setdefault(gid, set()).add(port_id)
+    return out
+
+
+def _guards(topology, port, gid):
+    """A group the port names guards it (even with no rule: then it drops
+    everything, as in Neutron); a dynamic group that selects it guards it
+    only if the group has rules: without, it only names a set of ports."""
+    return gid in topology.groups and (gid in port.named_groups or bool(topology.groups[gid]))
+
+
+def plan_group(topology, system_id, gid, group_ports=None):
+    """One security group's compile unit on one node: (GroupOnNode, the
+    addresses of the groups its egress rules name, the identities of those
+    its ingress rules name), or None if the node hosts no port it guards.
+    Looks only at the members of the group and of its remote groups."""
+    group_ports = _group_ports(topology) if group_ports is None else group_ports
+    ports = topology.ports
+    members = []
+    for port_id in group_ports.get(gid, ()):
+        port = ports.get(port_id)
+        node, ofport = topology.bindings.get(port_id, (None, None))
+        if port is not None and node == system_id and ofport and _guards(topology, port, gid):
+            members.append(ofport)
+    if not members:
+        return None
+    group = GroupOnNode(gid, tuple(sorted(members)), tuple(sorted(topology.groups[gid])))
+    remote = lambda g: [ports[p] for p in group_ports.get(g, ()) if p in ports]
+    addrs = tuple((g, tuple(sorted({ip for port in remote(g) for ip in port.ips})))
+                  for g in _remotes(group, "egress"))
+    idents = tuple((g, tuple(sorted({identity(port.security_groups) for port in remote(g)})))
+                   for g in _remotes(group, "ingress"))
+    return group, addrs, idents
+
+
 def plan_acl(topology, system_id):
     """The firewall view of one node, or None if it has no local port."""
     local = []
@@ -421,38 +464,19 @@ def plan_acl(topology, system_id):
         port = topology.ports.get(port_id)
         if node != system_id or not ofport or port is None:
             continue
-        # A group the port names guards it (even with no rule: then it drops
-        # everything, as in Neutron); a dynamic group that selects it guards it
-        # only if the group has rules: without, it only names a set of ports.
-        guards = tuple(g for g in port.security_groups
-                       if g in topology.groups and (g in port.named_groups or topology.groups[g]))
+        guards = tuple(g for g in port.security_groups if _guards(topology, port, g))
         local.append(SecuredPort(port_id, ofport, port.mac, tuple(port.ips), port.port_security, guards,
                                  tuple(port.allowed_pairs), identity(port.security_groups)))
     if not local:
         return None
-    members = {}
-    for sp in local:
-        for gid in sp.groups:
-            members.setdefault(gid, []).append(sp.ofport)
-    groups, to, frm = [], set(), set()
-    for gid in sorted(members):
-        group = GroupOnNode(gid, tuple(sorted(members[gid])), tuple(sorted(topology.groups[gid])))
-        to.update(_remotes(group, "egress"))
-        frm.update(_remotes(group, "ingress"))
+    group_ports = _group_ports(topology)
+    groups, addrs, idents = [], {}, {}
+    for gid in sorted({g for sp in local for g in sp.groups}):
+        group, group_addrs, group_idents = plan_group(topology, system_id, gid, group_ports)
         groups.append(group)
-    addrs = {gid: set() for gid in to}
-    idents = {gid: set() for gid in frm}
-    if to or frm:
-        for port in topology.ports.values():
-            ident = identity(port.security_groups) if frm else 0
-            for gid in port.security_groups:
-                if gid in addrs:
-                    addrs[gid].update(port.ips)
-                if gid in idents:
-                    idents[gid].add(ident)
-    return AclView(tuple(sorted(local)), tuple(groups),
-                   tuple(sorted((gid, tuple(sorted(a))) for gid, a in addrs.items())),
-                   tuple(sorted((gid, tuple(sorted(i))) for gid, i in idents.items())))
+        addrs.update(group_addrs)
+        idents.update(group_idents)
+    return AclView(tuple(sorted(local)), tuple(groups), tuple(sorted(addrs.items())), tuple(sorted(idents.items())))
 
 
 def compile_view(view: AclView) -> FlowSet:

@@ -81,3 +81,4 @@ class Topology(NamedTuple):
     net_lbs: Mapping = {}         # network id -> load balancer ids
     secure_tunnels: Mapping = {}  # system id -> {peer system id: IPsec tunnel ofport}
     encrypt_pairs: frozenset = frozenset()   # (group a, group b): traffic between their members is encrypted
+    group_ports: Mapping = {}     # security group id -> the ids of the ports in it (an index; made if empty)

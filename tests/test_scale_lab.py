@@ -78,6 +78,19 @@ def test_every_port_bound_in_one_session_within_the_flow_budget(sc):
     assert all(checks.values()), checks
 
 
+def test_a_rule_added_to_a_group_recompiles_that_group_only(sc):
+    converged(sc)
+    gid, body, tport = sc.w.rule_op_body(0, [sc.made["security_groups"][g["name"]]
+                                            for g in sc.w.document()["security_groups"]])
+    mark = len(sc.dvn.log())
+    sc.api.post("/v1/security-groups/%s/rules" % gid, body)
+    wait_until(lambda: "tp_dst=%d" % tport in sc.hv.ofctl("dump-flows", "br-int", "tcp,tp_dst=%d" % tport),
+               timeout=10, what="the rule's flows on br-int")
+    bundles = re.findall(r"flow changes in one bundle \((\d+) units", sc.dvn.log()[mark:])
+    assert bundles == ["1"]
+    # (the next test's restart shows that it is what a whole recompile gives)
+
+
 def test_a_restarted_controller_finds_every_flow_in_place(sc):
     have = converged(sc)
     synced = sc.dvn.log().count("in sync")

@@ -149,7 +149,7 @@ class Switch:
         self.system_id = system_id
         self.conn = None          # SwitchConn while connected
         self.synced = False       # the switch holds `installed`
-        self.installed = {}       # wire key -> (cookie, Flow or raw match)
+        self.installed = {}       # wire key -> the Flow the switch has there
         self.groups = {}          # group id -> Group, as the switch holds it
         self.units = {}           # unit -> (view, FlowSet)
         self.contrib = {}         # wire key -> {unit: Flow}: what each unit wants there
@@ -226,10 +226,16 @@ class Core:
         eventlet.spawn_n(self._worker)
         self.prober.start()
 
-    def topology(self):
+    def topology(self, system_id=None):
+        """The compiler's topology; for ``system_id``, with what its node says
+        is plugged into it first: its ports get their flows as soon as the
+        node reports them, before their bindings are in the store (which is
+        what the other nodes go by)."""
         bindings = {}
-        for port_id, system_id in self.port_node.items():
-            ofport = self.local_ofports.get(system_id, {}).get(port_id)
+        for port_id, node in self.port_node.items():
+            ofport = self.local_ofports.get(node, {}).get(port_id)
+            bindings[port_id] = (node, ofport)
+        for port_id, ofport in self.local_ofports.get(system_id, {}).items() if system_id else ():
             bindings[port_id] = (system_id, ofport)
         return Topology(networks=self.networks, ports=self.ports, bindings=bindings,
                         tunnels=self.tunnel_ofports, net_ports=self.net_ports, groups=self.groups,
@@ -839,7 +845,7 @@ class Core:
 
     def _compile_units(self, switch, units):
         """Recompile ``units`` of one switch; returns {unit: (old FlowSet, new FlowSet, view)}."""
-        topo = self.topology()
+        topo = self.topology(switch.system_id)
         sid = switch.system_id
         views = {}
         if ALL in units:
@@ -968,9 +974,9 @@ class Core:
             if want is None:
                 switch.contrib.pop(wkey, None)
                 if have is not None:
-                    msgs.append((ofwire.encode_flow_mod(have[1], ofwire.DELETE_STRICT), have[1]))
+                    msgs.append((ofwire.encode_flow_mod(have, ofwire.DELETE_STRICT), have))
                     dels.append(wkey)
-            elif have is None or have[0] != want.cookie:
+            elif have is None or have.cookie != want.cookie:
                 msgs.append((ofwire.encode_flow_mod(want, ofwire.ADD), want))
                 puts[wkey] = want
         msgs += group_last
@@ -987,7 +993,7 @@ class Core:
         for wkey in dels:
             switch.installed.pop(wkey, None)
         for wkey, flow in puts.items():
-            switch.installed[wkey] = (flow.cookie, flow)
+            switch.installed[wkey] = flow
         for gid, group in group_state.items():
             if group is None:
                 switch.groups.pop(gid, None)
@@ -1080,7 +1086,7 @@ class Core:
             switch.conn.bundle(msgs)
         t2 = time.monotonic()
         switch.groups = want_groups
-        switch.installed = {wkey: (flow.cookie, flow) for wkey, flow in desired.items()}
+        switch.installed = desired
         switch.contrib = contrib
         self._commit_units(switch, changed)
         switch.synced = True

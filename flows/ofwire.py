@@ -134,8 +134,9 @@ def encode_match(match):
 
 
 def match_key_of(match):
-    """The canonical key of a match: the same as decode gives for the switch's copy."""
-    return frozenset(match_tlvs(match))
+    """The canonical key of a match: the same as decode gives for the switch's
+    copy (its TLVs in sorted order, as one bytes: TLVs delimit themselves)."""
+    return b"".join(sorted(match_tlvs(match)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -534,7 +535,7 @@ class FlowDesc(NamedTuple):
     table_id: int
     priority: int
     cookie: int
-    match_key: frozenset
+    match_key: bytes
     raw_match: bytes
     duration_sec: int
     packets: int = 0
@@ -575,7 +576,7 @@ def decode_flow_desc_reply(msg):
                     packets = struct.unpack_from("!Q", tlv, 4)[0]
                 elif fld >> 1 == 5:
                     nbytes = struct.unpack_from("!Q", tlv, 4)[0]
-        found.append(FlowDesc(table_id, priority, cookie, frozenset(_tlvs(oxms)), raw_match, duration,
+        found.append(FlowDesc(table_id, priority, cookie, b"".join(sorted(_tlvs(oxms))), raw_match, duration,
                               packets, nbytes))
         if length == 0:
             break

@@ -27,6 +27,7 @@ from controller.validation import Problem, conflict, invalid
 from flows import groups
 from flows import lb as lb_flows
 from flows.model import Port
+from ovsdb import nb as nb_mod
 from ovsdb.nb import Conflict, NbError, Timeout
 from ovsdb.nb import optional as _opt
 
@@ -36,7 +37,6 @@ MAX_IMPORT_BODY = 64 * 1024 * 1024  # POST /v1/import only: a tenant's whole con
 VNI_AUTO_START = 1000
 # The store client's timeout (10 s) is for small transactions; a document's
 # gets this much more per command (python-ovs takes about 1 ms a row).
-DOCUMENT_SECONDS_PER_COMMAND = 0.005
 
 
 def digest(token):
@@ -1129,7 +1129,7 @@ class Api:
                 pace()
             commands = networks + groups + rules + sets + ports + lbs
             # one transaction, with time for its size
-            self._transact(commands, None, self.nb.timeout + DOCUMENT_SECONDS_PER_COMMAND * len(commands))
+            self._transact(commands, None, self.nb.timeout + nb_mod.SECONDS_PER_COMMAND * len(commands))
         return 201, {kind: {name: str(cmd.result) for name, cmd in names.items()} for kind, names in made.items()}
 
     # ---- the document ------------------------------------------------------------

@@ -567,10 +567,33 @@ class Core:
         if switch is not None and switch.conn is not None and not switch.synced:
             self.dirty.add((system_id, ALL))
         self._kick()
-        self._record_node(session, ofports)
+        self._record_soon(session)
 
-    def _record_node(self, session, ofports):
+    def _record_soon(self, session):
+        """Record what the node says in the store, off the session's green
+        thread (a write of 10,000 bindings takes seconds, and the session must
+        go on answering the node's echoes meanwhile): one writer per session,
+        which writes again while the node has said more, or after a failure."""
+        session.record_wanted = True
+        if getattr(session, "recording", False):
+            return
+        session.recording = True
+
+        def run():
+            try:
+                while session.record_wanted and self.sessions.get(session.system_id) is session:
+                    session.record_wanted = False
+                    if not self._record_node(session):
+                        session.record_wanted = True
+                        eventlet.sleep(1)
+            finally:
+                session.recording = False
+        eventlet.spawn_n(run)
+
+    def _record_node(self, session):
+        """Write the node and its ports' bindings to the store; False if it refused."""
         system_id = session.system_id
+        ofports = self.local_ofports.get(system_id, {})
         encap_ip = session.encap_ip
         if encap_ip and (self.nodes.get(system_id) != encap_ip or not getattr(session, "registered", False)):
             self.nb.upsert_node(system_id, session.hostname, encap_ip, "up", _now_ms())
@@ -582,17 +605,14 @@ class Core:
         changes.update((p, None) for p, node in self.port_node.items()
                        if node == system_id and p not in ofports and p in self.ports)
         if not changes:
-            return
+            return True
         try:
             self.nb.set_port_bindings(changes)  # one transaction, however many ports were plugged
         except Exception as exc:  # the store is busy or away: asked again, with what the node says then
             LOG.warning("node %s: %d port bindings not recorded (%s); again in 1 s",
                         system_id, len(changes), exc)
-            eventlet.spawn_after(1, self._record_again, session)
-
-    def _record_again(self, session):
-        if self.sessions.get(session.system_id) is session:
-            self._record_node(session, self.local_ofports.get(session.system_id, {}))
+            return False
+        return True
 
     def node_closed(self, session):
         system_id = session.system_id

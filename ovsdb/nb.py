@@ -12,6 +12,7 @@ from ovsdb import fastjson
 
 LOG = logging.getLogger(__name__)
 SCHEMA_NAME = "DVN_Northbound"
+SECONDS_PER_COMMAND = 0.005   # what a large transaction may take beyond the timeout, per command (python-ovs)
 
 
 def optional(value):
@@ -167,4 +168,4 @@ class Northbound:
             if row is not None:
                 commands.append(self.api.db_set("Port", row.uuid, ("node", [system_id] if system_id else [])))
         if commands:
-            self.transact(commands)
+            self.transact(commands, self.timeout + SECONDS_PER_COMMAND * len(commands))

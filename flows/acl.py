@@ -65,7 +65,6 @@ class SecuredPort(NamedTuple):
     port_security: bool = True
     groups: tuple = ()               # security group ids
     allowed_pairs: tuple = ()        # (mac, ip or cidr)
-    identity: int = 0                # identity(): what its packets carry (fields.IDENTITY); 0: none
 
 
 class GroupOnNode(NamedTuple):
@@ -92,15 +91,13 @@ def _ip_flows(version):
 
 
 def compile_port_security(port: SecuredPort) -> FlowSet:
-    """in_port_security: a port sends only from its own MAC and addresses;
-    what it may send gets its identity (the node vouches for it, not the
-    packet's addresses)."""
+    """in_port_security: a port sends only from its own MACs and addresses
+    (its identity, and whether the MAC is one it may use, come from
+    classify: l2.compile_network)."""
     own = {fields.REG_IN_PORT.name: port.ofport}
-    ident = ((set_field(fields.REG_IDENTITY.name, port.identity), set_field(fields.IDENTITY.field, port.identity))
-             if port.identity else ())
 
     def allow(priority, m):
-        return make_flow("in_port_security", priority, m, PORT, port.port_id, actions=ident, goto="in_acl")
+        return make_flow("in_port_security", priority, m, PORT, port.port_id, goto="in_acl")
 
     if not port.port_security:
         return FlowSet([allow(P_PS_OPEN, match(**own))])
@@ -114,34 +111,38 @@ def compile_port_security(port: SecuredPort) -> FlowSet:
             flows.append(allow(90, match(**own, eth_src=mac, eth_type=0x0806, arp_spa=(addr, mask), arp_sha=mac)))
         else:
             flows.append(allow(90, match(**own, eth_src=mac, eth_type=IPV6, ipv6_src=(addr, mask))))
-    macs = sorted({mac for mac, _ in pairs} | {port.mac})
-    # Neighbour discovery: a port advertises (NA) only its own addresses and
-    # solicits (NS) only with its own MAC as the source link-layer address.
-    v6 = [(mac, ipaddress.ip_network(ip, strict=False)) for mac, ip in pairs
-          if ipaddress.ip_network(ip, strict=False).version == 6]
-    for mac in macs:
-        nd = dict(own, eth_src=mac, eth_type=IPV6, ip_proto=ICMPV6)
-        targets = [(str(n.network_address), str(n.netmask)) for m, n in v6 if m == mac] + [("fe80::", "ffc0::")]
-        for target in targets:
-            flows.append(allow(95, match(**nd, icmpv6_type=136, nd_target=target)))
-        for sll in (mac, "00:00:00:00:00:00"):
-            flows.append(allow(95, match(**nd, icmpv6_type=135, nd_sll=sll)))
-    for mac in macs:
-        # IPv6 link-local (derived by the guest) and DHCPv4 discovery come from no address yet.
-        flows.append(allow(90, match(**own, eth_src=mac, eth_type=IPV6, ipv6_src=("fe80::", "ffc0::"))))
-        flows.append(allow(90, match(**own, eth_src=mac, eth_type=IPV4, ipv4_src="0.0.0.0", ip_proto=UDP,
-                                     udp_dst=67)))
+            # Neighbour advertisements of its own addresses (link-local ones: _secured_base)
+            flows.append(allow(95, match(**own, eth_src=mac, eth_type=IPV6, ip_proto=ICMPV6, icmpv6_type=136,
+                                         nd_target=(addr, mask))))
+    # Solicitations name its own MAC as the source link-layer address (or none: _secured_base).
+    for mac in sorted({mac for mac, _ in pairs} | {port.mac}):
+        flows.append(allow(95, match(**own, eth_src=mac, eth_type=IPV6, ip_proto=ICMPV6, icmpv6_type=135,
+                                     nd_sll=mac)))
     # Everything else from this port (other MACs, spoofed addresses, ARP or
     # ND lies) is dropped by the node's shared flows (_secured_base).
     return FlowSet(flows)
 
 
 def _secured_base():
-    """Once per node with a secured port: what no allow flow of its port
-    security takes, and the firewall's default deny in both directions. (A
-    port without port security, or without groups, passes above these.)"""
-    flows = [make_flow("in_port_security", 94, match(eth_type=IPV6, ip_proto=ICMPV6, icmpv6_type=nd_type),
-                       PORT, "acl") for nd_type in (135, 136)]   # ND lies: above the link-local allow
+    """Once per node with a secured port: what a port may send from any MAC
+    classify let it use (fields.SOURCE_MAC: link-local IPv6 and DHCPv4
+    discovery, which come from no address yet; neighbour discovery of
+    link-local addresses and duplicate address detection), what no allow
+    flow of its port security takes, and the firewall's default deny in both
+    directions. (A port without port security, or without groups, passes
+    above these.)"""
+    ok = {fields.SOURCE_MAC.field.name: (fields.SOURCE_MAC.value, fields.SOURCE_MAC.mask)}
+
+    def allow(priority, m):
+        return make_flow("in_port_security", priority, m, PORT, "acl", goto="in_acl")
+
+    nd = dict(ok, eth_type=IPV6, ip_proto=ICMPV6)
+    flows = [allow(90, match(**ok, eth_type=IPV6, ipv6_src=("fe80::", "ffc0::"))),
+             allow(90, match(**ok, eth_type=IPV4, ipv4_src="0.0.0.0", ip_proto=UDP, udp_dst=67)),
+             allow(95, match(**nd, icmpv6_type=136, nd_target=("fe80::", "ffc0::"))),
+             allow(95, match(**nd, icmpv6_type=135, nd_sll="00:00:00:00:00:00"))]
+    flows += [make_flow("in_port_security", 94, match(eth_type=IPV6, ip_proto=ICMPV6, icmpv6_type=nd_type),
+                        PORT, "acl") for nd_type in (135, 136)]   # ND lies: above the link-local allow
     flows.append(make_flow("in_port_security", 80, match(), PORT, "acl"))
     flows += [make_flow(table, P_DEFAULT, match(), PORT, "acl") for table in ("in_acl", "out_acl")]
     return flows
@@ -466,7 +467,7 @@ def plan_acl(topology, system_id):
             continue
         guards = tuple(g for g in port.security_groups if _guards(topology, port, g))
         local.append(SecuredPort(port_id, ofport, port.mac, tuple(port.ips), port.port_security, guards,
-                                 tuple(port.allowed_pairs), identity(port.security_groups)))
+                                 tuple(port.allowed_pairs)))
     if not local:
         return None
     group_ports = _group_ports(topology)

@@ -23,7 +23,7 @@ REG_LB = RegField("reg4", "The member a VIP's group picked for a new connection:
 REG_MARK = RegField("reg5", "The ct_mark of the egress allow rule that let a new connection out "
                     "(committed with it once the load balancer has had its say).")
 REG_IDENTITY = RegField("xreg1", "The sending port's security identity (reg2:reg3, 64 bits): set in "
-                        "in_port_security for a local port, copied from the GENEVE option (IDENTITY) in "
+                        "classify for a local port, copied from the GENEVE option (IDENTITY) in "
                         "tunnel_classify for a packet from a tunnel (0: none), before any conntrack "
                         "recirculation; ingress rules whose remote side is a group match it.")
 REG_IN_PORT = RegField("reg6", "The ofport of the local port a packet came from (also its conntrack zone).")
@@ -58,7 +58,7 @@ class GeneveOption:
 IDENTITY = GeneveOption(
     0xFFF1, 0x01, 8, "tun_metadata0",
     "The sending port's security identity (flows.acl.identity: a hash of the set of security groups "
-    "the port is in), set by the sender's node in in_port_security and carried in a GENEVE option "
+    "the port is in), set by the sender's node in classify and carried in a GENEVE option "
     "across tunnels; the receiver copies it into REG_IDENTITY, which rules match. Class 0xFFF1 is in "
     "RFC 8926's experimental range and the type has the critical bit clear (a receiver that does "
     "not know the option ignores it); both can be changed with `dvn serve --identity-option "
@@ -70,4 +70,7 @@ ENCRYPT = RegMark(REG_FLAGS, 0x10, 0x10, "Set: the packet came from a local port
 SECURE = RegMark(REG_FLAGS, 0x20, 0x20, "Set: the packet came through the IPsec mesh (only such packets "
                  "from other nodes reach a port whose traffic must be encrypted).")
 
-MARKS = (FROM_TUNNEL, FROM_LOCAL, INGRESS_TRACKED, COMMIT, HAIRPIN, ENCRYPT, SECURE)
+SOURCE_MAC = RegMark(REG_FLAGS, 0x40, 0x40, "Set: the packet came from a local port, from a MAC it may "
+                     "send from (classify checked it; in_port_security's shared flows rely on it).")
+
+MARKS = (FROM_TUNNEL, FROM_LOCAL, INGRESS_TRACKED, COMMIT, HAIRPIN, ENCRYPT, SECURE, SOURCE_MAC)

@@ -19,6 +19,8 @@ class LocalPort(NamedTuple):
     mac: str
     ofport: int
     encrypt: bool = False
+    identity: int = 0      # flows.acl.identity of its groups: what its packets carry
+    macs: tuple = ()       # with port security: the MACs it may send from (its own, its pairs'), sorted
 
 
 class RemotePort(NamedTuple):
@@ -63,7 +65,9 @@ def plan_network(topology, network_id, system_id) -> Optional[NetworkOnNode]:
         node, ofport = binding
         if node == system_id:
             if ofport:
-                local.append(LocalPort(port_id, port.mac, ofport, port.encrypt))
+                macs = tuple(sorted({port.mac} | {m for m, _ip in port.allowed_pairs})) if port.port_security else ()
+                local.append(LocalPort(port_id, port.mac, ofport, port.encrypt, identity(port.security_groups),
+                                       macs))
         else:
             tunnel = tunnels.get(node)
             if tunnel:
@@ -160,12 +164,20 @@ def compile_network(view: NetworkOnNode) -> FlowSet:
                   metadata=vni, goto="l2_lookup"),
     ]
     deliver_local, deliver_plain = [], []
+    mac_ok = fields.SOURCE_MAC
     for lp in view.local:
-        actions = (set_field(fields.REG_IN_PORT.name, lp.ofport),)
+        # Where it came from, and its identity (its node vouches for it); a
+        # packet from one of the MACs port security lets it use is marked so.
+        actions = (set_field(fields.REG_IN_PORT.name, lp.ofport),
+                   set_field(fields.REG_IDENTITY.name, lp.identity), set_field(fields.IDENTITY.field, lp.identity))
         if lp.encrypt:
             actions += (set_field(reg_flags, enc.value, enc.mask),)
         flows.append(make_flow("classify", 100, match(in_port=lp.ofport), PORT, lp.port_id,
                                actions=actions, metadata=vni, goto="in_port_security"))
+        for mac in lp.macs:
+            flows.append(make_flow("classify", 110, match(in_port=lp.ofport, eth_src=mac), PORT, lp.port_id,
+                                   actions=actions + (set_field(reg_flags, mac_ok.value, mac_ok.mask),),
+                                   metadata=vni, goto="in_port_security"))
         flows.append(make_flow("l2_lookup", 100, match(metadata=vni, eth_dst=lp.mac), PORT, lp.port_id,
                                actions=(set_field(out_reg, lp.ofport),), goto="out_acl"))
         if lp.encrypt:

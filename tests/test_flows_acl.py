@@ -10,6 +10,7 @@ from flows.acl import (ICMP, IPV4, TCP, UDP, GroupOnNode, Rule, SecuredPort, com
                        plan_acl, rule_mark)
 from flows.model import Network, Port, Topology
 from flows.flow import CT_EST, CT_TRK, PORT, FlowSet, make_flow, match, output
+from flows.l2 import LocalPort, NetworkOnNode, compile_network
 from flows.walk import walk
 
 DST = SecuredPort("dst", 10, "02:00:00:00:00:0a", ("10.0.0.10",), True, ("g",))
@@ -130,14 +131,25 @@ def test_an_allowed_new_connection_is_committed_in_the_receivers_zone():
     assert fields["commits"] == [(10, rule_mark("g", "ssh"))]
 
 
-def test_port_security_drops_spoofed_sources():
-    open_port = DST._replace(groups=())  # no security group: only port security applies
-    flows = FlowSet(list(compile_acl((open_port,), (), {}, {})) + [
+def classified(flows, *ports):
+    """``flows`` with the ports' classify flows (l2.compile_network: where a
+    packet came from, its identity, whether its MAC is one the port may use)
+    and a way out of in_acl."""
+    local = tuple(LocalPort(p.port_id, p.mac, p.ofport, False, identity(p.groups),
+                            tuple(sorted({p.mac} | {m for m, _ip in p.allowed_pairs})) if p.port_security else ())
+                  for p in ports)
+    return FlowSet(list(flows) + [f for f in compile_network(NetworkOnNode("n", 1, local, (), ()))
+                                  if f.table == "classify"] + [
         make_flow("in_acl", 0, (), PORT, "x", goto="vip_lb"),
         make_flow("vip_lb", 0, (), PORT, "x", actions=(output(99),))])
 
+
+def test_port_security_drops_spoofed_sources():
+    open_port = DST._replace(groups=())  # no security group: only port security applies
+    flows = classified(compile_acl((open_port,), (), {}, {}), open_port)
+
     def sent(**f):
-        return walk(flows, dict({"in_port": 10, "reg6": 10}, **f), start="in_port_security") == [(99, None)]
+        return walk(flows, dict({"in_port": 10}, **f)) == [(99, None)]
 
     assert sent(eth_src=DST.mac, eth_type=IPV4, ipv4_src="10.0.0.10", ip_proto=TCP)
     assert not sent(eth_src="02:00:00:00:00:99", eth_type=IPV4, ipv4_src="10.0.0.10", ip_proto=TCP)
@@ -145,6 +157,12 @@ def test_port_security_drops_spoofed_sources():
     assert sent(eth_src=DST.mac, eth_type=0x0806, arp_spa="10.0.0.10", arp_sha=DST.mac)
     assert not sent(eth_src=DST.mac, eth_type=0x0806, arp_spa="10.0.0.1", arp_sha=DST.mac)
     assert not sent(eth_src=DST.mac, eth_type=0x0806, arp_spa="10.0.0.10", arp_sha="02:00:00:00:00:99")
+    # What comes from no address yet (shared flows: classify vouched for the MAC)
+    dhcp = dict(eth_type=IPV4, ipv4_src="0.0.0.0", ip_proto=UDP, udp_dst=67)
+    assert sent(eth_src=DST.mac, **dhcp)
+    assert not sent(eth_src="02:00:00:00:00:99", **dhcp)
+    assert sent(eth_src=DST.mac, eth_type=0x86DD, ipv6_src="fe80::a", ip_proto=TCP)
+    assert not sent(eth_src="02:00:00:00:00:99", eth_type=0x86DD, ipv6_src="fe80::a", ip_proto=TCP)
 
 
 def test_remote_group_rules_grow_with_the_sum_of_the_sets():
@@ -211,14 +229,11 @@ def test_a_remote_group_costs_a_flow_per_identity_not_per_address():
 
 def test_neighbour_discovery_spoofing_is_dropped():
     port = SecuredPort("v6", 20, "02:00:00:00:00:14", ("fd00::20",), True, ())
-    flows = FlowSet(list(compile_acl((port,), (), {}, {})) + [
-        make_flow("in_acl", 0, (), PORT, "x", goto="vip_lb"),
-        make_flow("vip_lb", 0, (), PORT, "x", actions=(output(99),))])
+    flows = classified(compile_acl((port,), (), {}, {}), port)
 
     def sent(**f):
-        base = {"in_port": 20, "reg6": 20, "eth_src": port.mac, "eth_type": 0x86DD, "ip_proto": 58,
-                "ipv6_src": "fe80::14"}
-        return walk(flows, dict(base, **f), start="in_port_security") == [(99, None)]
+        base = {"in_port": 20, "eth_src": port.mac, "eth_type": 0x86DD, "ip_proto": 58, "ipv6_src": "fe80::14"}
+        return walk(flows, dict(base, **f)) == [(99, None)]
 
     assert sent(icmpv6_type=136, nd_target="fd00::20")          # its own address
     assert sent(icmpv6_type=136, nd_target="fe80::14")          # its link-local address

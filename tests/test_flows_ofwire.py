@@ -199,9 +199,9 @@ def test_compiled_firewall_is_accepted_and_reads_back(switch):
     ovs, sw = switch
     before = dump(ovs)
     g1 = identity(("g1",))
-    ports = (SecuredPort("p1", 10, "02:00:00:00:00:01", ("10.0.0.1", "fd00::1"), True, ("g1",), (), g1),
-             SecuredPort("p2", 11, "02:00:00:00:00:02", ("10.0.0.2",), True, ("g1",), (), g1),
-             SecuredPort("p3", 12, "02:00:00:00:00:03", ("10.0.0.3",), False, (), (), identity(())))
+    ports = (SecuredPort("p1", 10, "02:00:00:00:00:01", ("10.0.0.1", "fd00::1"), True, ("g1",), ()),
+             SecuredPort("p2", 11, "02:00:00:00:00:02", ("10.0.0.2",), True, ("g1",), ()),
+             SecuredPort("p3", 12, "02:00:00:00:00:03", ("10.0.0.3",), False, (), ()))
     rules = (Rule("r1", "ingress", protocol=TCP, port_min=80, port_max=90, remote_group="g1"),
              Rule("r2", "ingress", protocol=ICMP, remote_cidr="0.0.0.0/0"),
              Rule("r3", "egress"),
@@ -217,8 +217,13 @@ def test_compiled_firewall_is_accepted_and_reads_back(switch):
     errors, replies = sw.until(x)
     assert not errors and ofwire.decode_tlv_table_reply(replies[0]) == [
         (option.opt_class, option.opt_type, option.length, 0)]
+    # (with the ports' classify flows, which set their identity and check their MACs)
+    from flows.l2 import LocalPort, NetworkOnNode, compile_network
+    local = tuple(LocalPort(p.port_id, p.mac, p.ofport, False, identity(p.groups), (p.mac,) if p.port_security else ())
+                  for p in ports)
     flows = compile_acl(ports, (GroupOnNode("g1", (10, 11), rules),),
-                        {"g1": ("10.0.0.1", "10.0.0.2", "fd00::1")}, {"g1": (g1,)})
+                        {"g1": ("10.0.0.1", "10.0.0.2", "fd00::1")}, {"g1": (g1,)}).union(
+        compile_network(NetworkOnNode("n", 5, local, (), ())))
     assert any("reg2=0x%x,reg3=0x%x" % (g1 >> 32, g1 & 0xFFFFFFFF) in render_flow(f) for f in flows)
     assert any("set_field:0x%x->xreg1,set_field:0x%x->tun_metadata0" % (g1, g1) in render_flow(f) for f in flows)
     assert sw.bundle([ofwire.encode_flow_mod(f, ofwire.ADD) for f in flows]) == []

@@ -46,6 +46,7 @@ LB_UNIT = "lb"     # ("lb", load balancer id): one load balancer on a node
 PORT_UNIT = "port"  # ("port", port id): one local port's firewall flows
 GROUP_UNIT = "grp"  # ("grp", security group id): one group's rules on a node
 BREATHE_S = 0.05   # the longest a compile or an encoding runs before it lets the other green threads in
+RECORD_WAIT_S = 30  # the longest a node's bindings wait for compiles in progress before they are written
 
 
 class _Breather:
@@ -203,6 +204,7 @@ class Core:
         self.member_lb = {}                            # member id -> load balancer id
         self.lb_dirty = set()                          # load balancers to read again from the store
         self.sg_dirty = set()                          # security groups to read again from the store
+        self.compiling = 0                             # switches whose units are being compiled now
         self.lb_owner = {}                             # cookie owner hash -> load balancer id
         self.prober = Prober(self)
 
@@ -581,6 +583,12 @@ class Core:
 
         def run():
             try:
+                # The node's own flows do not wait for the store (topology()):
+                # let their compile have the CPU first (python-ovs holds it for
+                # seconds on a large write), but not for long.
+                deadline = time.monotonic() + RECORD_WAIT_S
+                while self.compiling and time.monotonic() < deadline:
+                    eventlet.sleep(0.05)
                 while session.record_wanted and self.sessions.get(session.system_id) is session:
                     session.record_wanted = False
                     if not self._record_node(session):
@@ -930,7 +938,11 @@ class Core:
         if not switch.synced:
             units = {ALL}
         started = time.monotonic()
-        changed = self._compile_units(switch, units)
+        self.compiling += 1
+        try:
+            changed = self._compile_units(switch, units)
+        finally:
+            self.compiling -= 1
         self.last_compile_s = time.monotonic() - started
         try:
             if not switch.synced:

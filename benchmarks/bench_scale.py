@@ -83,9 +83,9 @@ class FlowWatch:
     what it measures)."""
 
     def __init__(self, hv, spec):
-        self.proc = subprocess.Popen(["ip", "netns", "exec", hv.ns, "ovs-ofctl", "monitor", "br-int",
+        self.proc = subprocess.Popen(["ip", "netns", "exec", hv.ns, "stdbuf", "-oL", "ovs-ofctl", "-O", "OpenFlow15", "monitor", "br-int",
                                       "watch:!initial," + spec], env=hv.env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, bufsize=1)
+                                     stderr=subprocess.STDOUT, text=True)   # (its stderr on /dev/null: no events)
         self.lines = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         first = self.lines.get(timeout=30)     # the monitor's reply: it is watching

@@ -46,7 +46,7 @@ LB_UNIT = "lb"     # ("lb", load balancer id): one load balancer on a node
 PORT_UNIT = "port"  # ("port", port id): one local port's firewall flows
 GROUP_UNIT = "grp"  # ("grp", security group id): one group's rules on a node
 BREATHE_S = 0.05   # the longest a compile or an encoding runs before it lets the other green threads in
-RECORD_WAIT_S = 30  # the longest a node's bindings wait for compiles in progress before they are written
+RECORD_WAIT_S = 60  # the longest a node's bindings wait for its switch's compile and bundle before they are written
 
 
 class _Breather:
@@ -584,10 +584,11 @@ class Core:
         def run():
             try:
                 # The node's own flows do not wait for the store (topology()):
-                # let their compile have the CPU first (python-ovs holds it for
-                # seconds on a large write), but not for long.
+                # let their compile and their sending have the hub first
+                # (python-ovs holds it for seconds on a large write, and a
+                # switch whose bundle stops coming in idles), not for long.
                 deadline = time.monotonic() + RECORD_WAIT_S
-                while self.compiling and time.monotonic() < deadline:
+                while self._switch_busy(session.system_id) and time.monotonic() < deadline:
                     eventlet.sleep(0.05)
                 while session.record_wanted and self.sessions.get(session.system_id) is session:
                     session.record_wanted = False
@@ -597,6 +598,14 @@ class Core:
             finally:
                 session.recording = False
         eventlet.spawn_n(run)
+
+    def _switch_busy(self, system_id):
+        """Flows for the node's switch are being compiled, are about to be,
+        or are being sent."""
+        switch = self.switches.get(system_id)
+        conn = switch.conn if switch is not None else None
+        return bool(self.compiling or (switch is not None and switch.pending) or (conn is not None and conn.sending)
+                    or any(s == system_id for s, _u in self.dirty))
 
     def _record_node(self, session):
         """Write the node and its ports' bindings to the store; False if it refused."""

@@ -85,6 +85,7 @@ class SwitchConn:
         self._waiters = {}
         self._watched = {}  # xid -> error list, for messages without a reply of their own
         self._bundles = []  # _Watch of each bundle being sent: its messages' xids, their errors
+        self.sending = 0    # bundles whose messages are still being handed to os-ken
         self._bundle_id = 0
         self.on_packet_in = None  # called with the raw message, in the receive thread
         datapath.dvn_conn = self
@@ -261,8 +262,12 @@ class SwitchConn:
         dp.xid = (dp.xid + len(messages)) & 0xFFFFFFFF
         self._bundles.append(watch)
         try:
-            self.send(ofwire.bundle_add(bid, inner, (watch.first + i) & 0xFFFFFFFF)
-                      for i, (inner, _context) in enumerate(messages))
+            self.sending += 1
+            try:
+                self.send(ofwire.bundle_add(bid, inner, (watch.first + i) & 0xFFFFFFFF)
+                          for i, (inner, _context) in enumerate(messages))
+            finally:
+                self.sending -= 1
             # OVS leaves a refused message out of the bundle and would commit
             # the rest: make sure none was refused before committing. (A
             # userspace switch with thousands of ports takes in as few as

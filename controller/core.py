@@ -555,7 +555,12 @@ class Core:
         self.iface_bindings[system_id] = all_bindings
         # Ports: the node is the authority on what is plugged into it.
         ofports = {p: o for p, o in all_bindings.items() if p in self.ports}
-        if ofports != self.local_ofports.get(system_id):
+        before = self.local_ofports.get(system_id)
+        if ofports != before:
+            before = before or {}
+            LOG.info("node %s: %d ports plugged, %d unplugged (%d in all)", system_id,
+                     sum(1 for p in ofports if p not in before), sum(1 for p in before if p not in ofports),
+                     len(ofports))
             self.local_ofports[system_id] = ofports
             self.dirty.add((system_id, ALL))
         for mesh, known in (("plain", self.tunnel_ofports), ("ipsec", self.secure_ofports)):

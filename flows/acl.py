@@ -90,6 +90,13 @@ def _ip_flows(version):
     return IPV4 if version == 4 else IPV6
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _network(ip):
+    """(IP version, network address, netmask) of an address or prefix, as text."""
+    net = ipaddress.ip_network(ip, strict=False)
+    return net.version, str(net.network_address), str(net.netmask)
+
+
 def compile_port_security(port: SecuredPort) -> FlowSet:
     """in_port_security: a port sends only from its own MACs and addresses
     (its identity, and whether the MAC is one it may use, come from
@@ -104,9 +111,8 @@ def compile_port_security(port: SecuredPort) -> FlowSet:
     flows = []
     pairs = [(port.mac, ip) for ip in port.ips] + list(port.allowed_pairs)
     for mac, ip in pairs:
-        net = ipaddress.ip_network(ip, strict=False)
-        addr, mask = str(net.network_address), str(net.netmask)
-        if net.version == 4:
+        version, addr, mask = _network(ip)
+        if version == 4:
             flows.append(allow(90, match(**own, eth_src=mac, eth_type=IPV4, ipv4_src=(addr, mask))))
             flows.append(allow(90, match(**own, eth_src=mac, eth_type=0x0806, arp_spa=(addr, mask), arp_sha=mac)))
         else:

@@ -87,6 +87,11 @@ def output(port):
     return ("output", port)
 
 
+def output_reg(field):
+    """Output to the port whose number is in a register."""
+    return ("output_reg", field)
+
+
 def set_field(field, value, mask=None):
     return ("set_field", field, value, mask)
 

@@ -11,7 +11,7 @@ from typing import NamedTuple, Optional
 from flows import fields, pipeline
 from flows.acl import identity
 from flows.flow import (NETWORK, NODE, PIPELINE, PORT, FlowSet, make_flow, move,
-                        match, output, resubmit, set_field)
+                        match, output, output_reg, resubmit, set_field)
 
 
 class LocalPort(NamedTuple):
@@ -133,6 +133,10 @@ def compile_base(base: NodeBase) -> FlowSet:
             flows.append(make_flow(t.name, 0, (), PIPELINE, "pipeline", goto=pipeline.next_table(t.name)))
         else:
             flows.append(make_flow(t.name, 0, (), PIPELINE, "pipeline"))
+    # Delivery to the local port in reg7 (set by l2_lookup, a flood or a
+    # hairpin): one flow for every port.
+    flows.append(make_flow("out_deliver", 100, (), NODE, base.system_id,
+                           actions=(output_reg(fields.REG_OUT_PORT.name),)))
     reg = fields.REG_FLAGS.name
     for marks, tunnels in (((fields.FROM_TUNNEL,), base.tunnels),
                            ((fields.FROM_TUNNEL, fields.SECURE), base.secure)):
@@ -183,8 +187,6 @@ def compile_network(view: NetworkOnNode) -> FlowSet:
         if lp.encrypt:
             flows.append(make_flow("l2_lookup", 110, match(metadata=vni, **{reg_flags: plain_tunnel},
                                                            eth_dst=lp.mac), PORT, lp.port_id))
-        flows.append(make_flow("out_deliver", 100, match(**{out_reg: lp.ofport}), PORT, lp.port_id,
-                               actions=(output(lp.ofport),)))
         deliver = [set_field(out_reg, lp.ofport), resubmit("out_acl")]
         deliver_local += deliver
         if not lp.encrypt:

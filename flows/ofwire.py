@@ -31,6 +31,7 @@ BUNDLE_FLAGS = 3  # ATOMIC | ORDERED
 BUNDLE_OPEN, BUNDLE_COMMIT, BUNDLE_DISCARD = 0, 4, 6
 NX_VENDOR = 0x00002320
 NXAST_RESUBMIT_TABLE = 14
+NXAST_OUTPUT_REG = 15
 NXAST_CONJUNCTION = 34
 NXAST_CT = 35
 NXAST_CT_CLEAR = 43
@@ -102,7 +103,7 @@ def _pad8(data):
 XREG_CLASS = 0x8001
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 18)
 def match_tlvs(match):
     """The OXM TLVs of a match, as OVS reports them in OpenFlow 1.5.
 
@@ -127,7 +128,7 @@ def match_tlvs(match):
     return tuple(tlvs)
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 18)
 def encode_match(match):
     oxms = b"".join(match_tlvs(match))
     return _pad8(struct.pack("!HH", 1, 4 + len(oxms)) + oxms)
@@ -175,6 +176,10 @@ def encode_action(action):
         n_bits = OXM[src][2] * 8
         # OpenFlow 1.5 copy_field (OVS takes NXAST_REG_MOVE only up to 1.4)
         return struct.pack("!HHHHH2xII4x", OFPAT_COPY_FIELD, 24, n_bits, 0, 0, nxm_header(src), nxm_header(dst))
+    if kind == "output_reg":
+        n_bits = OXM[action[1]][2] * 8
+        return struct.pack("!HHIHHIH6x", 0xFFFF, 24, NX_VENDOR, NXAST_OUTPUT_REG, n_bits - 1,
+                           nxm_header(action[1]), 0)
     if kind == "group":
         return struct.pack("!HHI", 22, 8, action[1])
     if kind == "conjunction":

@@ -33,7 +33,7 @@ TABLES = (
           "port's node, or flooding for broadcast and unknown unicast.", "drop"),
     Table("out_acl", "The receiving port's ingress firewall: tracked (with NAT, so replies of "
           "load-balanced connections are un-NATed) in the port's zone.", "next"),
-    Table("out_deliver", "Output to the local port named by reg7.", "drop"),
+    Table("out_deliver", "Output to the local port named by reg7 (one flow for all).", "drop"),
 )
 
 _IDS = {t.name: i for i, t in enumerate(TABLES)}

@@ -141,6 +141,8 @@ def _action(action):
         return "ct(%s)" % ",".join(parts)
     if kind == "move":
         return "move:%s->%s" % (_whole(action[1]), _whole(action[2]))
+    if kind == "output_reg":
+        return "output:%s" % _whole(action[1])
     if kind == "group":
         return "group:%d" % action[1]
     if kind == "conjunction":

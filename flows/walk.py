@@ -109,6 +109,10 @@ def walk(flowset, packet, max_depth=64, conntrack=None, start=None, groups=None,
                     outputs.append((pkt["in_port"], pkt.get("tun_id")))
                 elif action[1] != pkt["in_port"]:
                     outputs.append((action[1], pkt.get("tun_id")))
+            elif kind == "output_reg":
+                port = pkt.get(action[1], 0)
+                if port and port != pkt["in_port"]:
+                    outputs.append((port, pkt.get("tun_id")))
             elif kind == "move":
                 pkt[action[2]] = pkt.get(action[1], 0)
             elif kind == "group":

@@ -10,6 +10,7 @@ building os-ken objects for twenty thousand flows.
 Everything here runs in green threads; nothing blocks the os-ken event loop.
 """
 
+import itertools
 import logging
 import struct
 
@@ -252,8 +253,11 @@ class SwitchConn:
         """
         self._bundle_id = (self._bundle_id + 1) & 0xFFFFFFFF
         bid = self._bundle_id
-        xid = self.next_xid()
-        self._request(xid, ofwire.bundle_open(bid, xid), "a bundle open")
+        # The open goes with the messages (its answer is read after the
+        # barrier's: a switch answers in order), which saves a round trip:
+        # through a userspace switch with 10,000 ports one takes 0.1 s.
+        open_xid = self.next_xid()
+        opened = self._waiters[open_xid] = _Waiter()
         # The inner messages take a block of xids: a refusal names its
         # message by its place in the block (no per-message bookkeeping for
         # bundles of 100,000s).
@@ -264,8 +268,10 @@ class SwitchConn:
         try:
             self.sending += 1
             try:
-                self.send(ofwire.bundle_add(bid, inner, (watch.first + i) & 0xFFFFFFFF)
-                          for i, (inner, _context) in enumerate(messages))
+                self.send(itertools.chain(
+                    [ofwire.bundle_open(bid, open_xid)],
+                    (ofwire.bundle_add(bid, inner, (watch.first + i) & 0xFFFFFFFF)
+                     for i, (inner, _context) in enumerate(messages))))
             finally:
                 self.sending -= 1
             # OVS leaves a refused message out of the bundle and would commit
@@ -273,6 +279,8 @@ class SwitchConn:
             # userspace switch with thousands of ports takes in as few as
             # 1,000 flow_mods a second: the wait grows with the bundle.)
             self.barrier(self.timeout + len(messages) / MIN_INTAKE)
+            if not opened.event.ready() or opened.event.wait() == "error":
+                raise SwitchError("switch %s refused a bundle open" % self._name(), opened.parts)
             refused = [(messages[(rec[0] - watch.first) & 0xFFFFFFFF][1], rec) for rec in watch.errors]
             if refused:
                 xid = self.next_xid()
@@ -287,3 +295,4 @@ class SwitchConn:
                           self.timeout + len(messages) / MIN_INTAKE)
         finally:
             self._bundles.remove(watch)
+            self._waiters.pop(open_xid, None)

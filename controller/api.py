@@ -414,11 +414,12 @@ def _at(where, make, *args):
 
 
 class Api:
-    def __init__(self, nb, stats=None, events=None, lb_stats=None, switch_state=None):
+    def __init__(self, nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None):
         self.nb = nb
         self.stats = stats    # rule_stats(group id, rule id) of the running controller, if any
         self.lb_stats = lb_stats  # lb_stats(load balancer id) of the running controller, if any
         self.switch_state = switch_state  # switch_state(system id) of the running controller, if any
+        self.plugged = plugged    # plugged(network id): its plugged ports' addresses, from the running controller
         self.events = events  # the controller's recent firewall log events, if any
         self.lock = threading.Lock()  # serializes read-check-write (green under eventlet)
         self.routes = [
@@ -872,7 +873,13 @@ class Api:
     # ---- load balancers ----------------------------------------------------------
     def _plugged(self, network_uuid=None):
         """The addresses of the network's ports that a node has plugged in
-        (no network: {network uuid: them} of every network, in one scan)."""
+        (no network: {network uuid: them} of every network, in one scan).
+        The running controller knows them per network; without it, the
+        store's ports are scanned."""
+        if self.plugged is not None:
+            if network_uuid is not None:
+                return self.plugged(str(network_uuid))
+            return _Lazy(lambda net: self.plugged(str(net)))
         out = defaultdict(set)
         for p in self.nb.rows("Port"):
             if _opt(p.node) and (network_uuid is None or p.network.uuid == network_uuid):
@@ -1151,8 +1158,20 @@ def _free_mac(*used):
             return mac
 
 
-def make_app(nb, stats=None, events=None, lb_stats=None, switch_state=None):
-    return Api(nb, stats, events, lb_stats, switch_state)
+class _Lazy(dict):
+    """{key: make(key)}, made when first asked."""
+
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key):
+        value = self[key] = self.make(key)
+        return value
+
+
+def make_app(nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None):
+    return Api(nb, stats, events, lb_stats, switch_state, plugged)
 
 
 def main(argv=None):

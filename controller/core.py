@@ -710,6 +710,11 @@ class Core:
         self.events.append(event)
         LOG.info("firewall: %s", json.dumps(event, sort_keys=True))
 
+    def plugged_addresses(self, network_id):
+        """The addresses of the network's ports that a node has plugged in (the store's bindings)."""
+        return {ip for p in self.net_ports.get(network_id, ()) if p in self.port_node and p in self.ports
+                for ip in self.ports[p].ips}
+
     def switch_state(self, system_id):
         """A node's br-int as dvn sees it: connected, synced (it holds what
         dvn last sent), pending (changes not sent yet), and how many flows

@@ -88,7 +88,7 @@ def serve(args):
     api_host, api_port = _hostport(args.api_listen, "127.0.0.1")
     api_sock = eventlet.listen((api_host, api_port))
     app = api_mod.make_app(nb, stats=core.rule_stats, events=core.events, lb_stats=core.lb_stats,
-                           switch_state=core.switch_state)
+                           switch_state=core.switch_state, plugged=core.plugged_addresses)
     services.append(hub.spawn(eventlet.wsgi.server, api_sock, app, log=logging.getLogger("dvn.http"),
                               log_output=False))
     LOG.info("REST API on http://%s:%d/v1", api_host, api_sock.getsockname()[1])

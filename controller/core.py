@@ -558,9 +558,11 @@ class Core:
         before = self.local_ofports.get(system_id)
         if ofports != before:
             before = before or {}
-            LOG.info("node %s: %d ports plugged, %d unplugged (%d in all)", system_id,
-                     sum(1 for p in ofports if p not in before), sum(1 for p in before if p not in ofports),
-                     len(ofports))
+            plugged = sum(1 for p in ofports if p not in before)
+            unplugged = sum(1 for p in before if p not in ofports)
+            if plugged or unplugged:
+                LOG.info("node %s: %d ports plugged, %d unplugged (%d in all)", system_id, plugged, unplugged,
+                         len(ofports))
             self.local_ofports[system_id] = ofports
             self.dirty.add((system_id, ALL))
         for mesh, known in (("plain", self.tunnel_ofports), ("ipsec", self.secure_ofports)):

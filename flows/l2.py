@@ -171,13 +171,15 @@ def compile_network(view: NetworkOnNode) -> FlowSet:
     mac_ok = fields.SOURCE_MAC
     for lp in view.local:
         # Where it came from, and its identity (its node vouches for it); a
-        # packet from one of the MACs port security lets it use is marked so.
+        # packet from one of the MACs port security lets it use is marked so,
+        # and only such packets of a port with port security go on.
         actions = (set_field(fields.REG_IN_PORT.name, lp.ofport),
                    set_field(fields.REG_IDENTITY.name, lp.identity), set_field(fields.IDENTITY.field, lp.identity))
         if lp.encrypt:
             actions += (set_field(reg_flags, enc.value, enc.mask),)
-        flows.append(make_flow("classify", 100, match(in_port=lp.ofport), PORT, lp.port_id,
-                               actions=actions, metadata=vni, goto="in_port_security"))
+        if not lp.macs:   # (with port security, a packet from another MAC ends here: classify drops it)
+            flows.append(make_flow("classify", 100, match(in_port=lp.ofport), PORT, lp.port_id,
+                                   actions=actions, metadata=vni, goto="in_port_security"))
         for mac in lp.macs:
             flows.append(make_flow("classify", 110, match(in_port=lp.ofport, eth_src=mac), PORT, lp.port_id,
                                    actions=actions + (set_field(reg_flags, mac_ok.value, mac_ok.mask),),

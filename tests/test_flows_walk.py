@@ -44,7 +44,7 @@ def test_unicast_and_broadcast_from_a_local_port(topo, data):
     vni = topo.networks[net].vni
     flows = compile_node(topo, node)
     for dst, port in topo.ports.items():
-        out = walk(flows, {"in_port": ofport, "eth_dst": port.mac})
+        out = walk(flows, {"in_port": ofport, "eth_src": topo.ports[src].mac, "eth_dst": port.mac})
         if port.network_id != net:
             # Another network's MAC is unknown here: flooded inside the sender's network only.
             assert all(tun == vni for o, tun in out if o < 10)
@@ -57,7 +57,7 @@ def test_unicast_and_broadcast_from_a_local_port(topo, data):
             assert out == [(dofport, None)]
         else:
             assert out == [(topo.tunnels[node][dnode], vni)]
-    out = walk(flows, {"in_port": ofport, "eth_dst": BROADCAST})
+    out = walk(flows, {"in_port": ofport, "eth_src": topo.ports[src].mac, "eth_dst": BROADCAST})
     local = sorted(topo.bindings[p][1] for p in topo.net_ports[net] if topo.bindings[p][0] == node and p != src)
     remote = sorted(topo.tunnels[node][h] for h in hosts(topo, net) if h != node)
     assert sorted(o for o, _ in out if o >= 10) == local

@@ -337,27 +337,14 @@ def _is_clause(flow):
     return bool(flow.actions) and flow.goto is None and all(a[0] == "conjunction" for a in flow.actions)
 
 
-def merge_two(have, flow):
-    """Two flows with one identity as one: conjunction clauses of several rules
+def merge_all(flows):
+    """Flows with one identity as one: conjunction clauses of several rules
     that match the same packets become one flow with all their conjunction
     actions; a plain flow with the same match and priority covers a clause flow
     (the same verdict by construction: allows and denies never share a
-    priority). The result does not depend on the order."""
-    if have == flow:
-        return have
-    if _is_clause(have) and _is_clause(flow):
-        merged = with_actions(have, sorted(set(have.actions) | set(flow.actions)))
-        return merged._replace(cookie=min(have.cookie, flow.cookie) & ~0xFFFFFFFF | (merged.cookie & 0xFFFFFFFF))
-    if _is_clause(have):
-        return flow
-    if _is_clause(flow):
-        return have
-    return min(have, flow)  # two plain flows: cannot happen between rules; stay deterministic
-
-
-def merge_all(flows):
-    """merge_two over any number of flows with one identity, at once: a clause
-    that hundreds of groups share costs one union, not hundreds."""
+    priority); of two plain flows (which cannot happen between rules) the
+    least is kept. The result does not depend on the order, and a clause that
+    hundreds of groups share costs one union."""
     first = flows[0]
     if len(flows) == 1:
         return first
@@ -369,7 +356,7 @@ def merge_all(flows):
 
 
 def merge(flows):
-    """One flow per identity (see merge_two)."""
+    """One flow per identity (see merge_all)."""
     index = {}
     for flow in flows:
         index.setdefault(flow.key, []).append(flow)

@@ -27,7 +27,6 @@ from controller.validation import Problem, conflict, invalid
 from flows import groups
 from flows import lb as lb_flows
 from flows.model import Port
-from ovsdb import nb as nb_mod
 from ovsdb.nb import Conflict, NbError, Timeout
 from ovsdb.nb import optional as _opt
 
@@ -35,8 +34,6 @@ LOG = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 MAX_IMPORT_BODY = 64 * 1024 * 1024  # POST /v1/import only: a tenant's whole configuration
 VNI_AUTO_START = 1000
-# The store client's timeout (10 s) is for small transactions; a document's
-# gets this much more per command (python-ovs takes about 1 ms a row).
 
 
 def digest(token):
@@ -542,9 +539,9 @@ class Api:
             raise Problem(404, "Not found", "no %s %s" % (table.lower(), rid))
         return row
 
-    def _transact(self, commands, field, timeout=None):
+    def _transact(self, commands, field):
         try:
-            return self.nb.transact(commands, timeout)
+            return self.nb.transact(commands)
         except Conflict as exc:
             raise conflict(field, "the store refused it: %s" % exc)
         except Timeout as exc:
@@ -583,12 +580,11 @@ class Api:
                 changes.append(("description", v.description(body["description"])))
             if "criteria" in body:
                 changes.append(("criteria", _criteria(body)))
+            ctx = Context(self.nb, caller)
             if "security_groups" in body:
-                changes.append(("security_groups", Context(self.nb, caller).groups(body["security_groups"],
-                                                                                   row.tenant)))
+                changes.append(("security_groups", ctx.groups(body["security_groups"], row.tenant)))
             if "encrypt_with" in body:
-                changes.append(("encrypt_with", Context(self.nb, caller).groups(body["encrypt_with"], row.tenant,
-                                                                                "encrypt_with")))
+                changes.append(("encrypt_with", ctx.groups(body["encrypt_with"], row.tenant, "encrypt_with")))
             if "port_security" in body:
                 changes.append(("port_security", [v.boolean(body["port_security"], "port_security")]))
             if "encrypt" in body:
@@ -1140,9 +1136,7 @@ class Api:
                 made["load_balancers"][body["name"]] = commands[-1]
                 lbs += commands
                 pace()
-            commands = networks + groups + rules + sets + ports + lbs
-            # one transaction, with time for its size
-            self._transact(commands, None, self.nb.timeout + nb_mod.SECONDS_PER_COMMAND * len(commands))
+            self._transact(networks + groups + rules + sets + ports + lbs, None)
         return 201, {kind: {name: str(cmd.result) for name, cmd in names.items()} for kind, names in made.items()}
 
     # ---- the document ------------------------------------------------------------

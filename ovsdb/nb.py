@@ -12,7 +12,7 @@ from ovsdb import fastjson
 
 LOG = logging.getLogger(__name__)
 SCHEMA_NAME = "DVN_Northbound"
-SECONDS_PER_COMMAND = 0.005   # what a large transaction may take beyond the timeout, per command (python-ovs)
+SECONDS_PER_COMMAND = 0.005   # what a transaction may take beyond the timeout, per command (python-ovs)
 
 
 def optional(value):
@@ -100,10 +100,11 @@ class Northbound:
             return None
         return self.api.tables[table].rows.get(key)
 
-    def transact(self, commands, timeout=None):
-        """Run ``commands`` (ovsdbapp commands) in one transaction, confirmed
-        within ``timeout`` seconds (default: the connection's); typed errors."""
-        timeout = timeout or self.timeout
+    def transact(self, commands):
+        """Run ``commands`` (ovsdbapp commands) in one transaction; typed errors.
+        It must be confirmed within the connection's timeout plus time for its
+        size (an import or a node's bindings are thousands of rows)."""
+        timeout = self.timeout + SECONDS_PER_COMMAND * len(commands)
         txn = idl_transaction.Transaction(self.api, self.api.ovsdb_connection, timeout, check_error=True)
         for cmd in commands:
             txn.add(cmd)
@@ -168,4 +169,4 @@ class Northbound:
             if row is not None:
                 commands.append(self.api.db_set("Port", row.uuid, ("node", [system_id] if system_id else [])))
         if commands:
-            self.transact(commands, self.timeout + SECONDS_PER_COMMAND * len(commands))
+            self.transact(commands)

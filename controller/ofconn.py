@@ -262,6 +262,9 @@ class SwitchConn:
         # message by its place in the block (no per-message bookkeeping for
         # bundles of 100,000s).
         dp = self.datapath
+        # (A userspace switch with thousands of ports takes in as few as 1,000
+        # flow_mods a second: the waits grow with the bundle.)
+        wait = self.timeout + len(messages) / MIN_INTAKE
         watch = _Watch((dp.xid + 1) & 0xFFFFFFFF, len(messages))
         dp.xid = (dp.xid + len(messages)) & 0xFFFFFFFF
         self._bundles.append(watch)
@@ -275,10 +278,8 @@ class SwitchConn:
             finally:
                 self.sending -= 1
             # OVS leaves a refused message out of the bundle and would commit
-            # the rest: make sure none was refused before committing. (A
-            # userspace switch with thousands of ports takes in as few as
-            # 1,000 flow_mods a second: the wait grows with the bundle.)
-            self.barrier(self.timeout + len(messages) / MIN_INTAKE)
+            # the rest: make sure none was refused before committing.
+            self.barrier(wait)
             if not opened.event.ready() or opened.event.wait() == "error":
                 raise SwitchError("switch %s refused a bundle open" % self._name(), opened.parts)
             refused = [(messages[(rec[0] - watch.first) & 0xFFFFFFFF][1], rec) for rec in watch.errors]
@@ -291,8 +292,7 @@ class SwitchConn:
                 raise SwitchError("switch %s refused %d message(s) of a bundle" % (
                     self._name(), len(refused)), refused)
             xid = self.next_xid()
-            self._request(xid, ofwire.bundle_commit(bid, xid), "a bundle commit",
-                          self.timeout + len(messages) / MIN_INTAKE)
+            self._request(xid, ofwire.bundle_commit(bid, xid), "a bundle commit", wait)
         finally:
             self._bundles.remove(watch)
             self._waiters.pop(open_xid, None)

@@ -39,7 +39,12 @@ COMMIT = RegMark(REG_FLAGS, 4, 4, "Set: an egress allow rule let a new connectio
                 "it (with reg5 as its mark) unless a VIP's bucket commits it with NAT.")
 HAIRPIN = RegMark(REG_FLAGS, 8, 8, "Set: a member's connection to its own VIP, on its way back to it "
                   "(it skips the firewall tables its own connection went through).")
-
+ENCRYPT = RegMark(REG_FLAGS, 0x10, 0x10, "Set: the packet came from a local port whose traffic must be "
+                  "encrypted: to another node it leaves only through the IPsec mesh.")
+SECURE = RegMark(REG_FLAGS, 0x20, 0x20, "Set: the packet came through the IPsec mesh (only such packets "
+                 "from other nodes reach a port whose traffic must be encrypted).")
+SOURCE_MAC = RegMark(REG_FLAGS, 0x40, 0x40, "Set: the packet came from a local port, from a MAC it may "
+                     "send from (classify checked it; in_port_security's shared flows rely on it).")
 
 
 @dataclass(frozen=True)
@@ -65,12 +70,5 @@ IDENTITY = GeneveOption(
     "CLASS:TYPE`. A packet without the option has no identity and matches no group rule.")
 
 REGISTERS = (REG_FLAGS, REG_IDENTITY, REG_LB, REG_MARK, REG_IN_PORT, REG_OUT_PORT)
-ENCRYPT = RegMark(REG_FLAGS, 0x10, 0x10, "Set: the packet came from a local port whose traffic must be "
-                  "encrypted: to another node it leaves only through the IPsec mesh.")
-SECURE = RegMark(REG_FLAGS, 0x20, 0x20, "Set: the packet came through the IPsec mesh (only such packets "
-                 "from other nodes reach a port whose traffic must be encrypted).")
-
-SOURCE_MAC = RegMark(REG_FLAGS, 0x40, 0x40, "Set: the packet came from a local port, from a MAC it may "
-                     "send from (classify checked it; in_port_security's shared flows rely on it).")
 
 MARKS = (FROM_TUNNEL, FROM_LOCAL, INGRESS_TRACKED, COMMIT, HAIRPIN, ENCRYPT, SECURE, SOURCE_MAC)

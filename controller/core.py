@@ -606,13 +606,17 @@ class Core:
                 session.recording = False
         eventlet.spawn_n(run)
 
+    def _queued(self, system_id):
+        """Changes for the node's switch wait to be compiled."""
+        switch = self.switches.get(system_id)
+        return bool((switch is not None and switch.pending) or any(s == system_id for s, _u in self.dirty))
+
     def _switch_busy(self, system_id):
         """Flows for the node's switch are being compiled, are about to be,
         or are being sent."""
         switch = self.switches.get(system_id)
         conn = switch.conn if switch is not None else None
-        return bool(self.compiling or (switch is not None and switch.pending) or (conn is not None and conn.sending)
-                    or any(s == system_id for s, _u in self.dirty))
+        return bool(self.compiling or self._queued(system_id) or (conn is not None and conn.sending))
 
     def _record_node(self, session):
         """Write the node and its ports' bindings to the store; False if it refused."""
@@ -724,8 +728,8 @@ class Core:
         switch = self.switches.get(system_id)
         if switch is None:
             return {"connected": False, "synced": False, "pending": False, "flows": 0, "groups": 0}
-        pending = bool(switch.pending or switch.running or self._wake.ready() or self.sg_dirty or self.lb_dirty
-                       or any(s == system_id for s, _u in self.dirty))
+        pending = bool(switch.running or self._wake.ready() or self.sg_dirty or self.lb_dirty
+                       or self._queued(system_id))
         return {"connected": switch.conn is not None, "synced": switch.synced, "pending": pending,
                 "flows": len(switch.installed), "groups": len(switch.groups)}
 

@@ -90,6 +90,12 @@ def _ip_flows(version):
     return IPV4 if version == 4 else IPV6
 
 
+def source_macs(mac, allowed_pairs):
+    """The MACs a port with port security may send from: its own and its
+    allowed address pairs', sorted."""
+    return tuple(sorted({mac} | {m for m, _ip in allowed_pairs}))
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _network(ip):
     """(IP version, network address, netmask) of an address or prefix, as text."""
@@ -121,7 +127,7 @@ def compile_port_security(port: SecuredPort) -> FlowSet:
             flows.append(allow(95, match(**own, eth_src=mac, eth_type=IPV6, ip_proto=ICMPV6, icmpv6_type=136,
                                          nd_target=(addr, mask))))
     # Solicitations name its own MAC as the source link-layer address (or none: _secured_base).
-    for mac in sorted({mac for mac, _ in pairs} | {port.mac}):
+    for mac in source_macs(port.mac, port.allowed_pairs):
         flows.append(allow(95, match(**own, eth_src=mac, eth_type=IPV6, ip_proto=ICMPV6, icmpv6_type=135,
                                      nd_sll=mac)))
     # Everything else from this port (other MACs, spoofed addresses, ARP or

@@ -9,7 +9,7 @@ only views that changed.
 from typing import NamedTuple, Optional
 
 from flows import fields, pipeline
-from flows.acl import identity
+from flows.acl import identity, source_macs
 from flows.flow import (NETWORK, NODE, PIPELINE, PORT, FlowSet, make_flow, move,
                         match, output, output_reg, resubmit, set_field)
 
@@ -65,7 +65,7 @@ def plan_network(topology, network_id, system_id) -> Optional[NetworkOnNode]:
         node, ofport = binding
         if node == system_id:
             if ofport:
-                macs = tuple(sorted({port.mac} | {m for m, _ip in port.allowed_pairs})) if port.port_security else ()
+                macs = source_macs(port.mac, port.allowed_pairs) if port.port_security else ()
                 local.append(LocalPort(port_id, port.mac, ofport, port.encrypt, identity(port.security_groups),
                                        macs))
         else:

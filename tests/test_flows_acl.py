@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from flows import acl, pipeline
 from flows.acl import (ICMP, IPV4, TCP, UDP, GroupOnNode, Rule, SecuredPort, compile_acl, compile_view, identity,
-                       plan_acl, rule_mark)
+                       plan_acl, rule_mark, source_macs)
 from flows.model import Network, Port, Topology
 from flows.flow import CT_EST, CT_TRK, PORT, FlowSet, make_flow, match, output
 from flows.l2 import LocalPort, NetworkOnNode, compile_network
@@ -136,7 +136,7 @@ def classified(flows, *ports):
     packet came from, its identity, whether its MAC is one the port may use)
     and a way out of in_acl."""
     local = tuple(LocalPort(p.port_id, p.mac, p.ofport, False, identity(p.groups),
-                            tuple(sorted({p.mac} | {m for m, _ip in p.allowed_pairs})) if p.port_security else ())
+                            source_macs(p.mac, p.allowed_pairs) if p.port_security else ())
                   for p in ports)
     return FlowSet(list(flows) + [f for f in compile_network(NetworkOnNode("n", 1, local, (), ()))
                                   if f.table == "classify"] + [

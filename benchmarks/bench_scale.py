@@ -304,11 +304,6 @@ class LogWatch:
 
 
 # ---- what br-int holds -----------------------------------------------------------------
-def flow_count(hv):
-    out = hv.ofctl("dump-aggregate", "br-int")
-    return int(re.search(r"flow_count=(\d+)", out).group(1))
-
-
 def group_count(hv):
     return len(re.findall(r"^\s*group_id=", hv.ofctl("dump-groups", "br-int"), re.M))
 
@@ -433,7 +428,7 @@ class Run:
             pids = self.pids()
             while not stop_watch.wait(30):
                 try:
-                    flows = flow_count(hv)
+                    flows = hv.flow_count()
                 except RuntimeError:
                     flows = -1
                 self.say("... %s: %d calls of it made, %d interfaces bound, %d flows on br-int, dvn RSS %d MiB, "
@@ -532,7 +527,7 @@ class Run:
             now = time.monotonic()
             self.log.poll()
             try:
-                flows = flow_count(hv)
+                flows = hv.flow_count()
             except RuntimeError:
                 flows = last_flows
             syncs = self.log.syncs(mark)
@@ -574,7 +569,7 @@ class Run:
         self.fig["connect_times"] = [log_time(CONNECT.match(line).group(1)) - self.wall0
                                      for line in self.log.lines[mark:] if CONNECT.match(line)]
         self.fig["cpu_bulk"] = {k: v - cpu0.get(k, 0) for k, v in self.cpu().items()}
-        self.fig["flows"] = flow_count(hv)
+        self.fig["flows"] = hv.flow_count()
         self.fig["groups"] = group_count(hv)
         self.fig["rss_bulk"] = {k: mem_kib(pid, "VmHWM") for k, pid in self.pids().items() if pid}
         self.say("bulk apply done: API calls %.1f s, dvn's last commit %.1f s, flows %d, groups %d" % (
@@ -651,7 +646,7 @@ class Run:
     # -- the closing check: a restarted dvn finds nothing to change --
     def restart_check(self):
         self.quiet(120, "dvn idle before the restart check")
-        flows, groups = flow_count(self.hv), group_count(self.hv)
+        flows, groups = self.hv.flow_count(), group_count(self.hv)
         self.fig["flows_final"], self.fig["groups_final"] = flows, groups
         self.fig["by_category"] = flows_by_category(self.hv)
         self.fig["rss_final"] = {k: mem_kib(pid, "VmHWM") for k, pid in self.pids().items() if pid}

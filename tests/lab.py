@@ -268,6 +268,10 @@ class Hypervisor:
             raise RuntimeError("transaction failed: %.400s" % (errors,))
         return msg["result"]
 
+    def flow_count(self):
+        """How many flows br-int has (dump-aggregate)."""
+        return int(re.search(r"flow_count=(\d+)", self.ofctl("dump-aggregate", "br-int")).group(1))
+
     def ofport_count(self, names):
         """How many of the interfaces ``names`` have an ofport."""
         out = json.loads(self.run("ovs-vsctl", "--timeout=60", "--format=json", "--columns=name,ofport",

@@ -24,11 +24,6 @@ class Env:
     pass
 
 
-def flow_count(hv):
-    out = hv.ofctl("dump-aggregate", "br-int")
-    return int(re.search(r"flow_count=(\d+)", out).group(1))
-
-
 @pytest.fixture(scope="module")
 def sc(tmp_path_factory):
     state = tmp_path_factory.mktemp("dvn-scale")
@@ -63,7 +58,7 @@ def converged(sc):
 
     def done():
         state = sc.api.get("/v1/nodes/hv1")["switch"]
-        return state["synced"] and not state["pending"] and state["flows"] == flow_count(sc.hv) and state["flows"]
+        return state["synced"] and not state["pending"] and state["flows"] == sc.hv.flow_count() and state["flows"]
     return wait_until(done, timeout=60, interval=0.5, what="dvn and br-int agreeing")
 
 
@@ -100,4 +95,4 @@ def test_a_restarted_controller_finds_every_flow_in_place(sc):
     line = sc.dvn.log().split("northbound store")[-1]
     want, changed = map(int, re.search(r"in sync: (\d+) flows, (\d+) changed", line).groups())
     assert (want, changed) == (have, 0)
-    assert flow_count(sc.hv) == have
+    assert sc.hv.flow_count() == have

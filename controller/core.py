@@ -408,7 +408,11 @@ class Core:
                 self.encrypt_pairs = frozenset(tuple(sorted((a, b))) for a, bs in self.encrypt_with.items()
                                                for b in bs)
                 for port_id, port in list(self.ports.items()):
-                    self._set_port(port_id, self._with_groups(port))
+                    new = self._with_groups(port)
+                    self._set_port(port_id, new)
+                    if new.security_groups != port.security_groups:
+                        # its identity changed, which its node sets in classify
+                        self._touch_network(port.network_id, also=(self.port_node.get(port_id),))
                 if policy != old_policy:
                     for network_id in list(self.net_ports):
                         self._touch_network(network_id)

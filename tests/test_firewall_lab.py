@@ -189,6 +189,25 @@ def test_retagging_moves_a_port_into_a_dynamic_group_and_its_traffic_follows(fw)
     assert time.monotonic() - started < 1.0  # the refused fetch itself waits 0.2 s
 
 
+def test_new_criteria_move_a_port_into_a_dynamic_group_and_its_traffic_follows(fw):
+    # The group's criteria change, not the port: its identity changes all the same.
+    api, x1 = fw.api, fw.vms["x1"]
+    dyn = api.post("/v1/security-groups", {"name": "dyn", "tenant": "acme", "criteria": {"tags_any": ["none"]}})
+    api.post("/v1/security-groups/%s/rules" % fw.web["id"],
+             {"direction": "ingress", "protocol": "tcp", "port_range_min": 8080, "port_range_max": 8080,
+              "remote_group_id": dyn["id"]})
+    port = "/v1/ports/%s" % fw.ports["x1"]["id"]
+    api.call("PATCH", port, {"tags": ["dyn"]})
+    try:
+        assert not can_fetch(x1, WEB)
+        api.call("PATCH", "/v1/security-groups/%s" % dyn["id"], {"criteria": {"tags_any": ["dyn"]}})
+        wait_until(lambda: can_fetch(x1, WEB, timeout=0.2), timeout=5, interval=0.02, what="x1 let in")
+        api.call("PATCH", "/v1/security-groups/%s" % dyn["id"], {"criteria": {"tags_any": ["none"]}})
+        wait_until(lambda: not can_fetch(x1, WEB, timeout=0.2), timeout=5, interval=0.02, what="x1 shut out")
+    finally:
+        api.call("PATCH", port, {"tags": []})
+
+
 MATRIX = [  # source, destination address, protocol, port, allowed
     ("cl1", "10.0.0.1", "tcp", 8080, True),     # across hosts, remote group
     ("cl2", "10.0.0.1", "tcp", 8080, True),     # same host

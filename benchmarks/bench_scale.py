@@ -116,7 +116,8 @@ class FlowWatch:
         self.proc.kill()
         self.proc.wait()
 
-BUNDLE = re.compile(r"^(\S+ \S+) INFO controller\.core: switch of node \S+: (\d+) flow changes in one bundle "
+BUNDLE = re.compile(r"^(\S+ \S+) INFO controller\.core: switch of node \S+: (\d+) flow changes in "
+                    r"(?:one bundle|bundles over \d+ connections) "
                     r"\((\d+) units, compile ([\d.]+) s, bundle ([\d.]+) s\)")
 SYNC = re.compile(r"^(\S+ \S+) INFO controller\.core: switch of node \S+ in sync: (\d+) flows, (\d+) changed "
                   r"\(compile ([\d.]+) s, read\+diff ([\d.]+) s, bundle ([\d.]+) s\)")

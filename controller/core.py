@@ -29,8 +29,8 @@ from eventlet import event as ev_event
 
 from controller import packets
 from controller.health import Prober
-from controller.ofconn import SwitchConn, SwitchError
-from flows import acl, fields, groups, l2, lb, ofwire
+from controller.ofconn import SwitchConn, SwitchError, bundle_across
+from flows import acl, fields, groups, l2, lb, ofwire, pipeline
 from flows.flow import GROUP, LB, Flow, FlowSet, cookie_category, cookie_owner, diff, output, owner_hash
 from flows.flow import Group as flows_group
 from flows.model import LoadBalancer, Member, Monitor, Network, Port, Topology
@@ -46,6 +46,7 @@ LB_UNIT = "lb"     # ("lb", load balancer id): one load balancer on a node
 PORT_UNIT = "port"  # ("port", port id): one local port's firewall flows
 GROUP_UNIT = "grp"  # ("grp", security group id): one group's rules on a node
 BREATHE_S = 0.05   # the longest a compile or an encoding runs before it lets the other green threads in
+LANE_MIN = 1000    # messages in a change from which it is spread over a switch's lanes
 RECORD_WAIT_S = 60  # the longest a node's bindings wait for its switch's compile and bundle before they are written
 
 
@@ -143,6 +144,22 @@ def _five_tuple(frame):
     return out
 
 
+def _may_go_early(flow):
+    """Whether a flow new to the switch may take effect before the rest of its
+    change (ofconn.bundle_across). Not a flow of a table that takes packets
+    to a port's or a network's flows: a new port or network is reached only
+    once those commit, with the rest. Not a firewall verdict: a new allow
+    must not act before a new deny that outranks it (a clause alone decides
+    nothing). Not a flow naming a group, which may come with the rest."""
+    if flow.table in pipeline.DISPATCH or _names_group(flow.actions):
+        return False
+    return flow.table not in pipeline.FIREWALL or acl.is_clause(flow)
+
+
+def _names_group(actions):
+    return any(a[0] == "group" or (a[0] == "clone" and _names_group(a[1])) for a in actions)
+
+
 class Switch:
     """One node's br-int as dvn sees it."""
 
@@ -161,8 +178,10 @@ class Switch:
 
 class Core:
     def __init__(self, nb, tunnel_options=None, log_rate=100, log_burst=100, identity_option=fields.IDENTITY,
-                 ca=None):
+                 ca=None, lane_ports=()):
         self.nb = nb
+        self.lane_ports = set(lane_ports)              # local OpenFlow ports whose connections are lanes
+        self.lanes = {}                                # datapath id -> {os-ken Datapath: SwitchConn}
         self.ca = ca                                   # controller.pki.Ca: IPsec by certificates, where both nodes have one
         self.certified = set()                         # nodes whose certificate request dvn has signed
         self.signing = set()
@@ -619,8 +638,8 @@ class Core:
         """Flows for the node's switch are being compiled, are about to be,
         or are being sent."""
         switch = self.switches.get(system_id)
-        conn = switch.conn if switch is not None else None
-        return bool(self.compiling or self._queued(system_id) or (conn is not None and conn.sending))
+        conns = [switch.conn] + self._lanes_of(switch) if switch is not None and switch.conn else []
+        return bool(self.compiling or self._queued(system_id) or any(c.sending for c in conns))
 
     def _record_node(self, session):
         """Write the node and its ports' bindings to the store; False if it refused."""
@@ -659,6 +678,9 @@ class Core:
 
     # ---- switches (called from the os-ken app) -----------------------------
     def switch_connected(self, datapath):
+        if self._is_lane(datapath):
+            eventlet.spawn_n(self._lane_connected, datapath)
+            return
         system_id = self._node_of(datapath.id)
         if system_id is None:
             # The OVSDB session that tells which node this is has not come yet.
@@ -685,7 +707,37 @@ class Core:
     def _node_of(self, dpid):
         return self.dpid_node.get(dpid)
 
+    def _is_lane(self, datapath):
+        try:
+            return datapath.socket.getsockname()[1] in self.lane_ports
+        except OSError:
+            return False
+
+    def _lane_connected(self, datapath):
+        """A lane: one more connection from a switch, for large bundles only
+        (see ofconn.bundle_across). It asks for no asynchronous messages, so
+        a packet-in still comes to dvn once, on the main connection."""
+        conn = SwitchConn(datapath)
+        try:
+            conn.silence()
+        except SwitchError as exc:
+            LOG.warning("switch %016x: lane from %s not used: %s", datapath.id, datapath.address, exc)
+            return
+        conn.on_packet_in = lambda _buf, conn=conn: self._stray_packet_in(conn)
+        if datapath.is_active:
+            self.lanes.setdefault(datapath.id, {})[datapath] = conn
+            LOG.info("switch %016x: lane from %s:%s", datapath.id, *datapath.address[:2])
+
+    @staticmethod
+    def _stray_packet_in(conn):
+        conn.stray = getattr(conn, "stray", 0) + 1
+        if conn.stray == 1:  # the packet came on the main connection too
+            LOG.warning("switch %016x: a packet-in on a lane from %s:%s", conn.dpid, *conn.datapath.address[:2])
+
     def switch_disconnected(self, datapath):
+        lanes = self.lanes.get(datapath.id, {})
+        if lanes.pop(datapath, None) is not None:
+            return
         system_id = self._node_of(datapath.id)
         switch = self.switches.get(system_id)
         if switch is not None and switch.conn is not None and switch.conn.datapath is datapath:
@@ -731,11 +783,12 @@ class Core:
         and groups dvn has put there."""
         switch = self.switches.get(system_id)
         if switch is None:
-            return {"connected": False, "synced": False, "pending": False, "flows": 0, "groups": 0}
+            return {"connected": False, "synced": False, "pending": False, "flows": 0, "groups": 0, "lanes": 0}
         pending = bool(switch.running or self._wake.ready() or self.sg_dirty or self.lb_dirty
                        or self._queued(system_id))
         return {"connected": switch.conn is not None, "synced": switch.synced, "pending": pending,
-                "flows": len(switch.installed), "groups": len(switch.groups)}
+                "flows": len(switch.installed), "groups": len(switch.groups),
+                "lanes": len(self._lanes_of(switch))}
 
     # ---- statistics ------------------------------------------------------------
     def rule_stats(self, group_id, rule_id):
@@ -1026,7 +1079,7 @@ class Core:
                 switch.contrib.setdefault(wkey, {})[unit] = flow
                 touched.add(wkey)
         group_first, group_last, group_state = self._group_changes(switch, changed)
-        msgs, puts, dels = list(group_first), {}, []
+        early, msgs, puts, dels = [], list(group_first), {}, []
         breathe = _Breather()
         for wkey in touched:
             breathe()
@@ -1038,19 +1091,20 @@ class Core:
                     msgs.append((ofwire.encode_flow_mod(have, ofwire.DELETE_STRICT), have))
                     dels.append(wkey)
             elif have is None or have.cookie != want.cookie:
-                msgs.append((ofwire.encode_flow_mod(want, ofwire.ADD), want))
+                (early if have is None and _may_go_early(want) else msgs).append(
+                    (ofwire.encode_flow_mod(want, ofwire.ADD), want))
                 puts[wkey] = want
         msgs += group_last
-        if msgs:
+        if early or msgs:
             started = time.monotonic()
             try:
-                switch.conn.bundle(msgs)
+                over = self._send(switch, early, msgs)
             except SwitchError:
                 switch.contrib = {}  # rebuilt from the committed units at the resync
                 raise
-            LOG.info("switch of node %s: %d flow changes in one bundle (%d units, compile %.4f s, "
-                     "bundle %.3f s)", switch.system_id, len(msgs), len(changed), self.last_compile_s,
-                     time.monotonic() - started)
+            LOG.info("switch of node %s: %d flow changes in %s (%d units, compile %.4f s, "
+                     "bundle %.3f s)", switch.system_id, len(early) + len(msgs), over, len(changed),
+                     self.last_compile_s, time.monotonic() - started)
         for wkey in dels:
             switch.installed.pop(wkey, None)
         for wkey, flow in puts.items():
@@ -1061,6 +1115,22 @@ class Core:
             else:
                 switch.groups[gid] = group
         self._commit_units(switch, changed)
+
+    def _lanes_of(self, switch):
+        if switch.conn is None:
+            return []
+        return [c for dp, c in list(self.lanes.get(switch.conn.dpid, {}).items()) if dp.is_active]
+
+    def _send(self, switch, early, rest):
+        """Apply a change: one bundle, or, when it is large and the switch has
+        lanes, bundles over all its connections (ofconn.bundle_across). Says
+        which, for the log."""
+        lanes = self._lanes_of(switch)
+        if len(early) + len(rest) < LANE_MIN or not lanes or not early:
+            switch.conn.bundle(early + rest)
+            return "one bundle"
+        bundle_across(switch.conn, lanes, early, rest)
+        return "bundles over %d connections" % (len(lanes) + 1)
 
     @staticmethod
     def _group_changes(switch, changed):
@@ -1130,7 +1200,7 @@ class Core:
         have = {}
         for desc in switch.conn.read_flows():
             have[(desc.table_id, desc.priority, desc.match_key)] = desc
-        msgs = list(group_first)
+        early, msgs = [], list(group_first)
         for wkey, desc in have.items():
             if wkey not in desired:
                 msgs.append((ofwire.encode_delete_strict_raw(desc.table_id, desc.priority, desc.raw_match),
@@ -1140,11 +1210,11 @@ class Core:
             breathe()
             desc = have.get(wkey)
             if desc is None or desc.cookie != flow.cookie:
-                msgs.append((ofwire.encode_flow_mod(flow, ofwire.ADD), flow))
+                (early if desc is None and _may_go_early(flow) else msgs).append(
+                    (ofwire.encode_flow_mod(flow, ofwire.ADD), flow))
         msgs += group_last
         t1 = time.monotonic()
-        if msgs:
-            switch.conn.bundle(msgs)
+        over = self._send(switch, early, msgs) if early or msgs else "nothing"
         t2 = time.monotonic()
         switch.groups = want_groups
         switch.installed = desired
@@ -1152,5 +1222,5 @@ class Core:
         self._commit_units(switch, changed)
         switch.synced = True
         LOG.info("switch of node %s in sync: %d flows, %d changed "
-                 "(compile %.3f s, read+diff %.3f s, bundle %.3f s)", switch.system_id,
-                 len(desired), len(msgs), self.last_compile_s, t1 - t0, t2 - t1)
+                 "(compile %.3f s, read+diff %.3f s, bundle %.3f s) in %s", switch.system_id,
+                 len(desired), len(early) + len(msgs), self.last_compile_s, t1 - t0, t2 - t1, over)

@@ -58,7 +58,10 @@ def serve(args):
     if args.ipsec_auth == "ca":
         from controller.pki import Ca
         ca = Ca(state_dir).ensure()
-    core = Core(nb, log_rate=args.log_rate, log_burst=args.log_rate, identity_option=args.identity_option, ca=ca)
+    of_host, of_port = _hostport(args.openflow_listen, "0.0.0.0")
+    lane_ports = [of_port + i for i in range(1, args.openflow_lanes + 1)] if of_port else []
+    core = Core(nb, log_rate=args.log_rate, log_burst=args.log_rate, identity_option=args.identity_option, ca=ca,
+                lane_ports=lane_ports)
     core.start()
 
     ovsdb_host, ovsdb_port = _hostport(args.ovsdb_listen, "0.0.0.0")
@@ -71,7 +74,6 @@ def serve(args):
     from os_ken.controller import controller as _of_controller  # noqa: F401 (registers options)
     from os_ken.lib import hub
 
-    of_host, of_port = _hostport(args.openflow_listen, "0.0.0.0")
     cfg.CONF(args=[], project="os_ken")
     cfg.CONF.set_override("ofp_listen_host", of_host)
     cfg.CONF.set_override("ofp_tcp_listen_port", of_port)
@@ -84,6 +86,13 @@ def serve(args):
     contexts["dvn_core"] = core
     services = manager.instantiate_apps(**contexts)
     LOG.info("OpenFlow listener on %s:%d", of_host, of_port)
+    for port in lane_ports:
+        # Lanes: more connections from each switch, for large changes (see
+        # ofconn.bundle_across); `dvn join --openflow-lanes` points them here.
+        server = hub.StreamServer((of_host, port), _of_controller.datapath_connection_factory)
+        services.append(hub.spawn(server.serve_forever))
+    if lane_ports:
+        LOG.info("OpenFlow lanes on %s:%d-%d", of_host, lane_ports[0], lane_ports[-1])
 
     api_host, api_port = _hostport(args.api_listen, "127.0.0.1")
     api_sock = eventlet.listen((api_host, api_port))
@@ -161,6 +170,10 @@ def register(subparsers):
     p.add_argument("--nb", help="use this northbound OVSDB remote instead of the embedded one")
     p.add_argument("--api-listen", default="127.0.0.1:8080", metavar="HOST:PORT")
     p.add_argument("--openflow-listen", default="0.0.0.0:6653", metavar="HOST:PORT")
+    p.add_argument("--openflow-lanes", type=int, default=3, choices=range(0, 9), metavar="N",
+                   help="listen for N more OpenFlow connections from each switch, on the ports after "
+                        "--openflow-listen's, for large changes (default 3; `dvn join --openflow-lanes` "
+                        "must say the same)")
     p.add_argument("--ovsdb-listen", default="0.0.0.0:6640", metavar="HOST:PORT")
     p.add_argument("--log-file")
     p.add_argument("--log-rate", type=int, default=100, metavar="PPS",

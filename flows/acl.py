@@ -339,7 +339,9 @@ def _compile_group(group, addrs, idents):
     return tuple(flows)
 
 
-def _is_clause(flow):
+def is_clause(flow):
+    """A conjunction clause: it decides nothing by itself (a packet that
+    completes no conjunction goes on as if it were not there)."""
     return bool(flow.actions) and flow.goto is None and all(a[0] == "conjunction" for a in flow.actions)
 
 
@@ -354,7 +356,7 @@ def merge_all(flows):
     first = flows[0]
     if len(flows) == 1:
         return first
-    plain = [f for f in flows if not _is_clause(f)]
+    plain = [f for f in flows if not is_clause(f)]
     if plain:
         return min(plain)
     merged = with_actions(first, sorted({a for f in flows for a in f.actions}))

@@ -19,6 +19,7 @@ OFPT_EXPERIMENTER = 4
 OFPT_FLOW_MOD = 14
 OFPT_MULTIPART_REQUEST = 18
 OFPT_BARRIER_REQUEST = 20
+OFPT_SET_ASYNC = 28
 OFPT_BUNDLE_CONTROL = 33
 OFPT_BUNDLE_ADD_MESSAGE = 34
 ADD, MODIFY_STRICT, DELETE_STRICT = 0, 2, 4
@@ -500,6 +501,14 @@ def tlv_table_add(mappings, xid):
     """Map GENEVE options to tun_metadata fields: [(class, type, length, index)]."""
     body = struct.pack("!H6x", NXTTMC_ADD) + b"".join(struct.pack("!HBBH2x", *m) for m in mappings)
     return _nicira(NXT_TLV_TABLE_MOD, body, xid)
+
+
+def set_async_none(xid):
+    """Ask for no asynchronous messages on this connection (OFPT_SET_ASYNC with
+    every mask 0: no packet-ins, port status, flow removals, role or table
+    status, forwarded requests, for either role)."""
+    body = b"".join(struct.pack("!HHI", prop, 8, 0) for prop in range(12))
+    return _header(OFPT_SET_ASYNC, 8 + len(body), xid) + body
 
 
 def barrier_request(xid):

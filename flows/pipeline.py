@@ -36,6 +36,13 @@ TABLES = (
     Table("out_deliver", "Output to the local port named by reg7 (one flow for all).", "drop"),
 )
 
+# The tables that take a packet to the flows of a port or a network: where it
+# comes from (a local port, a tunnel's VNI) and where it goes (a MAC). A flow
+# new in another table is reached only through one of these.
+DISPATCH = ("classify", "tunnel_classify", "l2_lookup")
+# The firewall's tables: the sending port's egress rules, the receiving port's ingress rules.
+FIREWALL = ("in_acl", "out_acl")
+
 _IDS = {t.name: i for i, t in enumerate(TABLES)}
 
 

@@ -20,6 +20,8 @@ OPENFLOW_PORT = 6653
 OVSDB_PORT = 6640
 # Reconnect within a second after dvn comes back (OVS's default backs off to 8 s).
 MAX_BACKOFF_MS = 1000
+LANES = 3                  # more OpenFlow connections, for large changes (dvn serve --openflow-lanes)
+LANE_KEY = "dvn-lane"      # Controller external_ids: which lane
 INACTIVITY_PROBE_MS = 5000
 PROTOCOLS = ["OpenFlow10", "OpenFlow13", "OpenFlow14", "OpenFlow15"]
 
@@ -67,8 +69,10 @@ def _targets(controller, of_port, db_port):
 
 
 def join(controller, encap_ip, system_id=None, db=None, datapath_type=None,
-         of_port=OPENFLOW_PORT, db_port=OVSDB_PORT):
-    """Configure this node to be managed by the dvn at ``controller``."""
+         of_port=OPENFLOW_PORT, db_port=OVSDB_PORT, lanes=LANES):
+    """Configure this node to be managed by the dvn at ``controller``: br-int's
+    controller on ``of_port``, and ``lanes`` more OpenFlow connections on the
+    ports after it (dvn spreads large changes over them)."""
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in encap_ip else socket.AF_INET, encap_ip)
     except OSError:
@@ -90,9 +94,13 @@ def join(controller, encap_ip, system_id=None, db=None, datapath_type=None,
                            ("other_config", {"disable-in-band": "true",
                                              "datapath-id": datapath_id(ext.get("system-id")
                                                                         or ovs["external_ids"]["system-id"])})))
-        ctl = txn.add(api.db_create("Controller", target=of_target, max_backoff=MAX_BACKOFF_MS,
-                                    inactivity_probe=INACTIVITY_PROBE_MS))
-        txn.add(api.db_set("Bridge", BRIDGE, ("controller", [ctl])))
+        ctls = [txn.add(api.db_create("Controller", target=of_target, max_backoff=MAX_BACKOFF_MS,
+                                      inactivity_probe=INACTIVITY_PROBE_MS))]
+        for lane in range(1, lanes + 1):
+            ctls.append(txn.add(api.db_create("Controller", target=_targets(controller, of_port + lane, 0)[0],
+                                              max_backoff=MAX_BACKOFF_MS, inactivity_probe=INACTIVITY_PROBE_MS,
+                                              external_ids={LANE_KEY: str(lane)})))
+        txn.add(api.db_set("Bridge", BRIDGE, ("controller", ctls)))
         if not managers:
             mgr = txn.add(api.db_create("Manager", target=db_target, max_backoff=MAX_BACKOFF_MS,
                                         inactivity_probe=INACTIVITY_PROBE_MS))
@@ -164,7 +172,8 @@ def leave(controller=None, db=None, db_port=OVSDB_PORT):
 def _cmd_join(args):
     try:
         of_target, db_target = join(args.controller, args.encap_ip, args.system_id, args.db,
-                                    args.datapath_type, args.openflow_port, args.ovsdb_port)
+                                    args.datapath_type, args.openflow_port, args.ovsdb_port,
+                                    args.openflow_lanes)
         print("joined: OpenFlow %s, OVSDB manager %s" % (of_target, db_target))
         if args.ipsec_pki:
             print("IPsec certificate from dvn's CA: %s" % enroll(args.ipsec_pki, args.db, args.pki_timeout))
@@ -189,6 +198,9 @@ def register(subparsers):
     p.add_argument("--datapath-type", choices=["system", "netdev"],
                    help="br-int datapath (default: system if the kernel module is loaded)")
     p.add_argument("--openflow-port", type=int, default=OPENFLOW_PORT)
+    p.add_argument("--openflow-lanes", type=int, default=LANES, choices=range(0, 9), metavar="N",
+                   help="N more OpenFlow connections to dvn, on the ports after --openflow-port "
+                        "(default %d; dvn serve --openflow-lanes must say the same)" % LANES)
     p.add_argument("--ovsdb-port", type=int, default=OVSDB_PORT)
     p.add_argument("--ipsec-pki", metavar="DIR",
                    help="get a certificate from dvn's CA for the IPsec mesh; this node's key stays in DIR")

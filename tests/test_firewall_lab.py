@@ -244,6 +244,23 @@ def test_ipv6_tcp_from_the_remote_group(fw):
     assert not fw.vms["x1"].connects("fd00::1", 8081)
 
 
+def test_a_logged_packet_is_one_event_though_the_switch_has_lanes(fw):
+    # Each switch has three lanes (more connections to dvn, for large
+    # changes) that ask for no packet-ins: a logged packet comes once.
+    assert [fw.api.get("/v1/nodes/%s" % hv)["switch"]["lanes"] for hv in HVS] == [3] * len(HVS)
+    rule = fw.api.post("/v1/security-groups/%s/rules" % fw.web["id"],
+                       {"direction": "ingress", "protocol": "udp", "port_range_min": 9998, "action": "deny",
+                        "priority": 300, "log": True})
+    time.sleep(0.5)
+    send = ("import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "for _ in range(5):\n s.sendto(b'x', ('10.0.0.1', 9998)); time.sleep(0.05)")
+    fw.lab.spawn(["ip", "netns", "exec", fw.vms["x1"].ns, "python3", "-c", send]).wait(timeout=10)
+    time.sleep(0.5)
+    events = fw.api.get("/v1/events?rule=%s&limit=100" % rule["id"])
+    assert len(events) == 5, events
+    assert "packet-in on a lane" not in fw.dvn.log()
+
+
 def test_logged_deny_rule_events_are_rate_limited_and_the_api_stays_responsive(fw):
     api = fw.api
     rule = api.post("/v1/security-groups/%s/rules" % fw.web["id"],

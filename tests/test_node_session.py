@@ -83,7 +83,12 @@ def test_join_configures_br_int_and_the_node_connects_out(node):
     assert msg["dpid"] == int(datapath_id("n1"), 16)
     assert ovs.vsctl("get", "Bridge", "br-int", "fail_mode") == "secure"
     assert "OpenFlow15" in ovs.vsctl("get", "Bridge", "br-int", "protocols")
-    assert ovs.vsctl("get", "Controller", "br-int", "max_backoff") == "1000"
+    # The controller, and three lanes on the ports after it (more connections for large changes).
+    assert sorted(ovs.vsctl("get-controller", "br-int").split()) == ["tcp:127.0.0.1:%d" % p for p in (1, 2, 3, 4)]
+    rows = json.loads(ovs.vsctl("--format=json", "--columns=target,max_backoff,external_ids", "list", "Controller"))
+    assert sorted((t, b, dict(ids[1]).get("dvn-lane")) for t, b, ids in rows["data"]) == [
+        ("tcp:127.0.0.1:1", 1000, None), ("tcp:127.0.0.1:2", 1000, "1"),
+        ("tcp:127.0.0.1:3", 1000, "2"), ("tcp:127.0.0.1:4", 1000, "3")]
 
 
 def test_tunnel_mesh_is_diffed_and_applied_in_one_transaction(node):

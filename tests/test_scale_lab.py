@@ -68,6 +68,9 @@ def test_every_port_bound_in_one_session_within_the_flow_budget(sc):
     assert len(sc.batches) == 1
     flows = converged(sc)
     assert sc.dvn.log().count("node hv1 connected") == 1
+    # The import's thousands of flows went over the switch's three lanes too.
+    assert sc.api.get("/v1/nodes/hv1")["switch"]["lanes"] == 3
+    assert re.search(r"switch of node hv1: \d{4,} flow changes in bundles over 4 connections", sc.dvn.log())
     assert flows <= FLOW_BUDGET * P
     checks = scale.sanity(sc.lab, sc.vms, sc.w)
     assert all(checks.values()), checks

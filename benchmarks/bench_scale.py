@@ -6,9 +6,11 @@ br-int without an iface-id: P - 3 ``type=dummy`` ones (``--port-type patch``:
 patch ports without a peer instead) and three real VMs (veths into
 namespaces). Every dummy interface is a port of the userspace datapath, which
 vswitchd's main loop polls: with 10,000 of them vswitchd takes in about 1,800
-flow_mods/s and a round trip takes 150-200 ms (patch ports: 110,000/s and
-30 ms), and adding them costs vswitchd time in proportion to the ports it
-has. Binding an interface to a port is setting its ``external_ids:iface-id``,
+flow_mods/s over one connection (it reads 50 messages from each connection
+per pass: dvn spreads a large change over the switch's lanes, four
+connections in all, for about 7,000-10,000/s) and a round trip takes
+150-200 ms (patch ports: 110,000/s and 30 ms), and adding them costs
+vswitchd time in proportion to the ports it has. Binding an interface to a port is setting its ``external_ids:iface-id``,
 which is what dvn reacts to, and that happens inside the measured window.
 
 1. Full convergence: from the first API call of the bulk apply until every
@@ -117,10 +119,11 @@ class FlowWatch:
         self.proc.wait()
 
 BUNDLE = re.compile(r"^(\S+ \S+) INFO controller\.core: switch of node \S+: (\d+) flow changes in "
-                    r"(?:one bundle|bundles over \d+ connections) "
+                    r"(?:one bundle|bundles over (\d+) connections) "
                     r"\((\d+) units, compile ([\d.]+) s, bundle ([\d.]+) s\)")
 SYNC = re.compile(r"^(\S+ \S+) INFO controller\.core: switch of node \S+ in sync: (\d+) flows, (\d+) changed "
-                  r"\(compile ([\d.]+) s, read\+diff ([\d.]+) s, bundle ([\d.]+) s\)")
+                  r"\(compile ([\d.]+) s, read\+diff ([\d.]+) s, bundle ([\d.]+) s\)"
+                  r"(?: in (?:one bundle|nothing|bundles over (\d+) connections))?")
 CONNECT = re.compile(r"^(\S+ \S+) INFO ovsdb\.node: node OVSDB connection from")
 PROBLEM = re.compile(r" (ERROR|CRITICAL|WARNING) |Traceback")
 
@@ -288,13 +291,16 @@ class LogWatch:
         for line in self.lines[since:]:
             m = BUNDLE.match(line)
             if m:
-                out.append(("bundle", log_time(m.group(1)), {"changes": int(m.group(2)), "units": int(m.group(3)),
-                                                              "compile": float(m.group(4)),
-                                                              "bundle": float(m.group(5))}))
+                out.append(("bundle", log_time(m.group(1)), {"changes": int(m.group(2)),
+                                                              "connections": int(m.group(3) or 1),
+                                                              "units": int(m.group(4)),
+                                                              "compile": float(m.group(5)),
+                                                              "bundle": float(m.group(6))}))
                 continue
             m = SYNC.match(line)
             if m:
                 out.append(("sync", log_time(m.group(1)), {"flows": int(m.group(2)), "changes": int(m.group(3)),
+                                                            "connections": int(m.group(7) or 1),
                                                             "compile": float(m.group(4)),
                                                             "read": float(m.group(5)),
                                                             "bundle": float(m.group(6))}))
@@ -734,8 +740,9 @@ def report(figs, args):
             chg = sum(s[2]["changes"] for s in syncs)
             big = max(syncs, key=lambda s: s[2]["compile"] + s[2]["bundle"])
             print("  dvn's bundles in the bulk apply: %d, %d flow/group changes; compile %.1f s, bundles %.1f s in "
-                  "all; the largest: %d changes (compile %.2f s, bundle %.2f s)" % (
-                      len(syncs), chg, comp, bund, big[2]["changes"], big[2]["compile"], big[2]["bundle"]))
+                  "all; the largest: %d changes (compile %.2f s, bundle %.2f s, over %d connection(s))" % (
+                      len(syncs), chg, comp, bund, big[2]["changes"], big[2]["compile"], big[2]["bundle"],
+                      big[2]["connections"]))
         if syncs:
             timeline(f)
         if f.get("timed_out"):

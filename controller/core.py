@@ -150,10 +150,26 @@ def _may_go_early(flow):
     to a port's or a network's flows: a new port or network is reached only
     once those commit, with the rest. Not a firewall verdict: a new allow
     must not act before a new deny that outranks it (a clause alone decides
-    nothing). Not a flow naming a group, which may come with the rest."""
+    nothing), unless no packet reaches it yet (_verdict, then _send). Not a
+    flow naming a group, which may come with the rest."""
     if flow.table in pipeline.DISPATCH or _names_group(flow.actions):
         return False
     return flow.table not in pipeline.FIREWALL or acl.is_clause(flow)
+
+
+def _verdict(flow):
+    """A firewall verdict new to the switch: early only if it is for ports
+    new to the switch (acl.unreached)."""
+    return flow.table in pipeline.FIREWALL and not _names_group(flow.actions)
+
+
+def _classified_port(flow):
+    """The ofport a classify flow is for, or None."""
+    if flow.table == "classify":
+        for field, value, _mask in flow.match:
+            if field == "in_port":
+                return value
+    return None
 
 
 def _names_group(actions):
@@ -174,6 +190,7 @@ class Switch:
         self.pending = set()      # units to recompile
         self.running = False      # a green thread is syncing this switch
         self.failures = 0
+        self.lanes_failed = False  # the last change over the lanes failed: the next goes in one bundle
 
 
 class Core:
@@ -723,16 +740,16 @@ class Core:
         except SwitchError as exc:
             LOG.warning("switch %016x: lane from %s not used: %s", datapath.id, datapath.address, exc)
             return
-        conn.on_packet_in = lambda _buf, conn=conn: self._stray_packet_in(conn)
+        stray = []
+
+        def packet_in(_buf):  # the packet came on the main connection too
+            if not stray:
+                stray.append(True)
+                LOG.warning("switch %016x: a packet-in on a lane from %s:%s", datapath.id, *datapath.address[:2])
+        conn.on_packet_in = packet_in
         if datapath.is_active:
             self.lanes.setdefault(datapath.id, {})[datapath] = conn
             LOG.info("switch %016x: lane from %s:%s", datapath.id, *datapath.address[:2])
-
-    @staticmethod
-    def _stray_packet_in(conn):
-        conn.stray = getattr(conn, "stray", 0) + 1
-        if conn.stray == 1:  # the packet came on the main connection too
-            LOG.warning("switch %016x: a packet-in on a lane from %s:%s", conn.dpid, *conn.datapath.address[:2])
 
     def switch_disconnected(self, datapath):
         lanes = self.lanes.get(datapath.id, {})
@@ -1079,7 +1096,8 @@ class Core:
                 switch.contrib.setdefault(wkey, {})[unit] = flow
                 touched.add(wkey)
         group_first, group_last, group_state = self._group_changes(switch, changed)
-        early, msgs, puts, dels = [], list(group_first), {}, []
+        early, verdicts, msgs, puts, dels = [], [], list(group_first), {}, []
+        classified = set()   # ofports that get a classify flow the switch does not have
         breathe = _Breather()
         for wkey in touched:
             breathe()
@@ -1091,19 +1109,30 @@ class Core:
                     msgs.append((ofwire.encode_flow_mod(have, ofwire.DELETE_STRICT), have))
                     dels.append(wkey)
             elif have is None or have.cookie != want.cookie:
-                (early if have is None and _may_go_early(want) else msgs).append(
-                    (ofwire.encode_flow_mod(want, ofwire.ADD), want))
+                msg = (ofwire.encode_flow_mod(want, ofwire.ADD), want)
+                if have is not None:
+                    msgs.append(msg)
+                elif _may_go_early(want):
+                    early.append(msg)
+                elif _verdict(want):
+                    verdicts.append(msg)
+                else:
+                    msgs.append(msg)
+                    if want.table == "classify":
+                        classified.add(_classified_port(want))
                 puts[wkey] = want
         msgs += group_last
-        if early or msgs:
+        if early or verdicts or msgs:
             started = time.monotonic()
             try:
-                over = self._send(switch, early, msgs)
+                over = self._send(switch, early, verdicts, msgs, classified, lambda: (
+                    [f for c in switch.contrib.values() for f in c.values()],
+                    {_classified_port(f) for f in switch.installed.values()}))
             except SwitchError:
                 switch.contrib = {}  # rebuilt from the committed units at the resync
                 raise
             LOG.info("switch of node %s: %d flow changes in %s (%d units, compile %.4f s, "
-                     "bundle %.3f s)", switch.system_id, len(early) + len(msgs), over, len(changed),
+                     "bundle %.3f s)", switch.system_id, len(early) + len(verdicts) + len(msgs), over, len(changed),
                      self.last_compile_s, time.monotonic() - started)
         for wkey in dels:
             switch.installed.pop(wkey, None)
@@ -1121,15 +1150,31 @@ class Core:
             return []
         return [c for dp, c in list(self.lanes.get(switch.conn.dpid, {}).items()) if dp.is_active]
 
-    def _send(self, switch, early, rest):
+    def _send(self, switch, early, verdicts, rest, classified, state):
         """Apply a change: one bundle, or, when it is large and the switch has
         lanes, bundles over all its connections (ofconn.bundle_across). Says
-        which, for the log."""
+        which, for the log.
+
+        ``early`` may act before ``rest``; so may those of ``verdicts`` that
+        are for ports new to the switch (``classified``: the ofports that get
+        classify flows; ``state()``: every flow the switch is to have, and
+        the ofports it has classify flows for)."""
         lanes = self._lanes_of(switch)
-        if len(early) + len(rest) < LANE_MIN or not lanes or not early:
-            switch.conn.bundle(early + rest)
+        if (len(early) + len(verdicts) + len(rest) < LANE_MIN or not lanes or not (early or verdicts)
+                or switch.lanes_failed):
+            switch.lanes_failed = False
+            switch.conn.bundle(early + verdicts + rest)
             return "one bundle"
-        bundle_across(switch.conn, lanes, early, rest)
+        if verdicts:
+            desired, had = state()
+            unreached = {id(f) for f in acl.unreached([f for _m, f in verdicts], desired, classified - had)}
+            early = early + [m for m in verdicts if id(m[1]) in unreached]
+            rest = [m for m in verdicts if id(m[1]) not in unreached] + rest
+        try:
+            bundle_across(switch.conn, lanes, early, rest)
+        except SwitchError:
+            switch.lanes_failed = True  # the resync that follows goes in one bundle
+            raise
         return "bundles over %d connections" % (len(lanes) + 1)
 
     @staticmethod
@@ -1200,7 +1245,7 @@ class Core:
         have = {}
         for desc in switch.conn.read_flows():
             have[(desc.table_id, desc.priority, desc.match_key)] = desc
-        early, msgs = [], list(group_first)
+        early, verdicts, msgs, classified = [], [], list(group_first), set()
         for wkey, desc in have.items():
             if wkey not in desired:
                 msgs.append((ofwire.encode_delete_strict_raw(desc.table_id, desc.priority, desc.raw_match),
@@ -1210,11 +1255,23 @@ class Core:
             breathe()
             desc = have.get(wkey)
             if desc is None or desc.cookie != flow.cookie:
-                (early if desc is None and _may_go_early(flow) else msgs).append(
-                    (ofwire.encode_flow_mod(flow, ofwire.ADD), flow))
+                msg = (ofwire.encode_flow_mod(flow, ofwire.ADD), flow)
+                if desc is not None:
+                    msgs.append(msg)
+                elif _may_go_early(flow):
+                    early.append(msg)
+                elif _verdict(flow):
+                    verdicts.append(msg)
+                else:
+                    msgs.append(msg)
+                    if flow.table == "classify":
+                        classified.add(_classified_port(flow))
         msgs += group_last
         t1 = time.monotonic()
-        over = self._send(switch, early, msgs) if early or msgs else "nothing"
+        classify = pipeline.table_id("classify")
+        over = self._send(switch, early, verdicts, msgs, classified, lambda: (
+            desired.values(), {ofwire.in_port_of(d.match_key) for d in have.values() if d.table_id == classify})
+        ) if early or verdicts or msgs else "nothing"
         t2 = time.monotonic()
         switch.groups = want_groups
         switch.installed = desired
@@ -1223,4 +1280,5 @@ class Core:
         switch.synced = True
         LOG.info("switch of node %s in sync: %d flows, %d changed "
                  "(compile %.3f s, read+diff %.3f s, bundle %.3f s) in %s", switch.system_id,
-                 len(desired), len(early) + len(msgs), self.last_compile_s, t1 - t0, t2 - t1, over)
+                 len(desired), len(early) + len(verdicts) + len(msgs), self.last_compile_s, t1 - t0, t2 - t1,
+                 over)

@@ -340,36 +340,31 @@ def bundle_across(main, lanes, early, rest):
     50 messages from a connection in each pass of its main loop.
 
     ``rest`` is applied on ``main`` in one bundle committed last; ``early``
-    is shared out over all connections, in bundles committed before it (see
-    spread). Each bundle is atomic; the change as a whole is not: ``early``
-    must hold only messages that may take effect before ``rest`` (dvn's
-    flows new to the switch that no packet reaches without a flow of
-    ``rest``). Raises SwitchError if any bundle is refused; then ``rest`` is
-    not applied, and some of ``early`` may be.
+    is shared out over all connections (see spread), and each lane commits
+    its bundle as soon as the switch has taken it in (an open bundle that
+    waits goes idle, and OVS drops one idle for 10 s). Each bundle is
+    atomic; the change as a whole is not: ``early`` must hold only messages
+    that may take effect before ``rest`` (dvn's flows new to the switch that
+    act on nothing without a flow of ``rest``). Raises SwitchError if any
+    bundle is refused; then ``rest`` is not applied, and some of ``early``
+    may be.
     """
-    conns = [main] + list(lanes)
     shares = spread(early, rest, len(lanes))
-    staged = {}
-
-    def stage(conn, msgs):
-        staged[conn] = conn.stage(msgs)
-
-    def each(calls):
-        threads = [eventlet.spawn(fn, *args) for fn, *args in calls]
-        errors = []
-        for t in threads:
-            try:
-                t.wait()
-            except SwitchError as exc:
-                errors.append(exc)
-        return errors
-
-    errors = each([(stage, conn, msgs) for conn, msgs in zip(conns, shares) if msgs])
-    if not errors:
-        errors = each([(conn.commit, staged.pop(conn)) for conn in conns[1:] if conn in staged])
+    threads = [eventlet.spawn(lambda c, m: c.commit(c.stage(m)), conn, msgs)
+               for conn, msgs in zip(lanes, shares[1:]) if msgs]
+    errors, staged = [], None
+    try:
+        staged = main.stage(shares[0]) if shares[0] else None
+    except SwitchError as exc:
+        errors.append(exc)
+    for t in threads:   # (the lanes are done before anything else talks to the switch)
+        try:
+            t.wait()
+        except SwitchError as exc:
+            errors.append(exc)
     if errors:
-        for conn, st in staged.items():
-            conn.discard(st)
+        if staged is not None:
+            main.discard(staged)
         raise errors[0]
-    if main in staged:
-        main.commit(staged.pop(main))
+    if staged is not None:
+        main.commit(staged)

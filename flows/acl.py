@@ -345,6 +345,41 @@ def is_clause(flow):
     return bool(flow.actions) and flow.goto is None and all(a[0] == "conjunction" for a in flow.actions)
 
 
+
+_PORT_REG = {"in_acl": fields.REG_IN_PORT.name, "out_acl": fields.REG_OUT_PORT.name}
+
+
+def pinned_port(flow):
+    """The local port (ofport) a firewall flow is for, or None: the sender's
+    (reg6) in in_acl, the receiver's (reg7) in out_acl."""
+    reg = _PORT_REG.get(flow.table)
+    for field, value, mask in flow.match:
+        if field == reg and mask is None:
+            return value
+    return None
+
+
+def unreached(verdicts, desired, new_ports):
+    """Those of ``verdicts`` (firewall flows that decide, not clauses) that no
+    packet reaches while the local ports ``new_ports`` (ofports) have no flow
+    in the tables that take packets to them: a verdict for one of those
+    ports, or a conjunction one of whose clauses matches only them.
+    ``desired``: every flow the switch is to have (for the clauses)."""
+    new_ports = set(new_ports) - {None}
+    pins = {}   # (conjunction id, clause) -> the ports its flows are for (None: not one port)
+    for flow in desired:
+        if flow.table in _PORT_REG and is_clause(flow):
+            pin = pinned_port(flow)
+            for action in flow.actions:
+                pins.setdefault(action[1:3], set()).add(pin)
+    dead = {cid for (cid, _clause), ports in pins.items() if ports <= new_ports}
+    out = []
+    for flow in verdicts:
+        cid = next((value for field, value, _mask in flow.match if field == "conj_id"), None)
+        if pinned_port(flow) in new_ports or cid in dead:
+            out.append(flow)
+    return out
+
 def merge_all(flows):
     """Flows with one identity as one: conjunction clauses of several rules
     that match the same packets become one flow with all their conjunction

@@ -565,6 +565,14 @@ def _tlvs(oxms):
     return out
 
 
+
+def in_port_of(match_key):
+    """The in_port a switch flow's match (FlowDesc.match_key) pins, or None."""
+    for tlv in _tlvs(match_key):
+        if tlv[:3] == b"\x80\x00\x00" and len(tlv) == 8:
+            return struct.unpack_from("!I", tlv, 4)[0]
+    return None
+
 def decode_flow_desc_reply(msg):
     """The flows of one OFPMP_FLOW_DESC reply message (header included)."""
     found = []

@@ -1,13 +1,13 @@
 """How a large change is shared out over a switch's main connection and its
 lanes (controller.ofconn.spread), and which flows may go early
-(controller.core._may_go_early)."""
+(controller.core._may_go_early, and acl.unreached for firewall verdicts)."""
 
 from hypothesis import given, settings, strategies as st
 
 from controller.core import _may_go_early
 from controller.ofconn import spread
-from flows.flow import Flow, clone, conjunction, group, resubmit
-from flows import pipeline
+from flows.flow import Flow, clone, conjunction, group, match, resubmit
+from flows import acl, ofwire, pipeline
 
 
 @settings(max_examples=300, deadline=None)
@@ -55,3 +55,33 @@ def test_only_flows_no_packet_reaches_first_go_early():
     assert _may_go_early(flow("out_acl", (conjunction(5, 1, 2),)))
     assert _may_go_early(flow("in_port_security", (resubmit("in_acl"),)))
     assert _may_go_early(flow("vip_lb", (resubmit("lb_nat"),)))
+
+
+def _fw(table, priority, actions=(), **m):
+    return Flow(table, priority, match(**m), actions)
+
+
+def test_a_verdict_is_unreached_only_behind_ports_new_to_the_switch():
+    # Conjunction 5: clause 1 is its members (ports 7 and 8), clause 2 a remote prefix.
+    desired = [_fw("out_acl", 2000, (conjunction(5, 1, 2),), reg7=7),
+               _fw("out_acl", 2000, (conjunction(5, 1, 2), conjunction(6, 1, 1)), reg7=8),
+               _fw("out_acl", 2000, (conjunction(5, 2, 2),), eth_type=0x0800, ipv4_src=("10.0.0.0", "255.0.0.0"))]
+    conj5 = _fw("out_acl", 2000, (resubmit("out_deliver"),), conj_id=5)
+    conj6 = _fw("out_acl", 2000, (resubmit("out_deliver"),), conj_id=6)
+    own7 = _fw("in_acl", 2100, (resubmit("vip_lb"),), reg6=7, eth_type=0x0800)
+    shared = _fw("in_acl", 0)
+    verdicts = [conj5, conj6, own7, shared]
+    # Nothing is new: every verdict may be reached, so waits for the last bundle.
+    assert acl.unreached(verdicts, desired, set()) == []
+    assert acl.unreached(verdicts, desired, {None}) == []
+    # Port 7 new: its own verdict waits for nothing; conjunction 5 still has member 8.
+    assert acl.unreached(verdicts, desired, {7}) == [own7]
+    # Both members new: no packet completes conjunction 5 (or 6) before their
+    # classify and l2_lookup flows commit. The shared default deny always waits.
+    assert acl.unreached(verdicts, desired, {7, 8}) == [conj5, conj6, own7]
+
+
+def test_in_port_of_a_switch_match():
+    key = ofwire.match_key_of(match(in_port=809, eth_src="02:00:00:00:00:01"))
+    assert ofwire.in_port_of(key) == 809
+    assert ofwire.in_port_of(ofwire.match_key_of(match(eth_type=0x0800))) is None

@@ -99,3 +99,17 @@ def test_a_restarted_controller_finds_every_flow_in_place(sc):
     want, changed = map(int, re.search(r"in sync: (\d+) flows, (\d+) changed", line).groups())
     assert (want, changed) == (have, 0)
     assert sc.hv.flow_count() == have
+
+
+def test_a_restarted_switch_gets_its_flows_back_over_its_lanes(sc):
+    have = converged(sc)
+    mark = len(sc.dvn.log())
+    sc.hv.kill_vswitchd(signal.SIGKILL)
+    sc.hv.start_vswitchd()
+    # Its thousands of flows come back over the main connection and the
+    # three lanes, which reconnect with it.
+    wait_until(lambda: re.search(r"in sync: %d flows, \d+ changed .* in bundles over 4 connections" % have,
+                                 sc.dvn.log()[mark:]), timeout=60, what="the resync over the lanes")
+    assert converged(sc) == have
+    checks = scale.sanity(sc.lab, sc.vms, sc.w)
+    assert all(checks.values()), checks

@@ -172,6 +172,33 @@ def _classified_port(flow):
     return None
 
 
+class _Change:
+    """The messages of one change to a switch, by when they may take effect
+    (Core._send): ``early``, ``verdicts`` (early if unreached), and ``rest``
+    (last); ``classified``: the ofports that get a classify flow the switch
+    does not have."""
+
+    def __init__(self, first=()):
+        self.early, self.verdicts, self.rest, self.classified = [], [], list(first), set()
+
+    def add(self, flow, new):
+        """An add of ``flow``; ``new``: the switch has no flow with its key."""
+        msg = (ofwire.encode_flow_mod(flow, ofwire.ADD), flow)
+        if not new:
+            self.rest.append(msg)
+        elif _may_go_early(flow):
+            self.early.append(msg)
+        elif _verdict(flow):
+            self.verdicts.append(msg)
+        else:
+            self.rest.append(msg)
+            if flow.table == "classify":
+                self.classified.add(_classified_port(flow))
+
+    def __len__(self):
+        return len(self.early) + len(self.verdicts) + len(self.rest)
+
+
 def _names_group(actions):
     return any(a[0] == "group" or (a[0] == "clone" and _names_group(a[1])) for a in actions)
 
@@ -1096,8 +1123,7 @@ class Core:
                 switch.contrib.setdefault(wkey, {})[unit] = flow
                 touched.add(wkey)
         group_first, group_last, group_state = self._group_changes(switch, changed)
-        early, verdicts, msgs, puts, dels = [], [], list(group_first), {}, []
-        classified = set()   # ofports that get a classify flow the switch does not have
+        change, puts, dels = _Change(group_first), {}, []
         breathe = _Breather()
         for wkey in touched:
             breathe()
@@ -1106,33 +1132,23 @@ class Core:
             if want is None:
                 switch.contrib.pop(wkey, None)
                 if have is not None:
-                    msgs.append((ofwire.encode_flow_mod(have, ofwire.DELETE_STRICT), have))
+                    change.rest.append((ofwire.encode_flow_mod(have, ofwire.DELETE_STRICT), have))
                     dels.append(wkey)
             elif have is None or have.cookie != want.cookie:
-                msg = (ofwire.encode_flow_mod(want, ofwire.ADD), want)
-                if have is not None:
-                    msgs.append(msg)
-                elif _may_go_early(want):
-                    early.append(msg)
-                elif _verdict(want):
-                    verdicts.append(msg)
-                else:
-                    msgs.append(msg)
-                    if want.table == "classify":
-                        classified.add(_classified_port(want))
+                change.add(want, have is None)
                 puts[wkey] = want
-        msgs += group_last
-        if early or verdicts or msgs:
+        change.rest += group_last
+        if change:
             started = time.monotonic()
             try:
-                over = self._send(switch, early, verdicts, msgs, classified, lambda: (
+                over = self._send(switch, change, lambda: (
                     [f for c in switch.contrib.values() for f in c.values()],
                     {_classified_port(f) for f in switch.installed.values()}))
             except SwitchError:
                 switch.contrib = {}  # rebuilt from the committed units at the resync
                 raise
             LOG.info("switch of node %s: %d flow changes in %s (%d units, compile %.4f s, "
-                     "bundle %.3f s)", switch.system_id, len(early) + len(verdicts) + len(msgs), over, len(changed),
+                     "bundle %.3f s)", switch.system_id, len(change), over, len(changed),
                      self.last_compile_s, time.monotonic() - started)
         for wkey in dels:
             switch.installed.pop(wkey, None)
@@ -1150,24 +1166,24 @@ class Core:
             return []
         return [c for dp, c in list(self.lanes.get(switch.conn.dpid, {}).items()) if dp.is_active]
 
-    def _send(self, switch, early, verdicts, rest, classified, state):
-        """Apply a change: one bundle, or, when it is large and the switch has
-        lanes, bundles over all its connections (ofconn.bundle_across). Says
-        which, for the log.
+    def _send(self, switch, change, state):
+        """Apply a _Change: one bundle, or, when it is large and the switch
+        has lanes, bundles over all its connections (ofconn.bundle_across).
+        Says which, for the log.
 
-        ``early`` may act before ``rest``; so may those of ``verdicts`` that
-        are for ports new to the switch (``classified``: the ofports that get
-        classify flows; ``state()``: every flow the switch is to have, and
-        the ofports it has classify flows for)."""
+        Its early messages may act before the rest; so may its verdicts for
+        ports new to the switch (``state()``: every flow the switch is to
+        have, and the ofports it has classify flows for)."""
         lanes = self._lanes_of(switch)
-        if (len(early) + len(verdicts) + len(rest) < LANE_MIN or not lanes or not (early or verdicts)
-                or switch.lanes_failed):
+        early, verdicts, rest = change.early, change.verdicts, change.rest
+        if len(change) < LANE_MIN or not lanes or not (early or verdicts) or switch.lanes_failed:
             switch.lanes_failed = False
             switch.conn.bundle(early + verdicts + rest)
             return "one bundle"
         if verdicts:
             desired, had = state()
-            unreached = {id(f) for f in acl.unreached([f for _m, f in verdicts], desired, classified - had)}
+            new_ports = change.classified - had
+            unreached = {id(f) for f in acl.unreached([f for _m, f in verdicts], desired, new_ports)}
             early = early + [m for m in verdicts if id(m[1]) in unreached]
             rest = [m for m in verdicts if id(m[1]) not in unreached] + rest
         try:
@@ -1245,33 +1261,23 @@ class Core:
         have = {}
         for desc in switch.conn.read_flows():
             have[(desc.table_id, desc.priority, desc.match_key)] = desc
-        early, verdicts, msgs, classified = [], [], list(group_first), set()
+        change = _Change(group_first)
         for wkey, desc in have.items():
             if wkey not in desired:
-                msgs.append((ofwire.encode_delete_strict_raw(desc.table_id, desc.priority, desc.raw_match),
+                change.rest.append((ofwire.encode_delete_strict_raw(desc.table_id, desc.priority, desc.raw_match),
                              ofwire.describe_desc(desc)))
         breathe = _Breather()
         for wkey, flow in desired.items():
             breathe()
             desc = have.get(wkey)
             if desc is None or desc.cookie != flow.cookie:
-                msg = (ofwire.encode_flow_mod(flow, ofwire.ADD), flow)
-                if desc is not None:
-                    msgs.append(msg)
-                elif _may_go_early(flow):
-                    early.append(msg)
-                elif _verdict(flow):
-                    verdicts.append(msg)
-                else:
-                    msgs.append(msg)
-                    if flow.table == "classify":
-                        classified.add(_classified_port(flow))
-        msgs += group_last
+                change.add(flow, desc is None)
+        change.rest += group_last
         t1 = time.monotonic()
         classify = pipeline.table_id("classify")
-        over = self._send(switch, early, verdicts, msgs, classified, lambda: (
+        over = self._send(switch, change, lambda: (
             desired.values(), {ofwire.in_port_of(d.match_key) for d in have.values() if d.table_id == classify})
-        ) if early or verdicts or msgs else "nothing"
+        ) if change else "nothing"
         t2 = time.monotonic()
         switch.groups = want_groups
         switch.installed = desired
@@ -1280,5 +1286,4 @@ class Core:
         switch.synced = True
         LOG.info("switch of node %s in sync: %d flows, %d changed "
                  "(compile %.3f s, read+diff %.3f s, bundle %.3f s) in %s", switch.system_id,
-                 len(desired), len(early) + len(verdicts) + len(msgs), self.last_compile_s, t1 - t0, t2 - t1,
-                 over)
+                 len(desired), len(change), self.last_compile_s, t1 - t0, t2 - t1, over)

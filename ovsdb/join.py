@@ -61,11 +61,11 @@ def _api(db, timeout=10):
     return _NodeDb(connection.Connection(idl, timeout=timeout))
 
 
-def _targets(controller, of_port, db_port):
+def _target(controller, port):
     host = controller
     if ":" in host and not host.startswith("["):
         host = "[%s]" % host  # IPv6 literal
-    return "tcp:%s:%d" % (host, of_port), "tcp:%s:%d" % (host, db_port)
+    return "tcp:%s:%d" % (host, port)
 
 
 def join(controller, encap_ip, system_id=None, db=None, datapath_type=None,
@@ -78,7 +78,7 @@ def join(controller, encap_ip, system_id=None, db=None, datapath_type=None,
     except OSError:
         raise JoinError("--encap-ip %r is not an IP address" % encap_ip)
     api = _api(db or default_db())
-    of_target, db_target = _targets(controller, of_port, db_port)
+    of_target, db_target = _target(controller, of_port), _target(controller, db_port)
     ovs = api.db_list("Open_vSwitch", columns=["_uuid", "external_ids", "manager_options"]).execute(check_error=True)[0]
     ext = {ENCAP_IP_KEY: encap_ip, "hostname": socket.gethostname()}
     if system_id:
@@ -97,7 +97,7 @@ def join(controller, encap_ip, system_id=None, db=None, datapath_type=None,
         ctls = [txn.add(api.db_create("Controller", target=of_target, max_backoff=MAX_BACKOFF_MS,
                                       inactivity_probe=INACTIVITY_PROBE_MS))]
         for lane in range(1, lanes + 1):
-            ctls.append(txn.add(api.db_create("Controller", target=_targets(controller, of_port + lane, 0)[0],
+            ctls.append(txn.add(api.db_create("Controller", target=_target(controller, of_port + lane),
                                               max_backoff=MAX_BACKOFF_MS, inactivity_probe=INACTIVITY_PROBE_MS,
                                               external_ids={LANE_KEY: str(lane)})))
         txn.add(api.db_set("Bridge", BRIDGE, ("controller", ctls)))

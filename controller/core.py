@@ -149,12 +149,13 @@ def _may_go_early(flow):
     change (ofconn.bundle_across). Not a flow of a table that takes packets
     to a port's or a network's flows: a new port or network is reached only
     once those commit, with the rest. Not a firewall verdict: a new allow
-    must not act before a new deny that outranks it (a clause alone decides
-    nothing), unless no packet reaches it yet (_verdict, then _send). Not a
-    flow naming a group, which may come with the rest."""
+    must not act before a new deny that outranks it, unless no packet
+    reaches it yet (_verdict, then _send). A clause decides nothing alone,
+    and a new rule's state flow passes only connections its verdict
+    committed. Not a flow naming a group, which may come with the rest."""
     if flow.table in pipeline.DISPATCH or _names_group(flow.actions):
         return False
-    return flow.table not in pipeline.FIREWALL or acl.is_clause(flow)
+    return flow.table not in pipeline.FIREWALL or acl.is_clause(flow) or acl.is_state(flow)
 
 
 def _verdict(flow):

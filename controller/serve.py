@@ -89,10 +89,16 @@ def serve(args):
     for port in lane_ports:
         # Lanes: more connections from each switch, for large changes (see
         # ofconn.bundle_across); `dvn join --openflow-lanes` points them here.
-        server = hub.StreamServer((of_host, port), _of_controller.datapath_connection_factory)
+        try:
+            server = hub.StreamServer((of_host, port), _of_controller.datapath_connection_factory)
+        except OSError as exc:  # a lane is only faster: dvn works without it
+            LOG.warning("OpenFlow lane port %s:%d not opened (%s): switches get one lane fewer",
+                        of_host, port, exc)
+            core.lane_ports.discard(port)
+            continue
         services.append(hub.spawn(server.serve_forever))
-    if lane_ports:
-        LOG.info("OpenFlow lanes on %s:%d-%d", of_host, lane_ports[0], lane_ports[-1])
+    if core.lane_ports:
+        LOG.info("OpenFlow lanes on %s: ports %s", of_host, ", ".join(map(str, sorted(core.lane_ports))))
 
     api_host, api_port = _hostport(args.api_listen, "127.0.0.1")
     api_sock = eventlet.listen((api_host, api_port))

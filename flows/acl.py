@@ -339,6 +339,12 @@ def _compile_group(group, addrs, idents):
     return tuple(flows)
 
 
+def is_state(flow):
+    """An allow rule's state flow: it lets through the connections its rule
+    committed (their ct_mark), and none before the rule's verdict has."""
+    return flow.priority == P_STATE and any(field == "ct_mark" for field, _v, _m in flow.match)
+
+
 def is_clause(flow):
     """A conjunction clause: it decides nothing by itself (a packet that
     completes no conjunction goes on as if it were not there)."""

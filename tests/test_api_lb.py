@@ -35,7 +35,8 @@ class LbServer:
     def __init__(self, state):
         self.state = str(state)
         self.dvn = DvnServer(self.state, api_port=_free_port(), listen_ip="127.0.0.1",
-                             of_port=_free_port(), ovsdb_port=_free_port()).start()
+                             of_port=_free_port(), ovsdb_port=_free_port(),
+                             extra=["--openflow-lanes", "0"]).start()   # no switch here; its ports are random
         self.port = self.dvn.api_port
         self.admin_token = self.dvn.admin_token
         self.remote = "unix:" + os.path.join(self.state, "nb.sock")
@@ -662,3 +663,28 @@ def test_cli_load_balancers_end_to_end(server):
     for name in ("vm1", "vm2"):
         assert run_cli(server, tok, "port", "delete", name).returncode == 0
     assert run_cli(server, tok, "network", "delete", "clinet").returncode == 0
+
+
+def test_serve_starts_without_a_lane_whose_port_is_taken(tmp_path):
+    # A lane only makes large changes faster: a taken port costs that lane, not dvn.
+    taken = None
+    while taken is None:   # a free port whose next one this test can take
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            of_port = probe.getsockname()[1]
+        taken = socket.socket()
+        try:
+            taken.bind(("127.0.0.1", of_port + 1))
+        except OSError:
+            taken.close()
+            taken = None
+    with taken:
+        taken.listen()
+        dvn = DvnServer(str(tmp_path), api_port=_free_port(), listen_ip="127.0.0.1", of_port=of_port,
+                        ovsdb_port=_free_port(), extra=["--openflow-lanes", "1"]).start()
+        try:
+            assert dvn.client().request("GET", "/v1/networks")[0] == 200
+            assert "OpenFlow lane port 127.0.0.1:%d not opened" % (of_port + 1) in dvn.log()
+        finally:
+            dvn.stop()
+            dvn.stop_store()

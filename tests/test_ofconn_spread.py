@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from controller.core import _may_go_early
 from controller.ofconn import spread
-from flows.flow import Flow, clone, conjunction, group, match, resubmit
+from flows.flow import CT_INV, CT_TRK, Flow, clone, conjunction, group, match, resubmit
 from flows import acl, ofwire, pipeline
 
 
@@ -53,6 +53,10 @@ def test_only_flows_no_packet_reaches_first_go_early():
     # A conjunction clause decides nothing alone; port security and VIP answers only allow
     # what the new state allows.
     assert _may_go_early(flow("out_acl", (conjunction(5, 1, 2),)))
+    # A new rule's state flow passes only connections that rule's verdict committed (its mark).
+    assert _may_go_early(Flow("in_acl", acl.P_STATE, match(ct_state=(CT_TRK, CT_TRK | CT_INV), ct_mark=0x1234,
+                                                           eth_type=0x0800), (), goto="vip_lb"))
+    assert not _may_go_early(Flow("in_acl", acl.P_STATE, match(ct_state=(CT_TRK, CT_TRK | CT_INV)), ()))
     assert _may_go_early(flow("in_port_security", (resubmit("in_acl"),)))
     assert _may_go_early(flow("vip_lb", (resubmit("lb_nat"),)))
 

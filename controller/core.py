@@ -780,6 +780,9 @@ class Core:
             LOG.info("switch %016x: lane from %s:%s", datapath.id, *datapath.address[:2])
 
     def switch_disconnected(self, datapath):
+        conn = getattr(datapath, "dvn_conn", None)
+        if conn is not None:
+            conn.closed()
         lanes = self.lanes.get(datapath.id, {})
         if lanes.pop(datapath, None) is not None:
             return

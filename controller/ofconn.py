@@ -161,6 +161,9 @@ class SwitchConn:
             self.send(data)
             with eventlet.Timeout(timeout, False):
                 outcome = waiter.event.wait()
+                if outcome == "closed":
+                    raise SwitchError("switch %s closed the connection before it answered %s" % (
+                        self._name(), what))
                 if outcome == "error":
                     raise SwitchError("switch %s refused %s" % (self._name(), what), waiter.parts)
                 return waiter.parts
@@ -243,6 +246,13 @@ class SwitchConn:
             found.update(ofwire.decode_group_stats_reply(part))
         return found
 
+    def closed(self):
+        """The connection is gone: every request waiting on it fails now,
+        not when its wait runs out (a flow read waits minutes)."""
+        for waiter in list(self._waiters.values()):
+            if not waiter.event.ready():
+                waiter.event.send("closed")
+
     def silence(self):
         """Ask the switch for no asynchronous messages on this connection (a
         lane: packet-ins go to the switch's main connection only)."""
@@ -293,7 +303,7 @@ class SwitchConn:
             # OVS leaves a refused message out of the bundle and would commit
             # the rest: make sure none was refused before committing.
             self.barrier(wait)
-            if not opened.event.ready() or opened.event.wait() == "error":
+            if not opened.event.ready() or opened.event.wait() != "ok":
                 raise SwitchError("switch %s refused a bundle open" % self._name(), opened.parts)
             refused = [(messages[(rec[0] - watch.first) & 0xFFFFFFFF][1], rec) for rec in watch.errors]
             if refused:

@@ -5,8 +5,10 @@ bound in one OVSDB transaction. benchmarks/bench_scale.py runs the same at
 1,000-10,000 ports and measures it.
 """
 
+import os
 import re
 import signal
+import time
 
 import pytest
 
@@ -113,3 +115,25 @@ def test_a_restarted_switch_gets_its_flows_back_over_its_lanes(sc):
     assert converged(sc) == have
     checks = scale.sanity(sc.lab, sc.vms, sc.w)
     assert all(checks.values()), checks
+
+
+def test_a_hung_switch_fails_what_waits_on_it_when_its_connection_goes(sc):
+    have = converged(sc)
+    group = sc.api.get("/v1/security-groups/%s" % sc.made["security_groups"]["sg0"])
+    path = "/v1/security-groups/%s/rules/%s/stats" % (group["id"], group["rules"][0]["id"])
+    pid = sc.hv._pid("ovs-vswitchd")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        # The statistics read waits on the hung switch until dvn gives its
+        # connection up (no echo reply for 15 s), not for the read's own
+        # two minutes.
+        started = time.monotonic()
+        status, stats = sc.api.request("GET", path, timeout=90)
+        waited = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert status == 200 and stats["switches"] == 0, stats
+    assert waited < 40, "the read waited %.0f s" % waited
+    # Back, the switch reconnects and is found as it was.
+    wait_until(lambda: sc.api.get("/v1/nodes/hv1")["switch"]["connected"], timeout=30, what="reconnected")
+    assert converged(sc) == have

@@ -31,7 +31,7 @@ from controller import packets
 from controller.health import Prober
 from controller.ofconn import SwitchConn, SwitchError, bundle_across
 from flows import acl, fields, groups, l2, lb, ofwire, pipeline
-from flows.flow import GROUP, LB, Flow, FlowSet, cookie_category, cookie_owner, diff, output, owner_hash
+from flows.flow import GROUP, LB, Flow, FlowSet, cookie_category, cookie_owner, diff, match_value, output, owner_hash
 from flows.flow import Group as flows_group
 from flows.model import LoadBalancer, Member, Monitor, Network, Port, Topology
 from flows.render import render_flow
@@ -166,11 +166,7 @@ def _verdict(flow):
 
 def _classified_port(flow):
     """The ofport a classify flow is for, or None."""
-    if flow.table == "classify":
-        for field, value, _mask in flow.match:
-            if field == "in_port":
-                return value
-    return None
+    return match_value(flow.match, "in_port") if flow.table == "classify" else None
 
 
 class _Change:
@@ -193,8 +189,9 @@ class _Change:
             self.verdicts.append(msg)
         else:
             self.rest.append(msg)
-            if flow.table == "classify":
-                self.classified.add(_classified_port(flow))
+            port = _classified_port(flow)
+            if port is not None:
+                self.classified.add(port)
 
     def __len__(self):
         return len(self.early) + len(self.verdicts) + len(self.rest)

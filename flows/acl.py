@@ -27,7 +27,7 @@ from typing import NamedTuple, Optional
 
 from flows import fields
 from flows.flow import (CT_EST, CT_INV, CT_NEW, CT_REL, CT_TRK, GROUP, PORT, FlowSet, clone, conjunction,
-                        controller, ct, ct_clear, make_flow, match, meter, set_field, with_actions)
+                        controller, ct, ct_clear, make_flow, match, match_value, meter, set_field, with_actions)
 from flows.portrange import range_to_masks
 
 IPV4, IPV6 = 0x0800, 0x86DD
@@ -342,14 +342,13 @@ def _compile_group(group, addrs, idents):
 def is_state(flow):
     """An allow rule's state flow: it lets through the connections its rule
     committed (their ct_mark), and none before the rule's verdict has."""
-    return flow.priority == P_STATE and any(field == "ct_mark" for field, _v, _m in flow.match)
+    return flow.priority == P_STATE and match_value(flow.match, "ct_mark") is not None
 
 
 def is_clause(flow):
     """A conjunction clause: it decides nothing by itself (a packet that
     completes no conjunction goes on as if it were not there)."""
     return bool(flow.actions) and flow.goto is None and all(a[0] == "conjunction" for a in flow.actions)
-
 
 
 _PORT_REG = {"in_acl": fields.REG_IN_PORT.name, "out_acl": fields.REG_OUT_PORT.name}
@@ -359,10 +358,7 @@ def pinned_port(flow):
     """The local port (ofport) a firewall flow is for, or None: the sender's
     (reg6) in in_acl, the receiver's (reg7) in out_acl."""
     reg = _PORT_REG.get(flow.table)
-    for field, value, mask in flow.match:
-        if field == reg and mask is None:
-            return value
-    return None
+    return match_value(flow.match, reg) if reg else None
 
 
 def unreached(verdicts, desired, new_ports):
@@ -381,10 +377,10 @@ def unreached(verdicts, desired, new_ports):
     dead = {cid for (cid, _clause), ports in pins.items() if ports <= new_ports}
     out = []
     for flow in verdicts:
-        cid = next((value for field, value, _mask in flow.match if field == "conj_id"), None)
-        if pinned_port(flow) in new_ports or cid in dead:
+        if pinned_port(flow) in new_ports or match_value(flow.match, "conj_id") in dead:
             out.append(flow)
     return out
+
 
 def merge_all(flows):
     """Flows with one identity as one: conjunction clauses of several rules

@@ -82,6 +82,15 @@ def match(**fields):
     return tuple(items)
 
 
+def match_value(match_, field):
+    """The value ``match_`` requires of ``field`` exactly, or None (not
+    matched, or only under a mask)."""
+    for name, value, mask in match_:
+        if name == field and mask is None:
+            return value
+    return None
+
+
 # Actions (applied in order).
 def output(port):
     return ("output", port)

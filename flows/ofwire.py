@@ -568,8 +568,10 @@ def _tlvs(oxms):
 
 def in_port_of(match_key):
     """The in_port a switch flow's match (FlowDesc.match_key) pins, or None."""
+    cls, num, width = OXM["in_port"]
+    header = struct.pack("!HBB", cls, num << 1, width)   # no mask
     for tlv in _tlvs(match_key):
-        if tlv[:3] == b"\x80\x00\x00" and len(tlv) == 8:
+        if tlv[:4] == header:
             return struct.unpack_from("!I", tlv, 4)[0]
     return None
 

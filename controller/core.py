@@ -30,9 +30,8 @@ from eventlet import event as ev_event
 from controller import packets
 from controller.health import Prober
 from controller.ofconn import SwitchConn, SwitchError, bundle_across
-from flows import acl, fields, groups, l2, lb, ofwire, pipeline
-from flows.flow import GROUP, LB, Flow, FlowSet, cookie_category, cookie_owner, diff, match_value, output, owner_hash
-from flows.flow import Group as flows_group
+from flows import acl, fields, groups, l2, lb, ofwire, reconcile
+from flows.flow import GROUP, LB, Flow, cookie_category, cookie_owner, output, owner_hash
 from flows.model import LoadBalancer, Member, Monitor, Network, Port, Topology
 from flows.render import render_flow
 from ovsdb.nb import optional as _opt
@@ -46,7 +45,6 @@ LB_UNIT = "lb"     # ("lb", load balancer id): one load balancer on a node
 PORT_UNIT = "port"  # ("port", port id): one local port's firewall flows
 GROUP_UNIT = "grp"  # ("grp", security group id): one group's rules on a node
 BREATHE_S = 0.05   # the longest a compile or an encoding runs before it lets the other green threads in
-LANE_MIN = 1000    # messages in a change from which it is spread over a switch's lanes
 RECORD_WAIT_S = 60  # the longest a node's bindings wait for its switch's compile and bundle before they are written
 
 
@@ -80,17 +78,6 @@ def _rule(row):
                     remote_cidr=_opt(row.remote_ip_prefix),
                     remote_group=str(remote.uuid) if remote is not None else None,
                     action=row.action, priority=row.priority, log=_opt(row.log) is True)
-
-
-def _merged(contributions):
-    """The one flow the switch gets for the flows units want at one identity."""
-    if not contributions:
-        return None
-    values = iter(contributions.values())
-    first = next(values)
-    if all(flow == first for flow in values):  # the usual case: units that share a flow (VIPs of a network)
-        return first
-    return acl.merge_all(list(contributions.values()))
 
 
 CSR_KEY, CERT_KEY, CA_KEY, CERT_FOR_KEY = "dvn-csr", "dvn-cert", "dvn-ca", "dvn-cert-for"
@@ -144,74 +131,14 @@ def _five_tuple(frame):
     return out
 
 
-def _may_go_early(flow):
-    """Whether a flow new to the switch may take effect before the rest of its
-    change (ofconn.bundle_across). Not a flow of a table that takes packets
-    to a port's or a network's flows: a new port or network is reached only
-    once those commit, with the rest. Not a firewall verdict: a new allow
-    must not act before a new deny that outranks it, unless no packet
-    reaches it yet (_verdict, then _send). A clause decides nothing alone,
-    and a new rule's state flow passes only connections its verdict
-    committed. Not a flow naming a group, which may come with the rest."""
-    if flow.table in pipeline.DISPATCH or _names_group(flow.actions):
-        return False
-    return flow.table not in pipeline.FIREWALL or acl.is_clause(flow) or acl.is_state(flow)
-
-
-def _verdict(flow):
-    """A firewall verdict new to the switch: early only if it is for ports
-    new to the switch (acl.unreached)."""
-    return flow.table in pipeline.FIREWALL and not _names_group(flow.actions)
-
-
-def _classified_port(flow):
-    """The ofport a classify flow is for, or None."""
-    return match_value(flow.match, "in_port") if flow.table == "classify" else None
-
-
-class _Change:
-    """The messages of one change to a switch, by when they may take effect
-    (Core._send): ``early``, ``verdicts`` (early if unreached), and ``rest``
-    (last); ``classified``: the ofports that get a classify flow the switch
-    does not have."""
-
-    def __init__(self, first=()):
-        self.early, self.verdicts, self.rest, self.classified = [], [], list(first), set()
-
-    def add(self, flow, new):
-        """An add of ``flow``; ``new``: the switch has no flow with its key."""
-        msg = (ofwire.encode_flow_mod(flow, ofwire.ADD), flow)
-        if not new:
-            self.rest.append(msg)
-        elif _may_go_early(flow):
-            self.early.append(msg)
-        elif _verdict(flow):
-            self.verdicts.append(msg)
-        else:
-            self.rest.append(msg)
-            port = _classified_port(flow)
-            if port is not None:
-                self.classified.add(port)
-
-    def __len__(self):
-        return len(self.early) + len(self.verdicts) + len(self.rest)
-
-
-def _names_group(actions):
-    return any(a[0] == "group" or (a[0] == "clone" and _names_group(a[1])) for a in actions)
-
-
 class Switch:
     """One node's br-int as dvn sees it."""
 
     def __init__(self, system_id):
         self.system_id = system_id
         self.conn = None          # SwitchConn while connected
-        self.synced = False       # the switch holds `installed`
-        self.installed = {}       # wire key -> the Flow the switch has there
-        self.groups = {}          # group id -> Group, as the switch holds it
-        self.units = {}           # unit -> (view, FlowSet)
-        self.contrib = {}         # wire key -> {unit: Flow}: what each unit wants there
+        self.synced = False       # the switch holds `table.installed`
+        self.table = reconcile.SwitchTable()  # what dvn wants there, and what it put there
         self.pending = set()      # units to recompile
         self.running = False      # a green thread is syncing this switch
         self.failures = 0
@@ -268,6 +195,7 @@ class Core:
         self.compiling = 0                             # switches whose units are being compiled now
         self.lb_owner = {}                             # cookie owner hash -> load balancer id
         self.prober = Prober(self)
+        self.merge_conflicts = 0                       # identities units want different flows at (logged)
 
     # ---- start-up ---------------------------------------------------------
     def start(self):
@@ -549,7 +477,7 @@ class Core:
         slot_member = {slot: mid for mid, slot in lb.slots(balancer.members).items()}
         out["members"] = {m.id: 0 for m in balancer.members}
         for switch in list(self.switches.values()):
-            group = switch.groups.get(balancer.group_id)
+            group = switch.table.groups.get(balancer.group_id)
             if switch.conn is None or group is None:
                 continue
             try:
@@ -832,7 +760,7 @@ class Core:
         pending = bool(switch.running or self._wake.ready() or self.sg_dirty or self.lb_dirty
                        or self._queued(system_id))
         return {"connected": switch.conn is not None, "synced": switch.synced, "pending": pending,
-                "flows": len(switch.installed), "groups": len(switch.groups),
+                "flows": len(switch.table.installed), "groups": len(switch.table.groups),
                 "lanes": len(self._lanes_of(switch))}
 
     # ---- statistics ------------------------------------------------------------
@@ -999,7 +927,7 @@ class Core:
         return switch.synced or (session is not None and getattr(session, "known", False))
 
     def _compile_units(self, switch, units):
-        """Recompile ``units`` of one switch; returns {unit: (old FlowSet, new FlowSet, view)}."""
+        """Recompile ``units`` of one switch; returns {unit: reconcile.Unit, or None: gone} of those that changed."""
         topo = self.topology(switch.system_id)
         sid = switch.system_id
         views = {}
@@ -1028,34 +956,36 @@ class Core:
             groups = acl.group_views(view) if view is not None else {}
             for gid, gview in groups.items():
                 views[(GROUP_UNIT, gid)] = gview
-            for unit in switch.units:
+            for unit in switch.table.units:
                 if isinstance(unit, tuple) and unit[0] in (PORT_UNIT, GROUP_UNIT) and unit not in views:
                     views[unit] = None
         if ALL in units:
-            for unit in set(switch.units) - set(views):
+            for unit in set(switch.table.units) - set(views):
                 views[unit] = None
         changed = {}
         breathe = _Breather()
         for unit, view in views.items():
             breathe()
-            old_view, old_flows = switch.units.get(unit, (None, FlowSet(())))
-            if view == old_view:
+            if view == switch.table.units.get(unit, reconcile.NO_UNIT).view:
                 continue
             if view is None:
-                new_flows = FlowSet(())
-            elif unit == BASE:
+                changed[unit] = None
+                continue
+            groups_ = {}
+            if unit == BASE:
                 new_flows = l2.compile_base(view)
             elif unit == ACL:
                 new_flows = acl.compile_base(*view)
             elif isinstance(unit, tuple) and unit[0] == LB_UNIT:
                 new_flows = lb.compile_lb(view)
+                groups_ = lb.compile_groups(view)
             elif isinstance(unit, tuple) and unit[0] == PORT_UNIT:
                 new_flows = acl.compile_port(view)
             elif isinstance(unit, tuple):
                 new_flows = acl.compile_group_unit(*view)
             else:
                 new_flows = l2.compile_network(view)
-            changed[unit] = (old_flows, new_flows, view)
+            changed[unit] = reconcile.Unit(view, new_flows, groups_)
         return changed
 
     def _sync_node(self, system_id, units):
@@ -1100,142 +1030,53 @@ class Core:
             LOG.error("switch of node %s refused a flow of %s (OpenFlow error type %d code %d): %s",
                       switch.system_id, owner, err_type, code, context)
 
-    def _commit_units(self, switch, changed):
-        for unit, (_old, new, view) in changed.items():
-            if view is None:
-                switch.units.pop(unit, None)
-            else:
-                switch.units[unit] = (view, new)
-
     def _apply(self, switch, changed):
-        """Send the difference of the changed units in one bundle.
-
-        Units may want a flow with one identity (a conjunction clause of two
-        security groups): the switch gets their merge (acl.merge_all)."""
-        touched = set()
-        for unit, (old, new, _view) in changed.items():
-            d = diff(old, new)
-            for flow in d.delete:
-                wkey = ofwire.wire_key(flow)
-                switch.contrib.get(wkey, {}).pop(unit, None)
-                touched.add(wkey)
-            for flow in d.add + d.modify:
-                wkey = ofwire.wire_key(flow)
-                switch.contrib.setdefault(wkey, {})[unit] = flow
-                touched.add(wkey)
-        group_first, group_last, group_state = self._group_changes(switch, changed)
-        change, puts, dels = _Change(group_first), {}, []
-        breathe = _Breather()
-        for wkey in touched:
-            breathe()
-            want = _merged(switch.contrib.get(wkey))
-            have = switch.installed.get(wkey)
-            if want is None:
-                switch.contrib.pop(wkey, None)
-                if have is not None:
-                    change.rest.append((ofwire.encode_flow_mod(have, ofwire.DELETE_STRICT), have))
-                    dels.append(wkey)
-            elif have is None or have.cookie != want.cookie:
-                change.add(want, have is None)
-                puts[wkey] = want
-        change.rest += group_last
-        if change:
+        """Send the difference of the changed units (flows.reconcile)."""
+        table = switch.table
+        plan = table.plan_change(changed, _Breather())
+        self._conflicts(switch)
+        if plan.change:
             started = time.monotonic()
             try:
-                over = self._send(switch, change, lambda: (
-                    [f for c in switch.contrib.values() for f in c.values()],
-                    {_classified_port(f) for f in switch.installed.values()}))
+                over = self._send(switch, plan)
             except SwitchError:
-                switch.contrib = {}  # rebuilt from the committed units at the resync
+                table.forget()
                 raise
             LOG.info("switch of node %s: %d flow changes in %s (%d units, compile %.4f s, "
-                     "bundle %.3f s)", switch.system_id, len(change), over, len(changed),
+                     "bundle %.3f s)", switch.system_id, len(plan.change), over, len(changed),
                      self.last_compile_s, time.monotonic() - started)
-        for wkey in dels:
-            switch.installed.pop(wkey, None)
-        for wkey, flow in puts.items():
-            switch.installed[wkey] = flow
-        for gid, group in group_state.items():
-            if group is None:
-                switch.groups.pop(gid, None)
-            else:
-                switch.groups[gid] = group
-        self._commit_units(switch, changed)
+        table.commit(plan, changed)
+
+    def _conflicts(self, switch):
+        for conflict in switch.table.take_conflicts():
+            self.merge_conflicts += 1
+            LOG.error("switch of node %s: units want different flows at one identity; the least is sent: %s",
+                      switch.system_id, " | ".join(render_flow(f) for f in conflict.flows))
 
     def _lanes_of(self, switch):
         if switch.conn is None:
             return []
         return [c for dp, c in list(self.lanes.get(switch.conn.dpid, {}).items()) if dp.is_active]
 
-    def _send(self, switch, change, state):
-        """Apply a _Change: one bundle, or, when it is large and the switch
-        has lanes, bundles over all its connections (ofconn.bundle_across).
-        Says which, for the log.
-
-        Its early messages may act before the rest; so may its verdicts for
-        ports new to the switch (``state()``: every flow the switch is to
-        have, and the ofports it has classify flows for)."""
-        lanes = self._lanes_of(switch)
-        early, verdicts, rest = change.early, change.verdicts, change.rest
-        if len(change) < LANE_MIN or not lanes or not (early or verdicts) or switch.lanes_failed:
-            switch.lanes_failed = False
-            switch.conn.bundle(early + verdicts + rest)
+    def _send(self, switch, plan):
+        """Send a plan's change: one bundle, or, when it is large and the
+        switch has lanes, bundles over all its connections
+        (reconcile.bundles). Says which, for the log."""
+        lanes = [] if switch.lanes_failed else self._lanes_of(switch)
+        switch.lanes_failed = False
+        shares = reconcile.bundles(plan.change, len(lanes), plan.state)
+        if len(shares) == 1:
+            switch.conn.bundle(shares[0])
             return "one bundle"
-        if verdicts:
-            desired, had = state()
-            new_ports = change.classified - had
-            unreached = {id(f) for f in acl.unreached([f for _m, f in verdicts], desired, new_ports)}
-            early = early + [m for m in verdicts if id(m[1]) in unreached]
-            rest = [m for m in verdicts if id(m[1]) not in unreached] + rest
         try:
-            bundle_across(switch.conn, lanes, early, rest)
+            bundle_across(switch.conn, lanes, shares)
         except SwitchError:
             switch.lanes_failed = True  # the resync that follows goes in one bundle
             raise
         return "bundles over %d connections" % (len(lanes) + 1)
 
-    @staticmethod
-    def _group_changes(switch, changed):
-        """Group messages for the changed load balancer units: (before the
-        flows: adds and changes; after them: deletes; {group id: the group as
-        the switch will hold it, or None})."""
-        first, last, state = [], [], {}
-        for unit, (_old, _new, view) in changed.items():
-            if not (isinstance(unit, tuple) and unit[0] == LB_UNIT):
-                continue
-            old_view = switch.units.get(unit, (None, None))[0]
-            old = lb.compile_groups(old_view) if old_view is not None else {}
-            new = lb.compile_groups(view) if view is not None else {}
-            for gid, group in new.items():
-                have = switch.groups.get(gid)
-                if have is None:
-                    first += [(m, group) for m in ofwire.group_install(group)]
-                    state[gid] = group
-                elif have.fields != group.fields or set(have.buckets) != set(group.buckets):
-                    first += [(m, group) for m in ofwire.group_change(have, group)]
-                    state[gid] = ofwire.after_change(have, group)
-            for gid in set(old) - set(new):
-                if gid in switch.groups:
-                    last.append((ofwire.encode_group_mod(old[gid], ofwire.OFPGC_DELETE), old[gid]))
-                    state[gid] = None
-        return first, last, state
-
     def _resync(self, switch, changed):
         """Read the switch back and correct it to the whole desired set, in one bundle."""
-        units = dict(switch.units)
-        for unit, (_old, new, view) in changed.items():
-            units[unit] = (view, new) if view is not None else None
-        contrib = {}
-        for unit, entry in units.items():
-            if entry is None:
-                continue
-            for flow in entry[1]:
-                contrib.setdefault(ofwire.wire_key(flow), {})[unit] = flow
-        desired = {wkey: _merged(c) for wkey, c in contrib.items()}
-        want_groups = {}
-        for unit, entry in units.items():
-            if entry is not None and isinstance(unit, tuple) and unit[0] == LB_UNIT:
-                want_groups.update(lb.compile_groups(entry[0]))
         t0 = time.monotonic()
         # Flows set and match the identity option: it is mapped first, on
         # every (re)connect; a switch that maps it otherwise gets nothing.
@@ -1248,43 +1089,19 @@ class Core:
         switch.conn.ensure_meter(lb.REJECT_METER, 1000, 1000)
         switch.conn.ensure_meter(lb.PROBE_METER, 5000, 5000)
         have_groups = switch.conn.read_groups()
-        group_first, group_last = [], []
-        for gid, group in want_groups.items():
-            if gid not in have_groups:
-                group_first += [(m, group) for m in ofwire.group_install(group)]
-            elif have_groups[gid] != ofwire.group_desc_of(group):
-                group_first += [(m, group) for m in ofwire.group_install(group, ofwire.OFPGC_MODIFY)]
-            else:  # kept as it is: its bucket counters come in the switch's order
-                want_groups[gid] = ofwire.in_switch_order(group, have_groups[gid])
-        for gid in set(have_groups) - set(want_groups):
-            group_last.append((ofwire.encode_group_mod(flows_group(gid, ()), ofwire.OFPGC_DELETE),
-                               "group %d (on the switch, not desired)" % gid))
-        have = {}
-        for desc in switch.conn.read_flows():
-            have[(desc.table_id, desc.priority, desc.match_key)] = desc
-        change = _Change(group_first)
-        for wkey, desc in have.items():
-            if wkey not in desired:
-                change.rest.append((ofwire.encode_delete_strict_raw(desc.table_id, desc.priority, desc.raw_match),
-                             ofwire.describe_desc(desc)))
-        breathe = _Breather()
-        for wkey, flow in desired.items():
-            breathe()
-            desc = have.get(wkey)
-            if desc is None or desc.cookie != flow.cookie:
-                change.add(flow, desc is None)
-        change.rest += group_last
+        have_flows = switch.conn.read_flows()
+        table = switch.table
+        plan = table.plan_resync(changed, have_flows, have_groups, _Breather())
+        self._conflicts(switch)
         t1 = time.monotonic()
-        classify = pipeline.table_id("classify")
-        over = self._send(switch, change, lambda: (
-            desired.values(), {ofwire.in_port_of(d.match_key) for d in have.values() if d.table_id == classify})
-        ) if change else "nothing"
+        try:
+            over = self._send(switch, plan) if plan.change else "nothing"
+        except SwitchError:
+            table.forget()
+            raise
         t2 = time.monotonic()
-        switch.groups = want_groups
-        switch.installed = desired
-        switch.contrib = contrib
-        self._commit_units(switch, changed)
+        table.commit(plan, changed)
         switch.synced = True
         LOG.info("switch of node %s in sync: %d flows, %d changed "
                  "(compile %.3f s, read+diff %.3f s, bundle %.3f s) in %s", switch.system_id,
-                 len(desired), len(change), self.last_compile_s, t1 - t0, t2 - t1, over)
+                 len(plan.flows), len(plan.change), self.last_compile_s, t1 - t0, t2 - t1, over)

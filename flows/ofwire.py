@@ -566,14 +566,21 @@ def _tlvs(oxms):
 
 
 
-def in_port_of(match_key):
-    """The in_port a switch flow's match (FlowDesc.match_key) pins, or None."""
-    cls, num, width = OXM["in_port"]
+def field_of(match_key, field):
+    """The value a switch flow's match (FlowDesc.match_key) pins ``field`` to
+    (exactly, with no mask), or None."""
+    cls, num, width = OXM[field]
     header = struct.pack("!HBB", cls, num << 1, width)   # no mask
     for tlv in _tlvs(match_key):
         if tlv[:4] == header:
-            return struct.unpack_from("!I", tlv, 4)[0]
+            return int.from_bytes(tlv[4:], "big")
     return None
+
+
+def in_port_of(match_key):
+    """The in_port a switch flow's match (FlowDesc.match_key) pins, or None."""
+    return field_of(match_key, "in_port")
+
 
 def decode_flow_desc_reply(msg):
     """The flows of one OFPMP_FLOW_DESC reply message (header included)."""

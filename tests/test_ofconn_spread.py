@@ -1,11 +1,11 @@
 """How a large change is shared out over a switch's main connection and its
-lanes (controller.ofconn.spread), and which flows may go early
-(controller.core._may_go_early, and acl.unreached for firewall verdicts)."""
+lanes (flows.reconcile.spread), and which flows may go early
+(flows.reconcile.may_go_early, and acl.unreached for firewall verdicts)."""
 
 from hypothesis import given, settings, strategies as st
 
-from controller.core import _may_go_early
-from controller.ofconn import spread
+from flows.reconcile import may_go_early as _may_go_early
+from flows.reconcile import spread
 from flows.flow import CT_INV, CT_TRK, Flow, clone, conjunction, group, match, resubmit
 from flows import acl, ofwire, pipeline
 

@@ -31,7 +31,8 @@ from controller import packets
 from controller.health import Prober
 from controller.ofconn import SwitchConn, SwitchError, bundle_across
 from flows import acl, fields, groups, l2, lb, ofwire, reconcile
-from flows.flow import GROUP, LB, Flow, cookie_category, cookie_owner, output, owner_hash
+from flows.flow import DVN_COOKIE, DVN_COOKIE_MASK, GROUP, LB, Flow, category_of, cookie_category, cookie_owner, output
+from flows.flow import owner_cookie, owner_hash
 from flows.model import LoadBalancer, Member, Monitor, Network, Port, Topology
 from flows.render import render_flow
 from ovsdb.nb import optional as _opt
@@ -724,7 +725,7 @@ class Core:
         or a load balancer's: a health probe's answer, or a connection to reject."""
         try:
             cookie, fields, frame = ofwire.decode_packet_in(buf)
-            if cookie >> 60 == LB:
+            if category_of(cookie) == LB:
                 lb_id = self.lb_owner.get(cookie_owner(cookie))
                 if lb_id is None:
                     self.prober.packet_in(switch.system_id, frame)
@@ -767,9 +768,7 @@ class Core:
     def rule_stats(self, group_id, rule_id):
         """Packets and bytes of one rule's flows, summed over every connected switch
         (read by cookie: category and owner)."""
-        owner = owner_hash("%s/%s" % (group_id, rule_id))
-        cookie = (GROUP << 60) | (owner << 32)
-        mask = (0xF << 60) | (0x0FFFFFFF << 32)
+        cookie, mask = owner_cookie(GROUP, "%s/%s" % (group_id, rule_id))
         total = {"packets": 0, "bytes": 0, "established_packets": 0, "switches": 0}
         for switch in list(self.switches.values()):
             if switch.conn is None:
@@ -1089,7 +1088,7 @@ class Core:
         switch.conn.ensure_meter(lb.REJECT_METER, 1000, 1000)
         switch.conn.ensure_meter(lb.PROBE_METER, 5000, 5000)
         have_groups = switch.conn.read_groups()
-        have_flows = switch.conn.read_flows()
+        have_flows = switch.conn.read_flows(DVN_COOKIE, DVN_COOKIE_MASK)  # dvn's only: other apps' flows stay
         table = switch.table
         plan = table.plan_resync(changed, have_flows, have_groups, _Breather())
         self._conflicts(switch)

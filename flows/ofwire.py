@@ -455,9 +455,14 @@ def meter_mod(meter_id, rate_pps, burst, xid, command=0):
     return _header(OFPT_METER_MOD, 8 + len(body), xid) + body
 
 
+def packet_in_cookie(msg):
+    """The cookie of an OF1.5 packet-in: its flow's."""
+    return struct.unpack_from("!Q", msg, 16)[0]
+
+
 def decode_packet_in(msg):
     """(cookie, {field: value} of the packet's metadata, frame bytes) of an OF1.5 packet-in."""
-    cookie, = struct.unpack_from("!Q", msg, 16)
+    cookie = packet_in_cookie(msg)
     _mtype, mlen = struct.unpack_from("!HH", msg, 24)
     fields = {}
     for tlv in _tlvs(msg[28:24 + mlen]):

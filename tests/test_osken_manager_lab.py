@@ -46,6 +46,14 @@ record = {record}
 """
 
 
+OTHER_FLOWS = {(other_app.OTHER_TABLE, other_app.OTHER_PRIORITY), (0, other_app.PUNT_PRIORITY)}
+
+
+def other_flows(env):
+    """(table, priority) of the other app's flows on br-int."""
+    return {(f["table"], f["priority"]) for f in env.flows() if f["cookie"] == other_app.OTHER_COOKIE}
+
+
 class OskenManager(DvnServer):
     """osken-manager running dvn's app and the other app, from a config file."""
 
@@ -133,9 +141,20 @@ def test_dvn_brings_the_switch_in_sync_under_osken_manager(env):
 
 
 def test_the_other_app_saw_the_same_switch_and_has_its_flow(env):
-    assert env.om.records() == ["features %016x" % env.dpid, "flow installed %016x" % env.dpid]
-    mine = [f for f in env.flows() if f["cookie"] == other_app.OTHER_COOKIE]
-    assert [(f["table"], f["priority"]) for f in mine] == [(other_app.OTHER_TABLE, other_app.OTHER_PRIORITY)]
+    assert env.om.records()[:2] == ["features %016x" % env.dpid, "flow installed %016x" % env.dpid]
+    assert other_flows(env) == OTHER_FLOWS
+
+
+def test_the_other_app_gets_the_packet_ins_of_its_own_flows(env):
+    # A frame of the other app's EtherType, into table 0 as if from br-int's
+    # own port: its punt flow sends it to the controllers, and dvn leaves the
+    # packet-in (not its cookie) to os-ken's apps.
+    frame = "ffffffffffff" + "020000000001" + "%04x" % other_app.OTHER_ETH_TYPE + "00" * 46
+    mark = len(env.om.log())
+    env.hv.ofctl("packet-out", "br-int", "in_port=LOCAL packet=%s actions=table" % frame)
+    line = "packet-in %016x cookie %#x table 0" % (env.dpid, other_app.OTHER_COOKIE)
+    wait_until(lambda: line in env.om.records(), what="the other app's record of its packet-in")
+    assert "packet-in" not in env.om.log()[mark:] and "firewall:" not in env.om.log()[mark:]
 
 
 def test_a_resync_keeps_other_apps_flows_and_groups_and_drops_dvns_stale_ones(env):
@@ -152,7 +171,7 @@ def test_a_resync_keeps_other_apps_flows_and_groups_and_drops_dvns_stale_ones(en
     env.restart()
 
     cookies = {f["cookie"] for f in env.flows()}
-    assert other_app.OTHER_COOKIE in cookies      # installed once, in the first run only
+    assert other_flows(env) == OTHER_FLOWS        # installed once, in the first run only
     assert 0x42 in cookies
     assert stale_cookie not in cookies
     assert env.groups() == {GROUP_ID_MAX + 1}

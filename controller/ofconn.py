@@ -5,7 +5,8 @@ Flow messages are dvn's own bytes (``flows.ofwire``: each flow value is
 serialized once), and so are the replies dvn waits for: a tap in front of
 os-ken's parser hands barrier, bundle-control, error and flow-desc replies
 whose xid dvn is waiting for straight to the waiting green thread, without
-building os-ken objects for twenty thousand flows.
+building os-ken objects for twenty thousand flows, and packet-ins from dvn's
+flows (by cookie) to the core; everything else goes on to os-ken's apps.
 
 Everything here runs in green threads; nothing blocks the os-ken event loop.
 """
@@ -18,6 +19,7 @@ import eventlet
 from eventlet import event as ev_event
 
 from flows import ofwire
+from flows.flow import is_dvn_cookie
 
 LOG = logging.getLogger(__name__)
 
@@ -103,6 +105,8 @@ class SwitchConn:
     # ---- the tap (runs in os-ken's receive green thread: never blocks) ----
     def tap(self, msg_type, xid, buf):
         if msg_type == OFPT_PACKET_IN:
+            if not is_dvn_cookie(ofwire.packet_in_cookie(buf)):
+                return False  # another os-ken app's flow sent it: os-ken hands it to the apps
             if self.on_packet_in is not None:
                 self.on_packet_in(buf)
             return True

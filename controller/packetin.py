@@ -7,7 +7,7 @@ import time
 
 from controller import packets
 from flows import lb, ofwire
-from flows.flow import LB, cookie_owner, output
+from flows.flow import LB, category_of, cookie_owner, output
 
 LOG = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class PacketIn:
         or a load balancer's: a health probe's answer, or a connection to reject."""
         try:
             cookie, fields, frame = ofwire.decode_packet_in(buf)
-            if cookie >> 60 == LB:
+            if category_of(cookie) == LB:
                 lb_id = self.lb_owner.get(cookie_owner(cookie))
                 if lb_id is None:
                     self.prober.packet_in(switch.system_id, frame)

@@ -5,7 +5,7 @@ import logging
 
 from controller.ofconn import SwitchError
 from flows import acl, lb
-from flows.flow import GROUP, owner_hash
+from flows.flow import GROUP, owner_cookie
 
 LOG = logging.getLogger(__name__)
 
@@ -16,9 +16,7 @@ class Stats:
     def rule_stats(self, group_id, rule_id):
         """Packets and bytes of one rule's flows, summed over every connected switch
         (read by cookie: category and owner)."""
-        owner = owner_hash("%s/%s" % (group_id, rule_id))
-        cookie = (GROUP << 60) | (owner << 32)
-        mask = (0xF << 60) | (0x0FFFFFFF << 32)
+        cookie, mask = owner_cookie(GROUP, "%s/%s" % (group_id, rule_id))
         total = {"packets": 0, "bytes": 0, "established_packets": 0, "switches": 0}
         for switch in list(self.switches.values()):
             if switch.conn is None:

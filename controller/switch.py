@@ -18,7 +18,7 @@ import eventlet
 from controller.ofconn import SwitchConn, SwitchError, bundle_across
 from controller.units import ACL, ALL, BASE, GROUP_UNIT, LB_UNIT, PORT_UNIT, Breather
 from flows import acl, l2, lb, reconcile
-from flows.flow import Flow, cookie_category, cookie_owner
+from flows.flow import DVN_COOKIE, DVN_COOKIE_MASK, Flow, cookie_category, cookie_owner
 from flows.render import render_flow
 
 LOG = logging.getLogger(__name__)
@@ -298,7 +298,7 @@ class Switches:
         switch.conn.ensure_meter(lb.REJECT_METER, 1000, 1000)
         switch.conn.ensure_meter(lb.PROBE_METER, 5000, 5000)
         have_groups = switch.conn.read_groups()
-        have_flows = switch.conn.read_flows()
+        have_flows = switch.conn.read_flows(DVN_COOKIE, DVN_COOKIE_MASK)  # dvn's only: other apps' flows stay
         table = switch.table
         plan = table.plan_resync(changed, have_flows, have_groups, Breather())
         self._conflicts(switch)

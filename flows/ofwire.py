@@ -13,6 +13,7 @@ import struct
 from typing import NamedTuple
 
 from flows import pipeline
+from flows.flow import DVN_COOKIE, DVN_COOKIE_MASK
 
 VERSION = 6
 OFPT_EXPERIMENTER = 4
@@ -432,9 +433,12 @@ def encode_flow_mod(flow, command, xid=0):
 
 
 def encode_delete_strict_raw(table_id, priority, raw_match):
-    """Delete exactly the flow a switch reported (its match bytes as they came)."""
+    """Delete exactly the flow a switch reported (its match bytes as they came),
+    if its cookie is still in dvn's space: should another app have put a flow
+    of its own at that identity since, it stays."""
     body = raw_match
-    return _FLOW_MOD_HEAD.pack(VERSION, OFPT_FLOW_MOD, _FLOW_MOD_HEAD.size + len(body), 0, 0, 0,
+    return _FLOW_MOD_HEAD.pack(VERSION, OFPT_FLOW_MOD, _FLOW_MOD_HEAD.size + len(body), 0,
+                               DVN_COOKIE, DVN_COOKIE_MASK,
                                table_id, DELETE_STRICT, 0, 0, priority, NO_BUFFER, ANY, ANY,
                                0, 0) + body
 
@@ -455,9 +459,14 @@ def meter_mod(meter_id, rate_pps, burst, xid, command=0):
     return _header(OFPT_METER_MOD, 8 + len(body), xid) + body
 
 
+def packet_in_cookie(msg):
+    """The cookie of an OF1.5 packet-in: its flow's."""
+    return struct.unpack_from("!Q", msg, 16)[0]
+
+
 def decode_packet_in(msg):
     """(cookie, {field: value} of the packet's metadata, frame bytes) of an OF1.5 packet-in."""
-    cookie, = struct.unpack_from("!Q", msg, 16)
+    cookie = packet_in_cookie(msg)
     _mtype, mlen = struct.unpack_from("!HH", msg, 24)
     fields = {}
     for tlv in _tlvs(msg[28:24 + mlen]):

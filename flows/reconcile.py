@@ -20,7 +20,8 @@ the main bundle commits go there (``may_go_early``, ``acl.unreached``).
 from typing import NamedTuple
 
 from flows import acl, ofwire, pipeline
-from flows.flow import FlowSet, Group, diff, match_value
+from flows.flow import FlowSet, Group, diff, is_dvn_cookie, match_value
+from flows.lb import is_dvn_group
 
 LANE_MIN = 1000    # messages in a change from which it is spread over a switch's lanes
 
@@ -279,7 +280,11 @@ class SwitchTable:
         """The plan that corrects a switch read back (``have_flows``: the
         FlowDescs of dvn's flows on it; ``have_groups``: {group id:
         GroupDesc} of dvn's groups) to every unit, ``changed`` ones as given.
-        Flows that are right are never touched."""
+        Flows that are right are never touched, and neither are flows or
+        groups outside dvn's cookie space and group-id range, whichever the
+        caller read: they are other apps' (flow.is_dvn_cookie, lb.is_dvn_group)."""
+        have_flows = [d for d in have_flows if is_dvn_cookie(d.cookie)]
+        have_groups = {gid: g for gid, g in have_groups.items() if is_dvn_group(gid)}
         units = dict(self.units)
         units.update(changed)
         contrib = {}

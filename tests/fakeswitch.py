@@ -146,8 +146,11 @@ class FakeSwitch:
             if msg[1] == ofwire.OFPT_FLOW_MOD:
                 command, desc, named, body = decode_flow_mod(msg)
                 key = (desc.table_id, desc.priority, desc.match_key)
-                if command == ofwire.DELETE_STRICT:
-                    flows.pop(key, None)
+                if command == ofwire.DELETE_STRICT:  # the flow at that identity, if its cookie matches
+                    cookie, cookie_mask = struct.unpack_from("!QQ", msg, 8)
+                    have = flows.get(key)
+                    if have is not None and have.desc.cookie & cookie_mask == cookie & cookie_mask:
+                        del flows[key]
                     continue
                 if command != ofwire.ADD:
                     raise AssertionError("dvn sends flow adds and strict deletes only")

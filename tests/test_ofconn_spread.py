@@ -89,3 +89,24 @@ def test_in_port_of_a_switch_match():
     key = ofwire.match_key_of(match(in_port=809, eth_src="02:00:00:00:00:01"))
     assert ofwire.in_port_of(key) == 809
     assert ofwire.in_port_of(ofwire.match_key_of(match(eth_type=0x0800))) is None
+
+
+def test_the_tap_takes_only_packet_ins_from_dvns_flows():
+    # Another os-ken app beside dvn gets the packet-ins of its own flows.
+    import struct
+    from controller.ofconn import OFPT_PACKET_IN, SwitchConn
+    from flows.flow import PIPELINE, owner_cookie
+
+    class Datapath:
+        xid = 0
+
+    got = []
+    conn = SwitchConn(Datapath())
+    conn.on_packet_in = got.append
+
+    def packet_in(cookie):  # header, buffer id, total length, reason, table, cookie, an empty match
+        return struct.pack("!BBHIIHBBQHH4x", 6, OFPT_PACKET_IN, 40, 7, 0xFFFFFFFF, 0, 1, 0, cookie, 1, 4)
+
+    mine = packet_in(owner_cookie(PIPELINE, "pipeline")[0])
+    assert conn.tap(OFPT_PACKET_IN, 7, mine) is True and got == [mine]
+    assert conn.tap(OFPT_PACKET_IN, 8, packet_in(0x0B7E5000000000A1)) is False and got == [mine]

@@ -11,8 +11,9 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 
 from flows import ofwire, reconcile
-from flows.flow import (GROUP, LB, NETWORK, PIPELINE, PORT, Bucket, FlowSet, Group, conjunction, group, make_flow,
-                        match, output, set_field)
+from flows.flow import (DVN_COOKIE, DVN_COOKIE_MASK, GROUP, LB, NETWORK, PIPELINE, PORT, Bucket, FlowSet, Group,
+                        conjunction, group, make_flow, match, output, set_field)
+from flows.lb import GROUP_ID_MAX
 from flows.walk import walk
 from tests.fakeswitch import BundleRefused, FakeConn, FakeSwitch
 
@@ -294,6 +295,25 @@ def test_a_flow_of_another_cookie_on_the_switch_is_deleted_by_a_resync():
     plan = resync_plan(table, fake)
     assert len(plan.change) == 1
     send(FakeConn(fake), plan)
+    assert not resync_plan(table, fake).change
+
+
+def test_a_resync_leaves_other_apps_flows_and_groups_alone():
+    # Another os-ken app on br-int: its cookie is outside dvn's space, its
+    # group above dvn's range, even in a table and at an identity near dvn's.
+    table, fake = synced({"base": base_unit(), ("lb", 0): lb_unit(0, {1})})
+    theirs = make_flow("vip_lb", 7, match(in_port=9), PORT, "theirs", (output(1),))._replace(cookie=0x42)
+    fake.receive(ofwire.encode_flow_mod(theirs, ofwire.ADD))
+    for msg in ofwire.group_install(Group(GROUP_ID_MAX + 1, (Bucket(0, 1, (output(2),)),))):
+        fake.receive(msg)
+    stray = make_flow("vip_lb", 8, match(in_port=9), PORT, "gone", (output(1),))
+    fake.receive(ofwire.encode_flow_mod(stray, ofwire.ADD))
+    for have_flows in (fake.read_flows(), fake.read_flows(DVN_COOKIE, DVN_COOKIE_MASK)):
+        plan = table.plan_resync({}, have_flows, fake.read_groups())
+        assert len(plan.change) == 1   # the stray dvn flow only
+    send(FakeConn(fake), plan)
+    assert ofwire.wire_key(theirs) in fake.flows and ofwire.wire_key(stray) not in fake.flows
+    assert set(fake.groups) == {10, GROUP_ID_MAX + 1}
     assert not resync_plan(table, fake).change
 
 

@@ -17,11 +17,9 @@ that (re)connects is read back, diffed against the whole desired set and
 corrected in one bundle: flows that are right are never touched.
 """
 
-import collections
 import logging
 
 import eventlet
-from eventlet import event as ev_event
 
 from controller.health import Prober
 from controller.model import Model
@@ -39,59 +37,23 @@ class Core(Model, Nodes, Switches, Scheduler, PacketIn, Stats):
     """The running controller. Its parts, one concern a module: the model
     (controller/model.py), the nodes (nodes.py), the switches (switch.py),
     the scheduler (scheduler.py), packet-ins (packetin.py) and statistics
-    (stats.py); this class holds the state they share and starts them."""
+    (stats.py). Each part sets up the state it owns (its ``_init_*``); the
+    parts read each other's through this object."""
 
     def __init__(self, nb, tunnel_options=None, log_rate=100, log_burst=100, identity_option=fields.IDENTITY,
                  ca=None, lane_ports=()):
         self.nb = nb
-        self.lane_ports = set(lane_ports)              # local OpenFlow ports whose connections are lanes
-        self.lanes = {}                                # datapath id -> {os-ken Datapath: SwitchConn}
-        self.ca = ca                                   # controller.pki.Ca: IPsec by certificates, where both nodes have one
-        self.certified = set()                         # nodes whose certificate request dvn has signed
-        self.signing = set()
-        self.recording = set()                         # nodes whose certification is being written to the store
-        self.node_states = {}                          # system id -> nodes.NodeState of its session
         self.log_rate, self.log_burst = log_rate, log_burst
         self.identity_option = identity_option         # the GENEVE option of identities (TLV map)
-        self.events = collections.deque(maxlen=10000)  # firewall log events, newest last
         self.tunnel_options = tunnel_options or {}
-        self.networks = {}
-        self.ports = {}
-        self.groups = {}                               # security group id -> rules
-        self.group_ports = collections.defaultdict(set)  # security group id -> port ids (named or selected)
-        self.criteria = {}                             # dynamic group id -> (tenant, criteria)
-        self.explicit = {}                             # port id -> the groups the port names
-        self.net_ports = collections.defaultdict(set)  # network id -> port ids
-        self.port_node = {}                            # port id -> system id (northbound)
-        self.nodes = {}                                # system id -> encap ip (northbound)
-        self.sessions = {}                             # system id -> NodeSession
-        self.local_ofports = {}                        # system id -> {port id: ofport}
-        self.tunnel_ofports = {}                       # system id -> {peer: ofport}
-        self.secure_ofports = {}                       # system id -> {peer: ofport} of the IPsec mesh
-        self.tunnel_keys = {}                          # "a|b" (sorted system ids) -> pre-shared key
-        self.keys_asked = set()                        # node pairs whose key is being created
-        self.own_encrypt = {}                          # port id -> its own encrypt flag
-        self.encrypt_groups = set()                    # groups all of whose members' traffic is encrypted
-        self.encrypt_pairs = frozenset()               # (group a, group b), a < b: traffic between is encrypted
-        self.encrypt_with = {}                         # group id -> the groups it encrypts its traffic with
-        self.iface_bindings = {}                       # system id -> {iface-id: ofport}, all of them
-        self.switches = {}                             # system id -> Switch
-        self.dpid_node = {}                            # dpid -> system id
-        self.dirty = set()                             # (system id, unit)
-        self.mesh_dirty = False
-        self._wake = ev_event.Event()
-        self._loaded = False
-        self.owners = {}                               # cookie owner hash -> object id
-        self.rule_index = {}                           # cookie owner hash -> (group id, Rule)
-        self.lbs = {}                                  # load balancer id -> LoadBalancer
-        self.net_lbs = collections.defaultdict(set)    # network id -> load balancer ids
-        self.member_lb = {}                            # member id -> load balancer id
-        self.lb_dirty = set()                          # load balancers to read again from the store
-        self.sg_dirty = set()                          # security groups to read again from the store
-        self.compiling = 0                             # switches whose units are being compiled now
-        self.lb_owner = {}                             # cookie owner hash -> load balancer id
+        self.ca = ca                                   # controller.pki.Ca: IPsec by certificates, where both nodes have one
+        self._loaded = False                           # the store's rows are in
+        self._init_model()
+        self._init_nodes()
+        self._init_switches(lane_ports)
+        self._init_scheduler()
+        self._init_packet_in()
         self.prober = Prober(self)
-        self.merge_conflicts = 0                       # identities units want different flows at (logged)
 
     # ---- start-up ---------------------------------------------------------
     def start(self):

@@ -8,6 +8,7 @@ touches on the nodes it touches (``_touch_*``); the scheduler does the rest.
 Called in the store client's green thread: nothing here blocks.
 """
 
+import collections
 import json
 import logging
 
@@ -58,6 +59,28 @@ def _load_balancer(row):
 
 class Model:
     """Store rows as the compiler's values (a part of Core)."""
+
+    def _init_model(self):
+        self.networks = {}                             # network id -> Network
+        self.ports = {}                                # port id -> Port, with its effective groups
+        self.groups = {}                               # security group id -> rules
+        self.group_ports = collections.defaultdict(set)  # security group id -> port ids (named or selected)
+        self.criteria = {}                             # dynamic group id -> (tenant, criteria)
+        self.explicit = {}                             # port id -> the groups the port names
+        self.net_ports = collections.defaultdict(set)  # network id -> port ids
+        self.port_node = {}                            # port id -> system id (northbound)
+        self.own_encrypt = {}                          # port id -> its own encrypt flag
+        self.encrypt_groups = set()                    # groups all of whose members' traffic is encrypted
+        self.encrypt_pairs = frozenset()               # (group a, group b), a < b: traffic between is encrypted
+        self.encrypt_with = {}                         # group id -> the groups it encrypts its traffic with
+        self.owners = {}                               # cookie owner hash -> object id
+        self.rule_index = {}                           # cookie owner hash -> (group id, Rule)
+        self.lbs = {}                                  # load balancer id -> LoadBalancer
+        self.net_lbs = collections.defaultdict(set)    # network id -> load balancer ids
+        self.member_lb = {}                            # member id -> load balancer id
+        self.lb_owner = {}                             # cookie owner hash -> load balancer id
+        self.lb_dirty = set()                          # load balancers to read again from the store
+        self.sg_dirty = set()                          # security groups to read again from the store
 
     def topology(self, system_id=None):
         """The compiler's topology; for ``system_id``, with what its node says

@@ -53,6 +53,22 @@ class NodeState:
 class Nodes:
     """Node sessions, the mesh, keys and certificates (a part of Core)."""
 
+    def _init_nodes(self):
+        self.nodes = {}                                # system id -> encap ip (northbound)
+        self.sessions = {}                             # system id -> NodeSession
+        self.node_states = {}                          # system id -> NodeState of its session
+        self.local_ofports = {}                        # system id -> {port id: ofport}
+        self.tunnel_ofports = {}                       # system id -> {peer: ofport}
+        self.secure_ofports = {}                       # system id -> {peer: ofport} of the IPsec mesh
+        self.iface_bindings = {}                       # system id -> {iface-id: ofport}, all of them
+        self.dpid_node = {}                            # dpid -> system id
+        self.tunnel_keys = {}                          # "a|b" (sorted system ids) -> pre-shared key
+        self.keys_asked = set()                        # node pairs whose key is being created
+        self.certified = set()                         # nodes whose certificate request dvn has signed
+        self.signing = set()                           # nodes whose request is being signed
+        self.recording = set()                         # nodes whose certification is being written to the store
+        self.mesh_dirty = False                        # the mesh is to be looked at again
+
     def node_state(self, session):
         """dvn's state of a session (a new session of a node starts afresh)."""
         state = self.node_states.get(session.system_id)

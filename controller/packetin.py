@@ -1,6 +1,7 @@
 """Packet-ins: a logged firewall rule's packet becomes an event; a load
 balancer's is a health probe's answer or a connection to reject."""
 
+import collections
 import json
 import logging
 import time
@@ -35,6 +36,9 @@ def _five_tuple(frame):
 
 class PacketIn:
     """Packet-ins from the switches (a part of Core)."""
+
+    def _init_packet_in(self):
+        self.events = collections.deque(maxlen=10000)  # firewall log events, newest last
 
     def _packet_in(self, switch, buf):
         """A logged rule's packet (rate-limited by the switch's meter): an event;

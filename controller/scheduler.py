@@ -16,6 +16,10 @@ LOG = logging.getLogger(__name__)
 class Scheduler:
     """The worker and the switch loops (a part of Core)."""
 
+    def _init_scheduler(self):
+        self.dirty = set()                             # (system id, unit) to recompile
+        self._wake = ev_event.Event()
+
     def _kick(self):
         if not self._wake.ready():
             self._wake.send(True)

@@ -44,6 +44,7 @@ class Switch:
         self.running = False      # a green thread is syncing this switch
         self.failures = 0
         self.lanes_failed = False  # the last change over the lanes failed: the next goes in one bundle
+        self.last_compile_s = 0.0  # for the log
 
     @property
     def synced(self):
@@ -53,6 +54,13 @@ class Switch:
 
 class Switches:
     """Switch connections, lanes, compiles and sends (a part of Core)."""
+
+    def _init_switches(self, lane_ports):
+        self.switches = {}                             # system id -> Switch
+        self.lane_ports = set(lane_ports)              # local OpenFlow ports whose connections are lanes
+        self.lanes = {}                                # datapath id -> {os-ken Datapath: SwitchConn}
+        self.compiling = 0                             # switches whose units are being compiled now
+        self.merge_conflicts = 0                       # identities units wanted different flows at (logged)
 
     def switch_connected(self, datapath):
         if self._is_lane(datapath):
@@ -209,7 +217,7 @@ class Switches:
             changed = self._compile_units(switch, units)
         finally:
             self.compiling -= 1
-        self.last_compile_s = time.monotonic() - started
+        switch.last_compile_s = time.monotonic() - started
         try:
             if not switch.synced:
                 self._resync(switch, changed)
@@ -253,7 +261,7 @@ class Switches:
                 raise
             LOG.info("switch of node %s: %d flow changes in %s (%d units, compile %.4f s, "
                      "bundle %.3f s)", switch.system_id, len(plan.change), over, len(changed),
-                     self.last_compile_s, time.monotonic() - started)
+                     switch.last_compile_s, time.monotonic() - started)
         table.commit(plan, changed)
 
     def _conflicts(self, switch):
@@ -313,4 +321,4 @@ class Switches:
         switch.state = State.IN_SYNC
         LOG.info("switch of node %s in sync: %d flows, %d changed "
                  "(compile %.3f s, read+diff %.3f s, bundle %.3f s) in %s", switch.system_id,
-                 len(plan.flows), len(plan.change), self.last_compile_s, t1 - t0, t2 - t1, over)
+                 len(plan.flows), len(plan.change), switch.last_compile_s, t1 - t0, t2 - t1, over)

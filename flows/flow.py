@@ -173,8 +173,10 @@ class Flow(NamedTuple):
         return [a[3] for a in self.actions if a[0] == "ct" and a[3] is not None]
 
     def describe(self):
-        from flows.render import render_flow
-        return render_flow(self)
+        """The flow in a line, for error messages (flows.render writes ovs-ofctl text)."""
+        fields = " ".join("%s=%s" % (f, v if m is None else "%s/%s" % (v, m)) for f, v, m in self.match)
+        text = "table=%s priority=%d %s actions=%s" % (self.table, self.priority, fields, list(self.actions))
+        return text + (" goto=%s" % self.goto if self.goto is not None else "")
 
 
 def owner_hash(owner_id):

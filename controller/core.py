@@ -267,7 +267,7 @@ class Core:
         self.sg_dirty = set()                          # security groups to read again from the store
         self.compiling = 0                             # switches whose units are being compiled now
         self.lb_owner = {}                             # cookie owner hash -> load balancer id
-        self.prober = Prober(self)
+        self.prober = Prober(lambda: self.lbs, self.member_target, self.packet_out, self.set_member_status)
 
     # ---- start-up ---------------------------------------------------------
     def start(self):
@@ -530,6 +530,12 @@ class Core:
                 if ofport and network and switch is not None and switch.synced:
                     return system_id, ofport, port.mac, network.vni
         return None
+
+    def packet_out(self, system_id, ofport, frame):
+        """A frame into a node's br-int, out of its port ``ofport`` (nothing while the switch is away)."""
+        switch = self.switches.get(system_id)
+        if switch is not None and switch.conn is not None:
+            switch.conn.send(ofwire.packet_out(frame, (output(ofport),), switch.conn.next_xid()))
 
     def set_member_status(self, member_id, status):
         """A health verdict: to the store (every node follows it from there)."""

@@ -123,27 +123,6 @@ def _load_balancer(row):
                         json.loads(persistence)["persistence_timeout"] if persistence else 0, mon)
 
 
-def _five_tuple(frame):
-    """Addresses, protocol and ports of an Ethernet frame (IPv4 or IPv6)."""
-    import ipaddress
-    import struct
-    eth_type, = struct.unpack_from("!H", frame, 12)
-    if eth_type == 0x0800:
-        ihl = (frame[14] & 0x0F) * 4
-        proto, src, dst = frame[23], frame[26:30], frame[30:34]
-        l4 = 14 + ihl
-    elif eth_type == 0x86DD:
-        proto, src, dst = frame[20], frame[22:38], frame[38:54]
-        l4 = 54
-    else:
-        return {"eth_type": eth_type}
-    out = {"src": str(ipaddress.ip_address(bytes(src))), "dst": str(ipaddress.ip_address(bytes(dst))),
-           "protocol": proto}
-    if proto in (6, 17) and len(frame) >= l4 + 4:
-        out["src_port"], out["dst_port"] = struct.unpack_from("!HH", frame, l4)
-    return out
-
-
 def _may_go_early(flow):
     """Whether a flow new to the switch may take effect before the rest of its
     change (ofconn.bundle_across). Not a flow of a table that takes packets
@@ -816,7 +795,7 @@ class Core:
             event["direction"] = "ingress" if fields.get("reg7") else "egress"
             local = self.local_ofports.get(switch.system_id, {})
             event["port"] = next((p for p, o in local.items() if o == port_ofport), None)
-            event.update(_five_tuple(frame))
+            event.update(packets.five_tuple(frame))
         except Exception as exc:  # a malformed packet-in must not hurt the switch's thread
             LOG.warning("packet-in from node %s not understood: %s", switch.system_id, exc)
             return

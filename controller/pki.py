@@ -14,8 +14,10 @@ import re
 import secrets
 import tempfile
 
-from ovsdb.pki import PkiError, node_request  # noqa: F401 (this module's API, for the CA's users)
+from ovsdb.pki import PkiError, node_request
 from ovsdb.pki import openssl as _openssl
+
+__all__ = ["Ca", "PkiError", "node_request"]   # the last two from ovsdb.pki, for the CA's users
 
 CA_KEY, CA_CERT = "ca-key.pem", "ca-cert.pem"
 DAYS = 825

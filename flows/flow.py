@@ -15,6 +15,7 @@ FIELD_SPECS = {
     "in_port": (32, "int"), "nx_in_port": (16, "int"), "tun_id": (64, "int"), "tun_metadata0": (64, "int"), "metadata": (64, "int"),
     **{"reg%d" % i: (32, "int") for i in range(8)}, "xreg1": (64, "int"),  # xreg1 is reg2:reg3
     "conj_id": (32, "int"), "ct_state": (32, "int"), "ct_zone": (16, "int"), "ct_mark": (32, "int"),
+    "ct_nw_dst": (32, "ipv4"),  # the connection's original destination (before its DNAT)
     "eth_dst": (48, "mac"), "eth_src": (48, "mac"), "eth_type": (16, "int"),
     "arp_op": (16, "int"), "arp_spa": (32, "ipv4"), "arp_tpa": (32, "ipv4"), "arp_sha": (48, "mac"), "arp_tha": (48, "mac"),
     "ip_proto": (8, "int"),

@@ -65,6 +65,7 @@ OXM = {
     "xreg1": (0x8001, 1, 8),           # OXM_OF_PKT_REG1 (reg2:reg3), as OVS reports a match on both
     "conj_id": (0x0001, 37, 4),
     "ct_state": (0x0001, 105, 4), "ct_zone": (0x0001, 106, 2), "ct_mark": (0x0001, 107, 4),
+    "ct_nw_dst": (0x0001, 121, 4),     # NXM_NX_CT_NW_DST
 }
 for _i in range(8):
     OXM["reg%d" % _i] = (0x0001, _i, 4)

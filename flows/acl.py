@@ -86,10 +86,6 @@ def identity(groups: tuple):
     return int.from_bytes(digest, "big") or 1
 
 
-def _ip_flows(version):
-    return IPV4 if version == 4 else IPV6
-
-
 def source_macs(mac, allowed_pairs):
     """The MACs a port with port security may send from: its own and its
     allowed address pairs', sorted."""

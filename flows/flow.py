@@ -26,7 +26,6 @@ FIELD_SPECS = {
 }
 FIELDS = tuple(f for f in FIELD_SPECS if f != "proto")
 _ORDER = {f: i for i, f in enumerate(FIELDS)}
-MAC_FIELDS = tuple(f for f, (_w, k) in FIELD_SPECS.items() if k == "mac")
 
 # ct_state bits (as OVS numbers them).
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK, CT_SNAT, CT_DNAT = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80

@@ -8,8 +8,7 @@ userspace-tunnelling layout). VMs are namespaces whose ``eth0`` is a veth
 plugged into a hypervisor's br-int. The controller runs in this machine's own
 namespace and is reached over a veth into the underlay.
 
-Ported from the project's proven lab recipes (shared/lab); nothing is
-imported from there. No pytest here: the demo and benchmarks use it too.
+No pytest here: the demo and benchmarks use it too.
 """
 
 import atexit

@@ -12,6 +12,7 @@ from typing import NamedTuple
 from os_ken.lib.packet import ether_types, ethernet, icmp, icmpv6, in_proto, ipv4, ipv6, packet, tcp, udp
 
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+ICMPV6_PORT_UNREACH = 4   # a code of ICMPv6's destination unreachable (os-ken names none)
 IPV6_MIN_MTU = 1280   # an ICMPv6 error quotes as much of the packet as fits in it (RFC 4443)
 
 
@@ -133,14 +134,16 @@ def reject(frame, eth_src):
         if seg.flags & TCP_RST:
             return None
         if seg.flags & TCP_ACK:
-            return tcp_frame(eth_src, seg.eth_src, seg.dst, seg.dport, seg.src, seg.sport, seg.ack, 0, TCP_RST, window=0)
+            return tcp_frame(eth_src, seg.eth_src, seg.dst, seg.dport, seg.src, seg.sport, seg.ack, 0, TCP_RST,
+                             window=0)
         length = len(seg.payload) + (1 if seg.flags & TCP_SYN else 0) + (1 if seg.flags & TCP_FIN else 0)
         return tcp_frame(eth_src, seg.eth_src, seg.dst, seg.dport, seg.src, seg.sport, 0,
                          (seg.seq + length) & 0xFFFFFFFF, TCP_RST | TCP_ACK, window=0)
     if ipaddress.ip_address(seg.src).version == 6:
         # 40 (IPv6) + 8 (ICMPv6) bytes of headers before the quote
         quoted = seg.ip_packet[:IPV6_MIN_MTU - 48]
-        answer = icmpv6.icmpv6(type_=icmpv6.ICMPV6_DST_UNREACH, code=4, data=b"\0\0\0\0" + quoted)
+        answer = icmpv6.icmpv6(type_=icmpv6.ICMPV6_DST_UNREACH, code=ICMPV6_PORT_UNREACH,
+                               data=b"\0\0\0\0" + quoted)   # 4 bytes unused, then the quote
         return _frame(eth_src, seg.eth_src, seg.dst, seg.src, in_proto.IPPROTO_ICMPV6, answer)
     quoted = seg.ip_packet[:(seg.ip_packet[0] & 0x0F) * 4 + 8]    # the header and 8 bytes (RFC 792)
     answer = icmp.icmp(type_=icmp.ICMP_DEST_UNREACH, code=icmp.ICMP_PORT_UNREACH_CODE,

@@ -15,7 +15,7 @@ import statistics
 import sys
 import time
 
-from flows.flow import GROUP, owner_hash
+from flows.flow import GROUP, owner_cookie
 from tests.dvnproc import add_joined_hv, dvn_lab, wait_until
 
 
@@ -57,8 +57,7 @@ def main():
             rule = api.post("/v1/security-groups/%s/rules" % g["id"],
                             {"direction": "ingress", "protocol": "tcp", "port_range_min": 9000 + k,
                              "remote_ip_prefix": "198.51.100.0/24"})
-            cookie = (GROUP << 60) | (owner_hash("%s/%s" % (g["id"], rule["id"])) << 32)
-            mask = (0xF << 60) | (0x0FFFFFFF << 32)
+            cookie, mask = owner_cookie(GROUP, "%s/%s" % (g["id"], rule["id"]))
             while "priority" not in hv.ofctl("dump-flows", "br-int", "cookie=%#x/%#x" % (cookie, mask)):
                 if time.monotonic() - t0 > 30:
                     raise RuntimeError("rule flows did not arrive")

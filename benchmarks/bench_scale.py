@@ -67,7 +67,7 @@ from types import SimpleNamespace
 
 from benchmarks.workload import OPS, Workload
 from flows import lb
-from flows.flow import CATEGORY_NAMES
+from flows.flow import cookie_category
 from flows.pipeline import table_id
 from tests import scale
 from tests.dvnproc import add_joined_hv, dvn_lab
@@ -318,7 +318,7 @@ def group_count(hv):
 def flows_by_category(hv):
     counts = {}
     for m in re.finditer(r"cookie=(0x[0-9a-f]+)", hv.ofctl("--no-stats", "dump-flows", "br-int")):
-        name = CATEGORY_NAMES.get(int(m.group(1), 16) >> 60, "unknown")
+        name = cookie_category(int(m.group(1), 16))
         counts[name] = counts.get(name, 0) + 1
     return counts
 

@@ -1,26 +1,86 @@
-"""The os-ken application: switch connections in, to the controller core."""
+"""The os-ken application: switch connections in, to the controller core.
+
+Two ways in:
+
+- `dvn serve` builds dvn (controller.serve.start) and hands it over as the
+  ``dvn`` context;
+- loaded by module name, beside other os-ken apps
+  (``osken-manager --config-file dvn.conf controller.app other_app``), the
+  app builds dvn itself, through the same function, from the ``[dvn]``
+  options of os-ken's configuration (controller/options.py), and stops it
+  when os-ken closes the app.
+
+Either way the app opens dvn's OpenFlow lanes, if any, once os-ken runs.
+"""
 
 import logging
 
+from os_ken import cfg
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 from os_ken.ofproto import ofproto_v1_5
 
+from controller import options
+
 LOG = logging.getLogger(__name__)
+
+options.register(cfg.CONF)
 
 
 class DvnOpenFlow(app_manager.OSKenApp):
     OFP_VERSIONS = [ofproto_v1_5.OFP_VERSION]
 
     def __init__(self, *args, **kwargs):
-        self.core = kwargs.pop("dvn_core")
+        dvn = kwargs.pop("dvn", None)
         super().__init__(*args, **kwargs)
+        self.owns_dvn = dvn is None
+        if dvn is None:  # loaded by name: dvn from os-ken's configuration
+            from controller import serve
+            dvn = serve.start(options.settings(self.CONF))
+        self.dvn = dvn
+        self.core = dvn.core
+        self.lane_threads = []
+
+    def start(self):
+        thread = super().start()
+        self._open_lanes()
+        return thread
+
+    def stop(self):
+        for thread in self.lane_threads:
+            thread.kill()
+        super().stop()
+
+    def close(self):
+        if self.owns_dvn:
+            self.dvn.stop()
+
+    def _open_lanes(self):
+        """Lanes: more connections from each switch, for large changes (see
+        ofconn.bundle_across), on the ports after the OpenFlow listener's;
+        `dvn join --openflow-lanes` points them here."""
+        from os_ken.controller import controller as of_controller
+        from os_ken.lib import hub
+
+        host = self.CONF.ofp_listen_host
+        for port in sorted(self.core.lane_ports):
+            try:
+                server = hub.StreamServer((host, port), of_controller.datapath_connection_factory)
+            except OSError as exc:  # a lane is only faster: dvn works without it
+                LOG.warning("OpenFlow lane port %s:%d not opened (%s): switches get one lane fewer",
+                            host, port, exc)
+                self.core.lane_ports.discard(port)
+                continue
+            self.lane_threads.append(hub.spawn(server.serve_forever))
+        if self.core.lane_ports:
+            LOG.info("OpenFlow lanes on %s: ports %s", host, ", ".join(map(str, sorted(self.core.lane_ports))))
 
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def _features(self, ev):
         # No table-miss flow here: br-int runs fail_mode=secure and dvn owns
-        # every flow; the core reconciles the switch once it knows its node.
+        # every flow in its cookie space; the core reconciles the switch once
+        # it knows its node.
         self.core.switch_connected(ev.msg.datapath)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [DEAD_DISPATCHER])

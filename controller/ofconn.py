@@ -5,7 +5,8 @@ Flow messages are dvn's own bytes (``flows.ofwire``: each flow value is
 serialized once), and so are the replies dvn waits for: a tap in front of
 os-ken's parser hands barrier, bundle-control, error and flow-desc replies
 whose xid dvn is waiting for straight to the waiting green thread, without
-building os-ken objects for twenty thousand flows.
+building os-ken objects for twenty thousand flows, and packet-ins from dvn's
+flows (by cookie) to the core; everything else goes on to os-ken's apps.
 
 Everything here runs in green threads; nothing blocks the os-ken event loop.
 """
@@ -18,6 +19,7 @@ import eventlet
 from eventlet import event as ev_event
 
 from flows import ofwire
+from flows.flow import is_dvn_cookie
 
 LOG = logging.getLogger(__name__)
 
@@ -102,6 +104,8 @@ class SwitchConn:
     # ---- the tap (runs in os-ken's receive green thread: never blocks) ----
     def tap(self, msg_type, xid, buf):
         if msg_type == OFPT_PACKET_IN:
+            if not is_dvn_cookie(ofwire.packet_in_cookie(buf)):
+                return False  # another os-ken app's flow sent it: os-ken hands it to the apps
             if self.on_packet_in is not None:
                 self.on_packet_in(buf)
             return True
@@ -328,37 +332,19 @@ class SwitchConn:
             pass
 
 
-def spread(early, rest, lanes):
-    """Share a change out over a switch's main connection and ``lanes`` more:
-    [messages of the main connection, then those of each lane]. ``rest``
-    stays on the main connection; ``early`` fills it up to an even share and
-    the lanes take the others, evenly."""
-    if not lanes:
-        return [list(early) + list(rest)]
-    share = -(-(len(early) + len(rest)) // (lanes + 1))
-    own = max(0, min(len(early), share - len(rest)))
-    main = list(early[:own]) + list(rest)
-    others = early[own:]
-    return [main] + [others[i::lanes] for i in range(lanes)]
-
-
-def bundle_across(main, lanes, early, rest):
+def bundle_across(main, lanes, shares):
     """Apply a change to one switch over its main connection and ``lanes``
     (more connections to the same switch), which a userspace switch with
     many ports takes in several times faster than over one: it reads at most
     50 messages from a connection in each pass of its main loop.
 
-    ``rest`` is applied on ``main`` in one bundle committed last; ``early``
-    is shared out over all connections (see spread), and each lane commits
-    its bundle as soon as the switch has taken it in (an open bundle that
+    ``shares`` (flows.reconcile.bundles): the main connection's messages,
+    applied in one bundle committed last, then each lane's, whose bundle
+    commits as soon as the switch has taken it in (an open bundle that
     waits goes idle, and OVS drops one idle for 10 s). Each bundle is
-    atomic; the change as a whole is not: ``early`` must hold only messages
-    that may take effect before ``rest`` (dvn's flows new to the switch that
-    act on nothing without a flow of ``rest``). Raises SwitchError if any
-    bundle is refused; then ``rest`` is not applied, and some of ``early``
-    may be.
+    atomic; the change as a whole is not. Raises SwitchError if any bundle
+    is refused; then the main bundle is not applied, and some lanes' may be.
     """
-    shares = spread(early, rest, len(lanes))
     threads = [eventlet.spawn(lambda c, m: c.commit(c.stage(m)), conn, msgs)
                for conn, msgs in zip(lanes, shares[1:]) if msgs]
     errors, staged = [], None

@@ -1,4 +1,4 @@
-"""`dvn serve`: the controller process.
+"""`dvn serve`: the controller process, and the wiring it shares with osken-manager.
 
 One process, one eventlet hub: the northbound client, the REST API, the node
 OVSDB listener and the OpenFlow listener (os-ken). ``eventlet.monkey_patch()``
@@ -6,6 +6,11 @@ must run before anything else is imported: os-ken's own ``hub.patch()``
 patches only threads, and then SSL hangs and every blocking call stalls all
 switches. The CLI does it for `serve` before it imports this module's
 dependencies.
+
+``start(Settings)`` builds everything but os-ken's own part. `dvn serve` calls
+it with its options and hands the result to controller.app; under
+osken-manager (controller/osken_manager.py) controller.app calls it with the
+``[dvn]`` options of os-ken's configuration (controller/options.py).
 """
 
 import argparse
@@ -14,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Optional
 
 from flows import fields
 
@@ -27,17 +33,50 @@ def _hostport(text, default_host):
     return (host.strip("[]") or default_host), int(port)
 
 
-def serve(args):
-    os.environ.setdefault("OSKEN_HUB_TYPE", "eventlet")
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What dvn's parts are built from: `dvn serve`'s options, or the ``[dvn]``
+    group of os-ken's configuration when osken-manager loads controller.app
+    (controller/options.py)."""
+    state_dir: str = DEFAULT_STATE_DIR
+    nb: Optional[str] = None                 # the northbound remote; None: the embedded store in state_dir
+    api_listen: Optional[str] = "127.0.0.1:8080"   # None: no REST API
+    ovsdb_listen: str = "0.0.0.0:6640"       # where nodes' OVSDB servers connect (set-manager)
+    openflow_port: int = 6653                # the OpenFlow listener's port: lanes are on the ports after it
+    openflow_lanes: int = 0
+    log_rate: int = 100                      # packets per second per switch for logged firewall rules
+    identity_option: fields.GeneveOption = fields.IDENTITY
+    ipsec_auth: str = "psk"                  # "psk" or "ca"
+    stop_nb: bool = False                    # stop the embedded store when dvn stops
+
+
+class Dvn:
+    """dvn's running parts around one Core: the northbound client, the core
+    (with its health checker), the node OVSDB listener and the REST API.
+    The OpenFlow side is controller.app, which os-ken runs."""
+
+    def __init__(self, settings, nb, core, listener, api_address=None, api_thread=None):
+        self.settings = settings
+        self.nb, self.core, self.listener = nb, core, listener
+        self.api_address, self.api_thread = api_address, api_thread
+
+    def stop(self):
+        """Stop listening and talking to the store; switches keep their flows."""
+        if self.api_thread is not None:
+            self.api_thread.kill()
+        self.listener.stop()
+        self.nb.stop()
+        if not self.settings.nb and self.settings.stop_nb:
+            from ovsdb import nbserver
+            nbserver.stop(os.path.abspath(self.settings.state_dir))
+
+
+def start(settings):
+    """Build and start dvn from ``settings``: the one wiring that `dvn serve`
+    and osken-manager (controller.app loaded by name) share. Needs the
+    eventlet hub, monkey-patched, with os-ken's modules importable."""
     import eventlet
     import eventlet.wsgi
-
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        filename=args.log_file)
-    # os-ken logs every echo at DEBUG; keep its chatter at INFO unless asked.
-    logging.getLogger("os_ken").setLevel(max(logging.INFO, LOG.getEffectiveLevel()))
 
     from controller import api as api_mod
     from controller.core import Core
@@ -46,9 +85,9 @@ def serve(args):
     from ovsdb.nb import Northbound
     from ovsdb.node import NodeListener
 
-    state_dir = os.path.abspath(args.state_dir)
+    state_dir = os.path.abspath(settings.state_dir)
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    remote = args.nb
+    remote = settings.nb
     if not remote:
         remote = nbserver.start(state_dir)
         LOG.info("northbound store: %s (state in %s)", remote, state_dir)
@@ -57,63 +96,81 @@ def serve(args):
     api_mod.ensure_admin_token(nb, os.path.join(state_dir, "admin.token"))
 
     ca = None
-    if args.ipsec_auth == "ca":
+    if settings.ipsec_auth == "ca":
         from controller.pki import Ca
         ca = Ca(state_dir).ensure()
-    of_host, of_port = _hostport(args.openflow_listen, "0.0.0.0")
-    lane_ports = [of_port + i for i in range(1, args.openflow_lanes + 1)] if of_port else []
-    core = Core(nb, log_rate=args.log_rate, log_burst=args.log_rate, identity_option=args.identity_option, ca=ca,
-                lane_ports=lane_ports)
+    port = settings.openflow_port
+    lane_ports = [port + i for i in range(1, settings.openflow_lanes + 1)] if port else []
+    core = Core(nb, log_rate=settings.log_rate, log_burst=settings.log_rate,
+                identity_option=settings.identity_option, ca=ca, lane_ports=lane_ports)
     core.start()
+    install_tap()  # before any switch connects: dvn's replies bypass os-ken's parser
 
-    ovsdb_host, ovsdb_port = _hostport(args.ovsdb_listen, "0.0.0.0")
+    ovsdb_host, ovsdb_port = _hostport(settings.ovsdb_listen, "0.0.0.0")
     listener = NodeListener(ovsdb_host, ovsdb_port, core.node_update, core.node_closed)
     listener.start()
     LOG.info("node OVSDB listener on %s:%d", ovsdb_host, ovsdb_port)
+    dvn = Dvn(settings, nb, core, listener)
+
+    if settings.api_listen:
+        api_host, api_port = _hostport(settings.api_listen, "127.0.0.1")
+        api_sock = eventlet.listen((api_host, api_port))
+        app = api_mod.make_app(nb, stats=core.rule_stats, events=core.events, lb_stats=core.lb_stats,
+                               switch_state=core.switch_state, plugged=core.plugged_addresses)
+        dvn.api_address = (api_host, api_sock.getsockname()[1])
+        dvn.api_thread = eventlet.spawn(eventlet.wsgi.server, api_sock, app, log=logging.getLogger("dvn.http"),
+                                        log_output=False)
+        LOG.info("REST API on http://%s:%d/v1", *dvn.api_address)
+    return dvn
+
+
+def serve(args):
+    os.environ.setdefault("OSKEN_HUB_TYPE", "eventlet")
+    import eventlet
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        filename=args.log_file)
+    # os-ken logs every echo at DEBUG; keep its chatter at INFO unless asked.
+    logging.getLogger("os_ken").setLevel(max(logging.INFO, LOG.getEffectiveLevel()))
+
+    of_host, of_port = _hostport(args.openflow_listen, "0.0.0.0")
+    dvn = start(Settings(state_dir=args.state_dir, nb=args.nb, api_listen=args.api_listen,
+                         ovsdb_listen=args.ovsdb_listen, openflow_port=of_port,
+                         openflow_lanes=args.openflow_lanes, log_rate=args.log_rate,
+                         identity_option=args.identity_option, ipsec_auth=args.ipsec_auth, stop_nb=args.stop_nb))
 
     from os_ken import cfg  # os-ken keeps its own ConfigOpts
     from os_ken.base import app_manager
     from os_ken.controller import controller as _of_controller  # noqa: F401 (registers options)
-    from os_ken.lib import hub
 
     cfg.CONF(args=[], project="os_ken")
     cfg.CONF.set_override("ofp_listen_host", of_host)
     cfg.CONF.set_override("ofp_tcp_listen_port", of_port)
     cfg.CONF.set_override("echo_request_interval", 5)
     cfg.CONF.set_override("maximum_unreplied_echo_requests", 3)
-    install_tap()
     manager = app_manager.AppManager.get_instance()
     manager.load_apps(["controller.app"])
     contexts = manager.create_contexts()
-    contexts["dvn_core"] = core
-    services = manager.instantiate_apps(**contexts)
+    contexts["dvn"] = dvn  # controller.app then uses this dvn, not one from os-ken's configuration
+    manager.instantiate_apps(**contexts)
     LOG.info("OpenFlow listener on %s:%d", of_host, of_port)
-    for port in lane_ports:
-        # Lanes: more connections from each switch, for large changes (see
-        # ofconn.bundle_across); `dvn join --openflow-lanes` points them here.
-        try:
-            server = hub.StreamServer((of_host, port), _of_controller.datapath_connection_factory)
-        except OSError as exc:  # a lane is only faster: dvn works without it
-            LOG.warning("OpenFlow lane port %s:%d not opened (%s): switches get one lane fewer",
-                        of_host, port, exc)
-            core.lane_ports.discard(port)
-            continue
-        services.append(hub.spawn(server.serve_forever))
-    if core.lane_ports:
-        LOG.info("OpenFlow lanes on %s: ports %s", of_host, ", ".join(map(str, sorted(core.lane_ports))))
-
-    api_host, api_port = _hostport(args.api_listen, "127.0.0.1")
-    api_sock = eventlet.listen((api_host, api_port))
-    app = api_mod.make_app(nb, stats=core.rule_stats, events=core.events, lb_stats=core.lb_stats,
-                           switch_state=core.switch_state, plugged=core.plugged_addresses)
-    services.append(hub.spawn(eventlet.wsgi.server, api_sock, app, log=logging.getLogger("dvn.http"),
-                              log_output=False))
-    LOG.info("REST API on http://%s:%d/v1", api_host, api_sock.getsockname()[1])
-    print("dvn: serving (API http://%s:%d/v1, OpenFlow %s:%d, OVSDB %s:%d)" % (
-        api_host, api_sock.getsockname()[1], of_host, of_port, ovsdb_host, ovsdb_port), flush=True)
+    api = "API http://%s:%d/v1, " % dvn.api_address if dvn.api_address else ""
+    ovsdb_host, ovsdb_port = _hostport(args.ovsdb_listen, "0.0.0.0")
+    print("dvn: serving (%sOpenFlow %s:%d, OVSDB %s:%d)" % (api, of_host, of_port, ovsdb_host, ovsdb_port),
+          flush=True)
 
     done = eventlet.event.Event()
+    install_stop_signals(done)
+    done.wait()
+    dvn.stop()
+    return 0
 
+
+def install_stop_signals(done):
+    """SIGTERM and SIGINT send ``done`` (the main green thread waits on it);
+    SIGUSR1 logs every green thread's stack."""
     def _stop(signum, _frame):
         LOG.info("signal %d: stopping (flows stay on the switches)", signum)
         if not done.ready():
@@ -126,12 +183,6 @@ def serve(args):
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGUSR1, lambda *_: _dump_green_threads())
-    done.wait()
-    listener.stop()
-    nb.stop()
-    if not args.nb and args.stop_nb:
-        nbserver.stop(state_dir)
-    return 0
 
 
 STOP_GRACE_S = 5
@@ -160,15 +211,22 @@ def _dump_green_threads():
             LOG.warning("green thread %r:\n%s", obj, "".join(traceback.format_stack(obj.gr_frame)))
 
 
-def _identity_option(text):
-    """CLASS:TYPE (decimal or 0x hex) -> fields.GeneveOption."""
+def identity_option(text):
+    """CLASS:TYPE (decimal or 0x hex) -> fields.GeneveOption; ValueError if it is not one."""
     try:
         opt_class, opt_type = (int(x, 0) for x in text.split(":"))
     except ValueError:
-        raise argparse.ArgumentTypeError("%r: give CLASS:TYPE, e.g. 0xfff1:0x01" % text)
+        raise ValueError("%r: give CLASS:TYPE, e.g. 0xfff1:0x01" % text) from None
     if not (0 <= opt_class <= 0xFFFF and 0 <= opt_type <= 0xFF):
-        raise argparse.ArgumentTypeError("%r: the class is 16 bits, the type 8" % text)
+        raise ValueError("%r: the class is 16 bits, the type 8" % text)
     return dataclasses.replace(fields.IDENTITY, opt_class=opt_class, opt_type=opt_type)
+
+
+def _identity_option(text):
+    try:
+        return identity_option(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(subparsers):

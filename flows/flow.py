@@ -32,10 +32,24 @@ CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK, CT_SNAT, CT_DNAT = 0x01, 0x02, 0
 IN_PORT = 0xFFFFFFF8  # output: the port the packet came in on
 
 
+# Cookies: 1 (dvn's mark) | category (3 bits) | owner (28 bits) | digest (32 bits).
+# dvn's cookie space is every cookie with the top bit set: dvn reads, keeps and
+# deletes only flows in it, so other os-ken apps on the same switch keep their
+# flows by giving them cookies whose top bit is 0 (docs/architecture.md).
+DVN_COOKIE = 1 << 63
+DVN_COOKIE_MASK = 1 << 63
+_CATEGORY_SHIFT, _CATEGORY_BITS = 60, 0x7
+_OWNER_SHIFT, _OWNER_BITS = 32, 0x0FFFFFFF
+
 # Cookie categories: what kind of object owns a flow.
 PIPELINE, NODE, NETWORK, PORT, GROUP, LB = 1, 2, 3, 4, 5, 6
 CATEGORY_NAMES = {PIPELINE: "pipeline", NODE: "node", NETWORK: "network", PORT: "port", GROUP: "security group",
                   LB: "load balancer"}
+
+
+def is_dvn_cookie(cookie):
+    """Whether a flow with this cookie is dvn's (in dvn's cookie space)."""
+    return cookie & DVN_COOKIE_MASK == DVN_COOKIE
 
 
 class FlowError(Exception):
@@ -180,13 +194,20 @@ class Flow(NamedTuple):
 
 
 def owner_hash(owner_id):
-    return zlib.crc32(owner_id.encode()) & 0x0FFFFFFF
+    return zlib.crc32(owner_id.encode()) & _OWNER_BITS
+
+
+def owner_cookie(category, owner_id):
+    """(cookie, mask) that select every flow of one owner, whatever it does
+    (a flow read or statistics by cookie)."""
+    cookie = DVN_COOKIE | (category << _CATEGORY_SHIFT) | (owner_hash(owner_id) << _OWNER_SHIFT)
+    return cookie, DVN_COOKIE_MASK | (_CATEGORY_BITS << _CATEGORY_SHIFT) | (_OWNER_BITS << _OWNER_SHIFT)
 
 
 def make_flow(table, priority, match_, category, owner_id, actions=(), metadata=None, goto=None):
-    """A flow with its cookie: category | owner | digest of what it does."""
-    return with_actions(Flow(table, priority, match_, (), None, None,
-                             (category << 60) | (owner_hash(owner_id) << 32)), actions, metadata, goto)
+    """A flow with its cookie: dvn's mark | category | owner | digest of what it does."""
+    return with_actions(Flow(table, priority, match_, (), None, None, owner_cookie(category, owner_id)[0]),
+                        actions, metadata, goto)
 
 
 def with_actions(flow, actions, metadata=None, goto=None):
@@ -197,12 +218,17 @@ def with_actions(flow, actions, metadata=None, goto=None):
     return Flow(flow.table, flow.priority, flow.match, actions, metadata, goto, cookie)
 
 
+def category_of(cookie):
+    """The category of a dvn cookie (PIPELINE ... LB); None for another app's."""
+    return (cookie >> _CATEGORY_SHIFT) & _CATEGORY_BITS if is_dvn_cookie(cookie) else None
+
+
 def cookie_category(cookie):
-    return CATEGORY_NAMES.get(cookie >> 60, "unknown")
+    return CATEGORY_NAMES.get(category_of(cookie), "unknown")
 
 
 def cookie_owner(cookie):
-    return (cookie >> 32) & 0x0FFFFFFF
+    return (cookie >> _OWNER_SHIFT) & _OWNER_BITS
 
 
 class Bucket(NamedTuple):

@@ -51,10 +51,20 @@ REJECT_METER, PROBE_METER = 2, 3
 PROBE_PORT_BASE = 0xF000          # probes' source ports: 61440..65535, outside Linux's ephemeral range
 MAX_BUCKETS = 1300                # 48-byte buckets: a group's description stays under 64 KiB
 MAX_GROUP_ID = 0xFFFF             # reg4 holds group id << 16 | a member's slot
+# dvn's group ids on a switch: it deletes groups it does not want only in this
+# range, and allocates from its bottom (today up to MAX_GROUP_ID); other
+# os-ken apps on the same switch take ids above it (docs/architecture.md).
+GROUP_ID_MIN, GROUP_ID_MAX = 1, 0xFFFFFF
+
 P_ARP, P_HAIRPIN_BACK, P_VIP, P_VIP_OTHER, P_MEMBER, P_VIP_MAC = 300, 260, 200, 150, 100, 90   # vip_lb
 P_HAIRPIN, P_NAT = 200, 100                                                    # lb_nat
 P_OUT_HAIRPIN = 4100              # out_acl: above every firewall flow
 P_PROBE, P_HP_REPLY, P_HP_CHECK, P_HP_NOT = 102, 101, 100, 99   # in_port_security
+
+
+def is_dvn_group(group_id):
+    """Whether a group with this id is dvn's (in dvn's group-id range)."""
+    return GROUP_ID_MIN <= group_id <= GROUP_ID_MAX
 
 
 def vip_mac(vni):

@@ -13,6 +13,7 @@ import struct
 from typing import NamedTuple
 
 from flows import pipeline
+from flows.flow import DVN_COOKIE, DVN_COOKIE_MASK
 
 VERSION = 6
 OFPT_EXPERIMENTER = 4
@@ -433,9 +434,12 @@ def encode_flow_mod(flow, command, xid=0):
 
 
 def encode_delete_strict_raw(table_id, priority, raw_match):
-    """Delete exactly the flow a switch reported (its match bytes as they came)."""
+    """Delete exactly the flow a switch reported (its match bytes as they came),
+    if its cookie is still in dvn's space: should another app have put a flow
+    of its own at that identity since, it stays."""
     body = raw_match
-    return _FLOW_MOD_HEAD.pack(VERSION, OFPT_FLOW_MOD, _FLOW_MOD_HEAD.size + len(body), 0, 0, 0,
+    return _FLOW_MOD_HEAD.pack(VERSION, OFPT_FLOW_MOD, _FLOW_MOD_HEAD.size + len(body), 0,
+                               DVN_COOKIE, DVN_COOKIE_MASK,
                                table_id, DELETE_STRICT, 0, 0, priority, NO_BUFFER, ANY, ANY,
                                0, 0) + body
 
@@ -456,9 +460,14 @@ def meter_mod(meter_id, rate_pps, burst, xid, command=0):
     return _header(OFPT_METER_MOD, 8 + len(body), xid) + body
 
 
+def packet_in_cookie(msg):
+    """The cookie of an OF1.5 packet-in: its flow's."""
+    return struct.unpack_from("!Q", msg, 16)[0]
+
+
 def decode_packet_in(msg):
     """(cookie, {field: value} of the packet's metadata, frame bytes) of an OF1.5 packet-in."""
-    cookie, = struct.unpack_from("!Q", msg, 16)
+    cookie = packet_in_cookie(msg)
     _mtype, mlen = struct.unpack_from("!HH", msg, 24)
     fields = {}
     for tlv in _tlvs(msg[28:24 + mlen]):
@@ -567,14 +576,21 @@ def _tlvs(oxms):
 
 
 
-def in_port_of(match_key):
-    """The in_port a switch flow's match (FlowDesc.match_key) pins, or None."""
-    cls, num, width = OXM["in_port"]
+def field_of(match_key, field):
+    """The value a switch flow's match (FlowDesc.match_key) pins ``field`` to
+    (exactly, with no mask), or None."""
+    cls, num, width = OXM[field]
     header = struct.pack("!HBB", cls, num << 1, width)   # no mask
     for tlv in _tlvs(match_key):
         if tlv[:4] == header:
-            return struct.unpack_from("!I", tlv, 4)[0]
+            return int.from_bytes(tlv[4:], "big")
     return None
+
+
+def in_port_of(match_key):
+    """The in_port a switch flow's match (FlowDesc.match_key) pins, or None."""
+    return field_of(match_key, "in_port")
+
 
 def decode_flow_desc_reply(msg):
     """The flows of one OFPMP_FLOW_DESC reply message (header included)."""

@@ -4,7 +4,7 @@
 """
 
 from flows import fields, pipeline
-from flows.flow import CATEGORY_NAMES
+from flows.flow import CATEGORY_NAMES, DVN_COOKIE, DVN_COOKIE_MASK
 from flows.l2 import compile_node
 from flows.model import Network, Port, Topology
 from flows.render import render_flowset
@@ -60,12 +60,14 @@ def render():
             "`{class=%#x,type=%#x,len=%d}->%s`: %s" % (option.opt_class, option.opt_type, option.length,
                                                        option.field, option.doc)]
     out += ["", "## Cookies\n",
-            "`cookie = category (4 bits) | owner (28 bits) | digest (32 bits)`: category "
+            "`cookie = 1 (dvn's mark) | category (3 bits) | owner (28 bits) | digest (32 bits)`: category "
             + ", ".join("%d %s" % kv for kv in sorted(CATEGORY_NAMES.items()))
             + "; the owner is a CRC-32 of the owning object's id; the "
             "digest is a CRC-32 of the flow's actions. On reconnect dvn keeps every switch flow whose "
             "(table, priority, match) and cookie equal a desired flow's, so a changed action is found "
-            "without parsing actions back.",
+            "without parsing actions back. dvn reads and deletes only flows in its cookie space "
+            "(cookie=%#x/%#x): other apps' flows on br-int stay (architecture.md)." % (
+                DVN_COOKIE, DVN_COOKIE_MASK),
             "", "## Example: node hv1, network blue (VNI 5001), vm1 on hv1 (ofport 10), vm2 on hv2 "
             "(tunnel ofport 1)\n", "```", _example().rstrip(), "```", ""]
     return "\n".join(out)

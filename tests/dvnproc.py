@@ -70,13 +70,16 @@ class DvnServer:
         self.proc = None
         os.makedirs(state_dir, exist_ok=True)
 
+    def command(self):
+        return [sys.executable, "-m", "controller.serve",
+                "--state-dir", self.state_dir,
+                "--api-listen", "127.0.0.1:%d" % self.api_port,
+                "--openflow-listen", "%s:%d" % (self.listen_ip, self.of_port),
+                "--ovsdb-listen", "%s:%d" % (self.listen_ip, self.ovsdb_port),
+                "--log-file", self.log_path] + self.extra
+
     def start(self, timeout=30):
-        cmd = [sys.executable, "-m", "controller.serve",
-               "--state-dir", self.state_dir,
-               "--api-listen", "127.0.0.1:%d" % self.api_port,
-               "--openflow-listen", "%s:%d" % (self.listen_ip, self.of_port),
-               "--ovsdb-listen", "%s:%d" % (self.listen_ip, self.ovsdb_port),
-               "--log-file", self.log_path] + self.extra
+        cmd = self.command()
         env = dict(os.environ, PYTHONWARNINGS="ignore")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.state_dir, "dvn.stderr"), "ab"))

@@ -124,6 +124,21 @@ def test_cookies_name_the_owner():
     assert ("pipeline", owner_hash("pipeline")) in owners
 
 
+def test_every_flow_is_in_dvns_cookie_space_and_other_cookies_are_not():
+    # Another os-ken app on br-int keeps its flows by using cookies outside
+    # this space: dvn's resync reads (and so deletes) only flows inside it.
+    from flows.flow import (DVN_COOKIE, DVN_COOKIE_MASK, GROUP, category_of, cookie_category, is_dvn_cookie,
+                            owner_cookie)
+    flows = compile_node(small_topology(), "hv1")
+    assert all(f.cookie & DVN_COOKIE_MASK == DVN_COOKIE and is_dvn_cookie(f.cookie) for f in flows)
+    assert {category_of(f.cookie) for f in flows} <= {1, 2, 3, 4, 5, 6}
+    for other in (0, 0x1234, 0x7FFFFFFFFFFFFFFF):
+        assert not is_dvn_cookie(other) and category_of(other) is None and cookie_category(other) == "unknown"
+    cookie, mask = owner_cookie(GROUP, "g/r")
+    assert is_dvn_cookie(cookie) and cookie_category(cookie) == "security group"
+    assert cookie & ~mask == 0 and mask & DVN_COOKIE_MASK and mask & 0xFFFFFFFF == 0
+
+
 def test_pipeline_doc_is_current():
     from flows.pipeline_doc import render
     with open(os.path.join(os.path.dirname(GOLDEN), "..", "..", "docs", "pipeline.md")) as f:

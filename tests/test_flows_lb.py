@@ -5,7 +5,7 @@ import collections
 import pytest
 
 from flows import acl, l2, lb, ofwire
-from flows.flow import CT_DNAT, CT_EST, CT_NEW, CT_TRK, LB, cookie_category
+from flows.flow import CT_DNAT, CT_EST, CT_NEW, CT_TRK, LB, category_of, cookie_category
 from flows.model import LoadBalancer, Member, Monitor
 from flows.render import render_flow, render_group
 from flows.walk import walk
@@ -201,7 +201,7 @@ def test_new_flag_is_what_the_vip_flow_needs():
     vip_flow = next(f for f in flows if f.table == "vip_lb" and f.priority == lb.P_VIP)
     m = dict((f, v) for f, v, _ in vip_flow.match)
     assert m["ct_state"] == CT_TRK | CT_NEW and cookie_category(vip_flow.cookie) == "load balancer"
-    assert vip_flow.cookie >> 60 == LB
+    assert category_of(vip_flow.cookie) == LB
 
 
 def test_each_load_balancer_is_compiled_alone_and_the_flows_vips_share_agree():
@@ -272,3 +272,9 @@ def test_a_member_on_a_node_whose_session_is_not_back_yet_keeps_its_buckets():
     before = lb.compile_groups(lb.plan_lb(topo, "lb1", "hv1"))[7]
     topo = topo._replace(bindings=dict(topo.bindings, a2=("hv2", None), a3=("hv3", None)))
     assert lb.compile_groups(lb.plan_lb(topo, "lb1", "hv1"))[7] == before
+
+
+def test_dvns_group_ids_are_a_range_other_apps_stay_out_of():
+    assert lb.is_dvn_group(1) and lb.is_dvn_group(lb.MAX_GROUP_ID) and lb.is_dvn_group(lb.GROUP_ID_MAX)
+    assert not lb.is_dvn_group(0) and not lb.is_dvn_group(lb.GROUP_ID_MAX + 1)
+    assert lb.MAX_GROUP_ID <= lb.GROUP_ID_MAX < 0xFFFFFF00  # below OFPG_MAX: real group ids

@@ -141,6 +141,18 @@ def test_delete_strict_of_a_reported_match_removes_exactly_that_flow(switch):
         (d.table_id, d.priority, d.match_key) for d in after}
 
 
+def test_delete_strict_of_a_reported_match_leaves_another_apps_flow_there(switch):
+    # dvn read a flow of its own; another app then put its own at that identity.
+    ovs, sw = switch
+    flow = make_flow("l2_lookup", 78, match(metadata=98), PORT, "p", actions=(output(5),))
+    assert sw.bundle([ofwire.encode_flow_mod(flow, ofwire.ADD)]) == []
+    desc = next(d for d in sw.read_flows() if (d.table_id, d.priority, d.match_key) == ofwire.wire_key(flow))
+    assert sw.bundle([ofwire.encode_flow_mod(flow._replace(cookie=0x42), ofwire.ADD)]) == []
+    assert sw.bundle([ofwire.encode_delete_strict_raw(desc.table_id, desc.priority, desc.raw_match)]) == []
+    assert {d.cookie for d in sw.read_flows() if d.priority == 78} == {0x42}
+    assert sw.bundle([ofwire.encode_flow_mod(flow._replace(cookie=0x42), ofwire.DELETE_STRICT)]) == []
+
+
 def test_a_bundle_with_a_refused_flow_changes_nothing(switch):
     ovs, sw = switch
     before = dump(ovs)

@@ -1,11 +1,11 @@
 """How a large change is shared out over a switch's main connection and its
-lanes (controller.ofconn.spread), and which flows may go early
-(controller.core._may_go_early, and acl.unreached for firewall verdicts)."""
+lanes (flows.reconcile.spread), and which flows may go early
+(flows.reconcile.may_go_early, and acl.unreached for firewall verdicts)."""
 
 from hypothesis import given, settings, strategies as st
 
-from controller.core import _may_go_early
-from controller.ofconn import spread
+from flows.reconcile import may_go_early as _may_go_early
+from flows.reconcile import spread
 from flows.flow import CT_INV, CT_TRK, Flow, clone, conjunction, group, match, resubmit
 from flows import acl, ofwire, pipeline
 
@@ -89,3 +89,24 @@ def test_in_port_of_a_switch_match():
     key = ofwire.match_key_of(match(in_port=809, eth_src="02:00:00:00:00:01"))
     assert ofwire.in_port_of(key) == 809
     assert ofwire.in_port_of(ofwire.match_key_of(match(eth_type=0x0800))) is None
+
+
+def test_the_tap_takes_only_packet_ins_from_dvns_flows():
+    # Another os-ken app beside dvn gets the packet-ins of its own flows.
+    import struct
+    from controller.ofconn import OFPT_PACKET_IN, SwitchConn
+    from flows.flow import PIPELINE, owner_cookie
+
+    class Datapath:
+        xid = 0
+
+    got = []
+    conn = SwitchConn(Datapath())
+    conn.on_packet_in = got.append
+
+    def packet_in(cookie):  # header, buffer id, total length, reason, table, cookie, an empty match
+        return struct.pack("!BBHIIHBBQHH4x", 6, OFPT_PACKET_IN, 40, 7, 0xFFFFFFFF, 0, 1, 0, cookie, 1, 4)
+
+    mine = packet_in(owner_cookie(PIPELINE, "pipeline")[0])
+    assert conn.tap(OFPT_PACKET_IN, 7, mine) is True and got == [mine]
+    assert conn.tap(OFPT_PACKET_IN, 8, packet_in(0x0B7E5000000000A1)) is False and got == [mine]

@@ -1,0 +1,320 @@
+"""The controller's model: northbound rows in, the compiler's values out.
+
+The store's networks, ports, security groups (with their rules and dynamic
+criteria) and load balancers become ``flows.model`` values, kept with the
+indexes the compiler and the API ask for (a network's ports, a group's
+ports, a load balancer's members). A change marks the compile units it
+touches on the nodes it touches (``_touch_*``); the scheduler does the rest.
+Called in the store client's green thread: nothing here blocks.
+"""
+
+import json
+import logging
+
+import eventlet
+
+from flows import acl, groups
+from flows.flow import owner_hash
+from flows.model import LoadBalancer, Member, Monitor, Network, Port, Topology
+from ovsdb.nb import optional as _opt
+
+from controller.units import ACL, LB_UNIT, GROUP_UNIT
+
+LOG = logging.getLogger(__name__)
+
+
+def _rule(row):
+    """A Rule row of the store as the compiler's value."""
+    remote = _opt(row.remote_group)
+    hi = _opt(row.port_range_max)
+    return acl.Rule(id=str(row.uuid), direction=row.direction,
+                    ethertype=acl.IPV4 if row.ethertype == "IPv4" else acl.IPV6,
+                    protocol=_opt(row.protocol), port_min=_opt(row.port_range_min), port_max=hi,
+                    icmp_type=_opt(row.icmp_type), icmp_code=_opt(row.icmp_code),
+                    remote_cidr=_opt(row.remote_ip_prefix),
+                    remote_group=str(remote.uuid) if remote is not None else None,
+                    action=row.action, priority=row.priority, log=_opt(row.log) is True)
+
+
+CSR_KEY, CERT_KEY, CA_KEY, CERT_FOR_KEY = "dvn-csr", "dvn-cert", "dvn-ca", "dvn-cert-for"
+CERTIFIED_KEY = "dvn-certified"   # Node external_ids in the store: the digest of the request dvn signed
+
+def _load_balancer(row):
+    """A LoadBalancer row of the store, with its members, as the compiler's value."""
+    persistence = _opt(row.session_persistence)
+    monitor = _opt(row.health_monitor)
+    mon = None
+    if monitor:
+        m = json.loads(monitor)
+        mon = Monitor(m["type"], m["delay"], m["timeout"], m["max_retries"], m["max_retries_down"],
+                      m.get("url_path", "/"), m.get("expected_codes", "200"))
+    members = tuple(sorted(Member(str(r.uuid), r.address, r.protocol_port, r.weight, r.admin_state_up,
+                                  r.operating_status if mon is not None else "NO_MONITOR")
+                           for r in row.members))
+    return LoadBalancer(str(row.uuid), row.tenant, str(row.network.uuid), row.vip_address, row.protocol,
+                        row.protocol_port, row.group_id, members,
+                        json.loads(persistence)["persistence_timeout"] if persistence else 0, mon)
+
+
+class Model:
+    """Store rows as the compiler's values (a part of Core)."""
+
+    def topology(self, system_id=None):
+        """The compiler's topology; for ``system_id``, with what its node says
+        is plugged into it first: its ports get their flows as soon as the
+        node reports them, before their bindings are in the store (which is
+        what the other nodes go by)."""
+        bindings = {}
+        for port_id, node in self.port_node.items():
+            ofport = self.local_ofports.get(node, {}).get(port_id)
+            bindings[port_id] = (node, ofport)
+        for port_id, ofport in self.local_ofports.get(system_id, {}).items() if system_id else ():
+            bindings[port_id] = (system_id, ofport)
+        return Topology(networks=self.networks, ports=self.ports, bindings=bindings,
+                        tunnels=self.tunnel_ofports, net_ports=self.net_ports, groups=self.groups,
+                        lbs=self.lbs, net_lbs=self.net_lbs, secure_tunnels=self.secure_ofports,
+                        encrypt_pairs=self.encrypt_pairs, group_ports=self.group_ports)
+
+    def _nb_changed(self, table, event, row):
+        if table == "Network":
+            net_id = str(row.uuid)
+            if event == "delete":
+                self.networks.pop(net_id, None)
+            else:
+                self.owners[owner_hash(net_id)] = "network " + net_id
+                self.networks[net_id] = Network(
+                    id=net_id, name=row.name, tenant=row.tenant, vni=row.vni,
+                    cidrs=tuple(row.cidrs))
+            self._touch_network(net_id)
+        elif table == "Port":
+            port_id = str(row.uuid)
+            old = self.ports.get(port_id)
+            old_node = self.port_node.get(port_id)
+            if event == "delete":
+                self._set_port(port_id, None)
+                self.port_node.pop(port_id, None)
+                self.explicit.pop(port_id, None)
+                self.own_encrypt.pop(port_id, None)
+                if old is not None:
+                    self.net_ports[old.network_id].discard(port_id)
+            else:
+                network_id = str(row.network.uuid) if hasattr(row.network, "uuid") else str(_opt(row.network))
+                node = _opt(row.node)
+                self.explicit[port_id] = tuple(sorted(str(g.uuid) for g in row.security_groups))
+                self.own_encrypt[port_id] = _opt(row.encrypt) is True
+                port = self._with_groups(Port(
+                    id=port_id, name=row.name, tenant=row.tenant, network_id=network_id,
+                    mac=row.mac, ips=tuple(row.ips), tags=tuple(row.tags), node=node,
+                    port_security=_opt(row.port_security) is not False,
+                    allowed_pairs=tuple(tuple(p.split(",", 1)) for p in sorted(row.allowed_address_pairs))))
+                self._set_port(port_id, port)
+                self.owners[owner_hash(port_id)] = "port " + port_id
+                if old is not None and old.network_id != network_id:
+                    self.net_ports[old.network_id].discard(port_id)
+                self.net_ports[network_id].add(port_id)
+                if old is None:
+                    for system_id, found in self.iface_bindings.items():
+                        if port_id in found and system_id in self.sessions:
+                            self._node_update_soon(self.sessions[system_id])
+                if node:
+                    self.port_node[port_id] = node
+                else:
+                    self.port_node.pop(port_id, None)
+            for net_id in {p.network_id for p in (old, self.ports.get(port_id)) if p is not None}:
+                self._touch_network(net_id, also=(old_node, self.port_node.get(port_id)))
+            self._touch_acl()
+        elif table == "SecurityGroup":
+            # Its rules may arrive later in this same update (a bulk import):
+            # read it once the update is in, before the next compile.
+            self.sg_dirty.add(str(row.uuid))
+            self._kick()
+        elif table == "TunnelKey":
+            # A node pair's pre-shared key (new, or rotated): both nodes' IPsec ports follow.
+            if event == "delete":
+                self.tunnel_keys.pop(row.nodes, None)
+            else:
+                self.tunnel_keys[row.nodes] = row.psk
+            self.keys_asked.discard(row.nodes)
+            self.mesh_dirty = True
+            self._kick()
+        elif table == "LoadBalancer":
+            # Its members may arrive later in this same update: read it in the worker.
+            self.lb_dirty.add(str(row.uuid))
+            self._kick()
+        elif table == "Member":
+            lb_id = self.member_lb.get(str(row.uuid))
+            if lb_id is not None:
+                self.lb_dirty.add(lb_id)
+                self._kick()
+        elif table == "Node":
+            system_id = row.system_id
+            if event == "delete":
+                self.nodes.pop(system_id, None)
+                session = self.sessions.get(system_id)
+                if session is not None:
+                    session.close()
+            else:
+                self.owners[owner_hash(system_id)] = "node " + system_id
+                self.nodes[system_id] = row.encap_ip
+            # Whether the node holds a certificate of dvn's CA: kept in the
+            # store, so a restart knows it before the node's session is back.
+            if event != "delete" and row.external_ids.get(CERTIFIED_KEY):
+                self.certified.add(system_id)
+            else:
+                self.certified.discard(system_id)
+            self.mesh_dirty = True
+            self._kick()
+
+    def _set_port(self, port_id, port):
+        """The port as the compiler sees it (None: gone), and the index of groups' ports."""
+        old = self.ports.pop(port_id, None)
+        for gid in old.security_groups if old is not None else ():
+            self.group_ports[gid].discard(port_id)
+        if port is not None:
+            self.ports[port_id] = port
+            for gid in port.security_groups:
+                self.group_ports[gid].add(port_id)
+
+    def _with_groups(self, port):
+        """``port`` with its effective groups: those it names and the dynamic
+        groups of its tenant whose criteria select it."""
+        found = set(self.explicit.get(port.id, ()))
+        for gid, (tenant, criteria) in self.criteria.items():
+            if tenant == port.tenant and groups.matches(criteria, port):
+                found.add(gid)
+        return port._replace(security_groups=tuple(sorted(found)),
+                             named_groups=self.explicit.get(port.id, ()),
+                             encrypt=self.own_encrypt.get(port.id, False) or bool(found & self.encrypt_groups))
+
+    def _hosts(self, network_id):
+        return {self.port_node[p] for p in self.net_ports.get(network_id, ()) if p in self.port_node}
+
+    def _touch_network(self, network_id, also=()):
+        for system_id in self._hosts(network_id) | {n for n in also if n}:
+            self.dirty.add((system_id, network_id))
+            for lb_id in self.net_lbs.get(network_id, ()):  # members' MACs and ports, where hosted
+                self.dirty.add((system_id, (LB_UNIT, lb_id)))
+        self._kick()
+
+    def _refresh_groups(self):
+        """Read the dirty security groups (with their rules) from the store."""
+        dirty, self.sg_dirty = self.sg_dirty, set()
+        touch_all = False
+        for gid in dirty:
+            row = self.nb.get("SecurityGroup", gid)
+            old_criteria = self.criteria.get(gid)
+            old_policy = (gid in self.encrypt_groups, self.encrypt_with.get(gid, frozenset()))
+            had_rules = bool(self.groups.get(gid))
+            if row is None:
+                self.groups.pop(gid, None)
+                self.criteria.pop(gid, None)
+                self.encrypt_groups.discard(gid)
+                self.encrypt_with.pop(gid, None)
+            else:
+                if _opt(row.encrypt) is True:
+                    self.encrypt_groups.add(gid)
+                else:
+                    self.encrypt_groups.discard(gid)
+                self.encrypt_with[gid] = frozenset(str(g.uuid) for g in row.encrypt_with)
+                self.owners[owner_hash(gid)] = "security group " + gid
+                self.groups[gid] = tuple(sorted(_rule(r) for r in row.rules))
+                for r in self.groups[gid]:
+                    self.owners[owner_hash("%s/%s" % (gid, r.id))] = "rule %s/%s" % (gid, r.id)
+                    self.rule_index[owner_hash("%s/%s" % (gid, r.id))] = (gid, r)
+                text = _opt(row.criteria)
+                if text:
+                    self.criteria[gid] = (row.tenant, json.loads(text))
+                else:
+                    self.criteria.pop(gid, None)
+            policy = (gid in self.encrypt_groups, self.encrypt_with.get(gid, frozenset()))
+            if (self.criteria.get(gid) is not None or old_criteria is not None) and \
+                    had_rules != bool(self.groups.get(gid)):
+                touch_all = True     # a dynamic group guards its ports only while it has rules
+            if self.criteria.get(gid) != old_criteria or policy != old_policy:
+                touch_all = True
+                # Membership of a dynamic group, or what its members encrypt, changed:
+                # every port is looked at again, and every network (unchanged views compile nothing).
+                self.encrypt_pairs = frozenset(tuple(sorted((a, b))) for a, bs in self.encrypt_with.items()
+                                               for b in bs)
+                for port_id, port in list(self.ports.items()):
+                    new = self._with_groups(port)
+                    self._set_port(port_id, new)
+                    if new.security_groups != port.security_groups:
+                        # its identity changed, which its node sets in classify
+                        self._touch_network(port.network_id, also=(self.port_node.get(port_id),))
+                if policy != old_policy:
+                    for network_id in list(self.net_ports):
+                        self._touch_network(network_id)
+        if touch_all:
+            self._touch_acl()
+        else:
+            # Only rules changed (or a group no port is in yet was made or
+            # removed): only the groups' own units, wherever they are.
+            for system_id in self.switches:
+                self.dirty.update((system_id, (GROUP_UNIT, gid)) for gid in dirty)
+            self._kick()
+
+    def _refresh_lbs(self):
+        """Read the dirty load balancers from the store; mark what they touch."""
+        dirty, self.lb_dirty = self.lb_dirty, set()
+        for lb_id in dirty:
+            old = self.lbs.pop(lb_id, None)
+            row = self.nb.get("LoadBalancer", lb_id)
+            new = _load_balancer(row) if row is not None else None
+            nets = {b.network_id for b in (old, new) if b is not None}
+            served = {n: bool(self.net_lbs.get(n)) for n in nets}
+            if old is not None:
+                self.net_lbs[old.network_id].discard(lb_id)
+                for m in old.members:
+                    self.member_lb.pop(m.id, None)
+                if new is None:
+                    self.lb_owner.pop(owner_hash(lb_id), None)
+            if new is not None:
+                self.lbs[lb_id] = new
+                self.net_lbs[new.network_id].add(lb_id)
+                self.lb_owner[owner_hash(lb_id)] = lb_id
+                self.owners[owner_hash(lb_id)] = "load balancer " + lb_id
+                for m in new.members:
+                    self.member_lb[m.id] = lb_id
+            for net_id in nets:
+                # The firewall tracks every port of a network with VIPs: it
+                # changes when a network gets its first one or loses its last.
+                acl_too = served[net_id] != bool(self.net_lbs.get(net_id))
+                for system_id in self._hosts(net_id):
+                    self.dirty.add((system_id, (LB_UNIT, lb_id)))
+                    if acl_too:
+                        self.dirty.add((system_id, ACL))
+
+    def _touch_acl(self):
+        """Firewall views depend on ports and groups anywhere (remote groups):
+        every node's is recomputed, and compiled again only if it changed."""
+        for system_id in self.switches:
+            self.dirty.add((system_id, ACL))
+        self._kick()
+
+    def member_target(self, balancer, member):
+        """(system id, ofport, MAC, VNI) of the port with the member's address, if plugged in."""
+        network = self.networks.get(balancer.network_id)
+        for port_id in self.net_ports.get(balancer.network_id, ()):
+            port = self.ports.get(port_id)
+            if port is not None and member.address in port.ips:
+                system_id = self.port_node.get(port_id)
+                ofport = self.local_ofports.get(system_id, {}).get(port_id)
+                switch = self.switches.get(system_id)
+                if ofport and network and switch is not None and switch.synced:
+                    return system_id, ofport, port.mac, network.vni
+        return None
+
+    def set_member_status(self, member_id, status):
+        """A health verdict: to the store (every node follows it from there)."""
+        def write():
+            try:
+                self.nb.transact([self.nb.api.db_set("Member", member_id, ("operating_status", status))])
+            except Exception as exc:
+                LOG.warning("member %s: status %s not recorded: %s", member_id, status, exc)
+        eventlet.spawn_n(write)
+
+    def plugged_addresses(self, network_id):
+        """The addresses of the network's ports that a node has plugged in (the store's bindings)."""
+        return {ip for p in self.net_ports.get(network_id, ()) if p in self.port_node and p in self.ports
+                for ip in self.ports[p].ips}

@@ -1,0 +1,269 @@
+"""Nodes: their OVSDB sessions, the tunnel mesh, IPsec keys and certificates.
+
+A node is the authority on what is plugged into it: its session's view is
+taken in memory first (its switch may be resynced from it at once), then
+recorded in the store off the session's green thread. The mesh gives every
+node a tunnel to each peer; IPsec ones carry a pair's key, or both nodes'
+certificates. What dvn keeps about a session (whether it is registered,
+known, being recorded, its wanted mesh) is dvn's own, in a NodeState, not
+attributes set on the session object.
+"""
+
+import dataclasses
+import hashlib
+import logging
+import secrets
+import time
+
+import eventlet
+
+from controller.units import ALL
+
+LOG = logging.getLogger(__name__)
+
+CSR_KEY, CERT_KEY, CA_KEY, CERT_FOR_KEY = "dvn-csr", "dvn-cert", "dvn-ca", "dvn-cert-for"
+CERTIFIED_KEY = "dvn-certified"   # Node external_ids in the store: the digest of the request dvn signed
+RECORD_WAIT_S = 60  # the longest a node's bindings wait for its switch's compile and bundle before they are written
+
+
+def _now_ms():
+    return int(time.time() * 1000)
+
+def _digest(text):
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+def node_pair(a, b):
+    """The TunnelKey name of a pair of nodes."""
+    return "|".join(sorted((a, b)))
+
+
+@dataclasses.dataclass
+class NodeState:
+    """What dvn keeps about one node session."""
+    session: object
+    known: bool = False          # dvn has taken the session's view at least once
+    registered: bool = False     # the node's row is in the store
+    update_soon: bool = False    # a look at its interfaces is scheduled
+    record_wanted: bool = False  # the store is behind what the node says
+    recording: bool = False      # a writer records it
+    mesh_wanted: tuple = None    # (peers, ipsec options) to apply
+    mesh_running: bool = False   # a green thread applies the mesh
+
+
+class Nodes:
+    """Node sessions, the mesh, keys and certificates (a part of Core)."""
+
+    def node_state(self, session):
+        """dvn's state of a session (a new session of a node starts afresh)."""
+        state = self.node_states.get(session.system_id)
+        if state is None or state.session is not session:
+            state = self.node_states[session.system_id] = NodeState(session)
+        return state
+
+    def _node_update_soon(self, session):
+        """Look at a node's interfaces again: once for a burst of new ports
+        (a bulk import creates thousands in one update)."""
+        state = self.node_state(session)
+        if state.update_soon:
+            return
+        state.update_soon = True
+
+        def run():
+            state.update_soon = False
+            if self.sessions.get(session.system_id) is session:
+                self.node_update(session)
+        eventlet.spawn_n(run)
+
+    def node_update(self, session):
+        """The node's database changed: take what it says in memory first (the
+        switch may be resynced at any time after this), then record it in the
+        northbound store."""
+        system_id = session.system_id
+        if not system_id:
+            return
+        known = self.sessions.get(system_id)
+        if known is not session:
+            if known is not None:
+                known.close()
+            self.sessions[system_id] = session
+            LOG.info("node %s connected (encap %s)", system_id, session.encap_ip)
+            self.mesh_dirty = True
+        if session.datapath_id:
+            self.dpid_node[session.datapath_id] = system_id
+        all_bindings = session.bindings()
+        self.iface_bindings[system_id] = all_bindings
+        # Ports: the node is the authority on what is plugged into it.
+        ofports = {p: o for p, o in all_bindings.items() if p in self.ports}
+        before = self.local_ofports.get(system_id)
+        if ofports != before:
+            before = before or {}
+            plugged = sum(1 for p in ofports if p not in before)
+            unplugged = sum(1 for p in before if p not in ofports)
+            if plugged or unplugged:
+                LOG.info("node %s: %d ports plugged, %d unplugged (%d in all)", system_id, plugged, unplugged,
+                         len(ofports))
+            self.local_ofports[system_id] = ofports
+            self.dirty.add((system_id, ALL))
+        for mesh, known in (("plain", self.tunnel_ofports), ("ipsec", self.secure_ofports)):
+            tunnels = {peer: o for peer, o in session.tunnels(mesh).items() if o}
+            if tunnels != known.get(system_id):
+                known[system_id] = tunnels
+                self.dirty.add((system_id, ALL))
+        self._certificates(session)
+        self.node_state(session).known = True
+        switch = self.switches.get(system_id)
+        if switch is not None and switch.conn is not None and not switch.synced:
+            self.dirty.add((system_id, ALL))
+        self._kick()
+        self._record_soon(session)
+
+    def _record_soon(self, session):
+        """Record what the node says in the store, off the session's green
+        thread (a write of 10,000 bindings takes seconds, and the session must
+        go on answering the node's echoes meanwhile): one writer per session,
+        which writes again while the node has said more, or after a failure."""
+        state = self.node_state(session)
+        state.record_wanted = True
+        if state.recording:
+            return
+        state.recording = True
+
+        def run():
+            try:
+                # The node's own flows do not wait for the store (topology()):
+                # let their compile and their sending have the hub first
+                # (python-ovs holds it for seconds on a large write, and a
+                # switch whose bundle stops coming in idles), not for long.
+                deadline = time.monotonic() + RECORD_WAIT_S
+                while self._switch_busy(session.system_id) and time.monotonic() < deadline:
+                    eventlet.sleep(0.05)
+                while state.record_wanted and self.sessions.get(session.system_id) is session:
+                    state.record_wanted = False
+                    if not self._record_node(session):
+                        state.record_wanted = True
+                        eventlet.sleep(1)
+            finally:
+                state.recording = False
+        eventlet.spawn_n(run)
+
+    def _record_node(self, session):
+        """Write the node and its ports' bindings to the store; False if it refused."""
+        system_id = session.system_id
+        ofports = self.local_ofports.get(system_id, {})
+        encap_ip = session.encap_ip
+        state = self.node_state(session)
+        if encap_ip and (self.nodes.get(system_id) != encap_ip or not state.registered):
+            self.nb.upsert_node(system_id, session.hostname, encap_ip, "up", _now_ms())
+            state.registered = True
+            self.nodes[system_id] = encap_ip
+            self.mesh_dirty = True
+            self._kick()
+        changes = {p: system_id for p in ofports if self.port_node.get(p) != system_id}
+        changes.update((p, None) for p, node in self.port_node.items()
+                       if node == system_id and p not in ofports and p in self.ports)
+        if not changes:
+            return True
+        try:
+            self.nb.set_port_bindings(changes)  # one transaction, however many ports were plugged
+        except Exception as exc:  # the store is busy or away: asked again, with what the node says then
+            LOG.warning("node %s: %d port bindings not recorded (%s); again in 1 s",
+                        system_id, len(changes), exc)
+            return False
+        return True
+
+    def node_closed(self, session):
+        system_id = session.system_id
+        if system_id and self.sessions.get(system_id) is session:
+            del self.sessions[system_id]
+            LOG.info("node %s disconnected", system_id)
+            if system_id in self.nodes:
+                try:
+                    self.nb.set_node_state(system_id, "down", _now_ms())
+                except Exception as exc:  # the node row may be gone (deleted)
+                    LOG.info("node %s: state not recorded: %s", system_id, exc)
+
+    def _update_mesh(self):
+        for system_id, session in list(self.sessions.items()):
+            if not session.ready or session.datapath_id is None:
+                continue
+            peers = {peer: ip for peer, ip in self.nodes.items() if peer != system_id and ip}
+            ipsec = {}
+            for peer in peers:
+                pair = node_pair(system_id, peer)
+                if self.ca is not None and {system_id, peer} <= self.certified:
+                    ipsec[peer] = {"remote_name": peer}     # both have dvn's certificates
+                elif pair in self.tunnel_keys:
+                    ipsec[peer] = {"psk": self.tunnel_keys[pair]}
+                elif pair not in self.keys_asked:
+                    self.keys_asked.add(pair)
+                    eventlet.spawn_n(self._create_key, pair)
+            state = self.node_state(session)
+            state.mesh_wanted = (peers, ipsec)
+            if not state.mesh_running:
+                state.mesh_running = True
+                eventlet.spawn_n(self._ensure_tunnels, session)
+
+    def _ensure_tunnels(self, session):
+        """Apply the latest wanted mesh to one node, one transaction at a time
+        (a transaction's result is in the session's view when it returns)."""
+        state = self.node_state(session)
+        try:
+            while True:
+                wanted = state.mesh_wanted
+                peers, keys = wanted
+                try:
+                    ops = session.ensure_tunnels(peers, self.tunnel_options, keys)
+                    if ops:
+                        LOG.info("node %s: tunnel mesh updated (%d peers, %d operations)",
+                                 session.system_id, len(peers), ops)
+                except Exception as exc:
+                    LOG.error("node %s: tunnel mesh not applied: %s", session.system_id, exc)
+                    if session.closed:
+                        return
+                    eventlet.sleep(1)
+                    continue
+                if state.mesh_wanted is wanted:
+                    return
+        finally:
+            state.mesh_running = False
+
+    def _certificates(self, session):
+        """Sign a node's certificate request (its CN must be the node's
+        system-id); know which nodes hold a certificate of dvn's CA."""
+        ext = session.external_ids
+        csr = ext.get(CSR_KEY)
+        done = bool(csr) and ext.get(CERT_FOR_KEY) == _digest(csr)
+        if done != (session.system_id in self.certified) and session.system_id not in self.recording:
+            # recorded in the store (once at a time); the mesh follows from there
+            self.recording.add(session.system_id)
+            eventlet.spawn_n(self._record_certified, session.system_id, _digest(csr) if done else None)
+        if self.ca is None or not csr or done or session.system_id in self.signing:
+            return
+        self.signing.add(session.system_id)
+
+        def sign():
+            try:
+                cert = self.ca.sign(csr, session.system_id)
+                session.set_external_ids({CERT_KEY: cert, CA_KEY: self.ca.pem(), CERT_FOR_KEY: _digest(csr)})
+                LOG.info("node %s: certificate signed by dvn's CA", session.system_id)
+            except Exception as exc:
+                LOG.error("node %s: certificate request not signed: %s", session.system_id, exc)
+            finally:
+                self.signing.discard(session.system_id)
+        eventlet.spawn_n(sign)
+
+    def _record_certified(self, system_id, digest):
+        try:
+            self.nb.set_node_external_id(system_id, CERTIFIED_KEY, digest)
+        except Exception as exc:  # the node row may not be written yet: the next update asks again
+            LOG.warning("node %s: certificate state not recorded: %s", system_id, exc)
+        finally:
+            self.recording.discard(system_id)
+
+    def _create_key(self, pair):
+        """A new pre-shared key for a node pair, in the store (never logged)."""
+        try:
+            self.nb.transact([self.nb.api.db_create("TunnelKey", nodes=pair, psk=secrets.token_hex(32), version=1)])
+        except Exception as exc:  # another dvn made it first, or the store is away: asked again later
+            LOG.warning("IPsec key of nodes %s not created: %s", pair, type(exc).__name__)
+            self.keys_asked.discard(pair)

@@ -1,0 +1,92 @@
+"""The scheduler: changes marked as (node, unit) pairs, compiled and sent by
+one green thread per switch, so a slow or dead switch never holds up the
+others; a burst of changes is taken together."""
+
+import logging
+
+import eventlet
+from eventlet import event as ev_event
+
+from controller.switch import State
+from controller.units import ALL
+
+LOG = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """The worker and the switch loops (a part of Core)."""
+
+    def _kick(self):
+        if not self._wake.ready():
+            self._wake.send(True)
+
+    def _queued(self, system_id):
+        """Changes for the node's switch wait to be compiled."""
+        switch = self.switches.get(system_id)
+        return bool((switch is not None and switch.pending) or any(s == system_id for s, _u in self.dirty))
+
+    def _switch_busy(self, system_id):
+        """Flows for the node's switch are being compiled, are about to be,
+        or are being sent."""
+        switch = self.switches.get(system_id)
+        conns = [switch.conn] + self._lanes_of(switch) if switch is not None and switch.conn else []
+        return bool(self.compiling or self._queued(system_id) or any(c.sending for c in conns))
+
+    def _worker(self):
+        while True:
+            self._wake.wait()
+            self._wake = ev_event.Event()
+            eventlet.sleep(0)  # let a burst of changes arrive together
+            try:
+                if self.sg_dirty:
+                    self._refresh_groups()
+                if self.lb_dirty:
+                    self._refresh_lbs()
+                if self.mesh_dirty:
+                    self.mesh_dirty = False
+                    self._update_mesh()
+                dirty, self.dirty = self.dirty, set()
+                for system_id, unit in dirty:
+                    switch = self.switches.get(system_id)
+                    if switch is not None:  # a switch that connects later gets ALL
+                        switch.pending.add(unit)
+                for switch in self.switches.values():
+                    if switch.pending and not switch.running:
+                        switch.running = True
+                        eventlet.spawn_n(self._switch_loop, switch)
+            except Exception:
+                LOG.exception("controller worker: unexpected error; retrying in 1 s")
+                eventlet.sleep(1)
+                self.dirty.update((s, ALL) for s in self.switches)
+                self._kick()
+
+    def _switch_loop(self, switch):
+        """Sync one switch until nothing is pending (one green thread per switch,
+        so a slow or dead switch never holds up the others)."""
+        try:
+            while switch.pending:
+                units, switch.pending = switch.pending, set()
+                try:
+                    self._sync_node(switch.system_id, units)
+                except Exception:
+                    LOG.exception("switch of node %s: unexpected error; full resync in 1 s",
+                                  switch.system_id)
+                    switch.state = State.FAILED
+                    eventlet.spawn_after(1, self._retry_sync, switch.system_id)
+        finally:
+            switch.running = False
+
+    def switch_state(self, system_id):
+        """A node's br-int as dvn sees it: connected, its state (switch.State),
+        synced (it holds what dvn last sent), pending (changes not sent yet),
+        and how many flows and groups dvn has put there."""
+        switch = self.switches.get(system_id)
+        if switch is None:
+            return {"connected": False, "state": State.CONNECTING.value, "synced": False, "pending": False,
+                    "flows": 0, "groups": 0, "lanes": 0}
+        pending = bool(switch.running or self._wake.ready() or self.sg_dirty or self.lb_dirty
+                       or self._queued(system_id))
+        return {"connected": switch.conn is not None, "state": switch.state.value, "synced": switch.synced,
+                "pending": pending,
+                "flows": len(switch.table.installed), "groups": len(switch.table.groups),
+                "lanes": len(self._lanes_of(switch))}

@@ -21,6 +21,7 @@ bench: deps
 	$(PY) -m benchmarks.bench_compile
 	$(PY) -m benchmarks.bench_firewall
 	$(PY) -m benchmarks.bench_scale_compile
+	$(PY) -m benchmarks.bench_packet
 	$(PY) -m benchmarks.bench_install
 	$(PY) -m benchmarks.bench_convergence
 	$(PY) -m benchmarks.bench_lb

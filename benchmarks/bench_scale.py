@@ -362,7 +362,7 @@ class Run:
         self.fig["preplug_s"] = time.monotonic() - t
         self.say("%d interfaces on br-int (%d %s, %d VMs) in %.1f s, no iface-id yet" % (
             self.p, self.p - len(scale.VM_NAMES), self.args.port_type, len(scale.VM_NAMES), self.fig["preplug_s"]))
-        self.quiet(60, "dvn idle before the bulk apply", need_log=False)
+        self.quiet(60, "dvn idle before the bulk apply")
 
     def wait_log_sync(self, since, timeout, what):
         deadline = time.monotonic() + timeout
@@ -374,7 +374,7 @@ class Run:
             time.sleep(0.2)
         raise RuntimeError("%s: no 'in sync' line in dvn's log after %d s" % (what, timeout))
 
-    def quiet(self, timeout, what, window=3.0, need_log=True):
+    def quiet(self, timeout, what, window=3.0):
         """Wait until dvn's log, dvn's CPU and vswitchd's CPU stay still for ``window`` s."""
         deadline = time.monotonic() + timeout
         pids = self.pids()

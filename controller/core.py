@@ -53,7 +53,7 @@ class Core(Model, Nodes, Switches, Scheduler, PacketIn, Stats):
         self._init_switches(lane_ports)
         self._init_scheduler()
         self._init_packet_in()
-        self.prober = Prober(self)
+        self.prober = Prober(lambda: self.lbs, self.member_target, self.packet_out, self.set_member_status)
 
     # ---- start-up ---------------------------------------------------------
     def start(self):

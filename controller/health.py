@@ -13,6 +13,10 @@ Either way the probe ends with a reset.
 failures in a row take it out; the verdict is written to the store
 (Member.operating_status), which every node's group follows. While dvn is
 down the last verdicts stay in force on the switches.
+
+The Prober knows the controller only by what it is given: the load
+balancers, where a member is plugged in, a way to send a frame out of a
+node's port and a way to record a verdict.
 """
 
 import logging
@@ -22,8 +26,7 @@ import time
 import eventlet
 
 from controller import packets
-from flows import lb, ofwire
-from flows.flow import output
+from flows import lb
 
 LOG = logging.getLogger(__name__)
 TICK = 0.05
@@ -35,8 +38,15 @@ class _Probe:
 
 
 class Prober:
-    def __init__(self, core):
-        self.core = core
+    """``balancers()``: the load balancers now ({id: flows.model.LoadBalancer});
+    ``target(balancer, member)``: (system id, ofport, MAC, VNI) of the port
+    with the member's address, or None while it is not plugged in;
+    ``send(system_id, ofport, frame)``: the frame into that node's br-int,
+    out of that port (it may raise: the probe then times out);
+    ``record(member_id, status)``: a verdict, "ONLINE" or "OFFLINE", to the store."""
+
+    def __init__(self, balancers, target, send, record):
+        self.balancers, self.target, self.send, self.record = balancers, target, send, record
         self.runs = {}        # (lb id, member id) -> [successes in a row, failures in a row, next probe at]
         self.pending = {}     # (system id, probe source port) -> _Probe
         self.inflight = set()
@@ -62,7 +72,7 @@ class Prober:
             if now > probe.deadline:
                 self._done(probe, False, "no answer in %.1f s" % probe.monitor.timeout)
         wanted = set()
-        for balancer in list(self.core.lbs.values()):
+        for balancer in list(self.balancers().values()):
             if balancer.monitor is None:
                 continue
             for member in balancer.members:
@@ -71,7 +81,7 @@ class Prober:
                 run = self.runs.setdefault(key, [0, 0, now + random.uniform(0, balancer.monitor.delay)])
                 if not member.admin_up or key in self.inflight or now < run[2]:
                     continue
-                target = self.core.member_target(balancer, member)
+                target = self.target(balancer, member)
                 if target is None:
                     continue
                 run[2] = now + balancer.monitor.delay
@@ -96,11 +106,8 @@ class Prober:
     def _send(self, probe, seq, ack, flags, payload=b""):
         frame = packets.tcp_frame(probe.vmac, probe.mac, probe.vip, probe.sport, probe.address, probe.port,
                                   seq, ack, flags, payload)
-        switch = self.core.switches.get(probe.system_id)
-        if switch is None or switch.conn is None:
-            return
         try:
-            switch.conn.send(ofwire.packet_out(frame, (output(probe.ofport),), switch.conn.next_xid()))
+            self.send(probe.system_id, probe.ofport, frame)
         except Exception as exc:  # a switch that went away: the probe times out
             LOG.debug("probe to %s not sent: %s", probe.address, exc)
 
@@ -147,7 +154,7 @@ class Prober:
             run[0], run[1] = run[0] + 1, 0
         else:
             run[0], run[1] = 0, run[1] + 1
-        balancer = self.core.lbs.get(probe.key[0])
+        balancer = self.balancers().get(probe.key[0])
         member = next((m for m in balancer.members if m.id == probe.key[1]), None) if balancer else None
         if member is None:
             return
@@ -158,7 +165,7 @@ class Prober:
 
     def _record(self, member, status, why):
         LOG.info("load balancer member %s (%s:%d): %s (%s)", member.id, member.address, member.port, status, why)
-        self.core.set_member_status(member.id, status)
+        self.record(member.id, status)
 
 
 def expected(codes, status):

@@ -31,7 +31,6 @@ OFPT_MULTIPART_REPLY = 19
 OFPT_BARRIER_REPLY = 21
 OFPT_BUNDLE_CONTROL = 33
 OFPMPF_REPLY_MORE = 1
-BUNDLE_OPEN_REPLY, BUNDLE_COMMIT_REPLY, BUNDLE_DISCARD_REPLY = 1, 5, 7
 SEND_CHUNK = 256 * 1024
 MIN_INTAKE = 250   # messages a second a switch takes in at the least, before dvn gives up on a bundle
 READ_FACTOR = 4    # a switch's whole flow table (100,000s of flows) may take that many timeouts to read

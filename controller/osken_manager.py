@@ -8,8 +8,8 @@ so dvn brings this small one, with ryu-manager's command line::
     python -m controller.osken_manager --config-file dvn.conf controller.app my_app
 
 It patches everything with eventlet before anything else is imported
-(osken-notes.md: os-ken's own patch covers threads only, and its native hub
-loses exceptions and never stops), reads the command line and the
+(os-ken's own patch covers threads only, and its native hub loses
+exceptions and never stops), reads the command line and the
 configuration files into os-ken's ``CONF`` (apps register their options in
 it, as controller.app does for ``[dvn]``), loads the apps with their
 dependencies (os-ken's OpenFlow handler among them) and runs them until

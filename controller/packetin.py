@@ -13,27 +13,6 @@ from flows.flow import LB, category_of, cookie_owner, output
 LOG = logging.getLogger(__name__)
 
 
-def _five_tuple(frame):
-    """Addresses, protocol and ports of an Ethernet frame (IPv4 or IPv6)."""
-    import ipaddress
-    import struct
-    eth_type, = struct.unpack_from("!H", frame, 12)
-    if eth_type == 0x0800:
-        ihl = (frame[14] & 0x0F) * 4
-        proto, src, dst = frame[23], frame[26:30], frame[30:34]
-        l4 = 14 + ihl
-    elif eth_type == 0x86DD:
-        proto, src, dst = frame[20], frame[22:38], frame[38:54]
-        l4 = 54
-    else:
-        return {"eth_type": eth_type}
-    out = {"src": str(ipaddress.ip_address(bytes(src))), "dst": str(ipaddress.ip_address(bytes(dst))),
-           "protocol": proto}
-    if proto in (6, 17) and len(frame) >= l4 + 4:
-        out["src_port"], out["dst_port"] = struct.unpack_from("!HH", frame, l4)
-    return out
-
-
 class PacketIn:
     """Packet-ins from the switches (a part of Core)."""
 
@@ -59,12 +38,18 @@ class PacketIn:
             event["direction"] = "ingress" if fields.get("reg7") else "egress"
             local = self.local_ofports.get(switch.system_id, {})
             event["port"] = next((p for p, o in local.items() if o == port_ofport), None)
-            event.update(_five_tuple(frame))
+            event.update(packets.five_tuple(frame))
         except Exception as exc:  # a malformed packet-in must not hurt the switch's thread
             LOG.warning("packet-in from node %s not understood: %s", switch.system_id, exc)
             return
         self.events.append(event)
         LOG.info("firewall: %s", json.dumps(event, sort_keys=True))
+
+    def packet_out(self, system_id, ofport, frame):
+        """A frame into a node's br-int, out of its port ``ofport`` (nothing while the switch is away)."""
+        switch = self.switches.get(system_id)
+        if switch is not None and switch.conn is not None:
+            switch.conn.send(ofwire.packet_out(frame, (output(ofport),), switch.conn.next_xid()))
 
     def _reject(self, switch, lb_id, fields, frame):
         balancer = self.lbs.get(lb_id)

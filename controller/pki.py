@@ -2,7 +2,7 @@
 
 The CA's key and certificate live in dvn's state directory (the key readable
 by dvn only). A node makes its own key, which never leaves it, and a
-certificate request whose common name is its system-id (`dvn join
+certificate request whose common name is its system-id (ovsdb/pki.py, `dvn join
 --ipsec-pki DIR`); dvn signs only a request that names the node it came
 from. ovs-monitor-ipsec then authenticates each IPsec tunnel with the two
 nodes' certificates and this CA (its `pki_ca` mode). The `openssl` command
@@ -12,22 +12,15 @@ does the cryptography.
 import os
 import re
 import secrets
-import subprocess
 import tempfile
+
+from ovsdb.pki import PkiError, node_request
+from ovsdb.pki import openssl as _openssl
+
+__all__ = ["Ca", "PkiError", "node_request"]   # the last two from ovsdb.pki, for the CA's users
 
 CA_KEY, CA_CERT = "ca-key.pem", "ca-cert.pem"
 DAYS = 825
-
-
-class PkiError(Exception):
-    pass
-
-
-def _openssl(*args, data=None):
-    res = subprocess.run(("openssl",) + args, input=data, capture_output=True, timeout=60)
-    if res.returncode != 0:
-        raise PkiError("openssl %s: %s" % (args[0], res.stderr.decode(errors="replace").strip()[-300:]))
-    return res.stdout
 
 
 class Ca:
@@ -62,17 +55,3 @@ class Ca:
             return _openssl("x509", "-req", "-in", f.name, "-CA", self.cert, "-CAkey", self.key,
                             "-set_serial", str(secrets.randbits(63)), "-days", str(DAYS), "-sha256").decode()
 
-
-def node_request(cert_dir, system_id):
-    """(key path, request PEM) of a node: its key made once, readable by root only."""
-    os.makedirs(cert_dir, mode=0o700, exist_ok=True)
-    key = os.path.join(cert_dir, "node-key.pem")
-    if not os.path.exists(key):
-        old = os.umask(0o077)
-        try:
-            _openssl("genrsa", "-out", key, "3072")
-        finally:
-            os.umask(old)
-    # The CN must not be the only name: ovs-monitor-ipsec reads it with 'CN=(.+?),'.
-    csr = _openssl("req", "-new", "-key", key, "-subj", "/O=dvn/CN=%s" % system_id).decode()
-    return key, csr

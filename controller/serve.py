@@ -2,8 +2,10 @@
 
 One process, one eventlet hub: the northbound client, the REST API, the node
 OVSDB listener and the OpenFlow listener (os-ken). ``eventlet.monkey_patch()``
-must run before anything else is imported (see osken-notes.md): the CLI does
-it for `serve` before it imports this module's dependencies.
+must run before anything else is imported: os-ken's own ``hub.patch()``
+patches only threads, and then SSL hangs and every blocking call stalls all
+switches. The CLI does it for `serve` before it imports this module's
+dependencies.
 
 ``start(Settings)`` builds everything but os-ken's own part. `dvn serve` calls
 it with its options and hands the result to controller.app; under

@@ -86,10 +86,6 @@ def identity(groups: tuple):
     return int.from_bytes(digest, "big") or 1
 
 
-def _ip_flows(version):
-    return IPV4 if version == 4 else IPV6
-
-
 def source_macs(mac, allowed_pairs):
     """The MACs a port with port security may send from: its own and its
     allowed address pairs', sorted."""
@@ -382,21 +378,65 @@ def unreached(verdicts, desired, new_ports):
     return out
 
 
+class MergeConflict(Exception):
+    """Flows that units want at one identity and that no one flow can stand
+    for: plain flows with different verdicts (or doing otherwise different
+    things), or clauses that would make one flow two clauses of one
+    conjunction. ``flows``: the flows in conflict, sorted."""
+
+    def __init__(self, flows, why):
+        self.flows = tuple(sorted(flows))
+        super().__init__("%s at one identity: %s" % (why, " / ".join(f.describe() for f in self.flows)))
+
+
+_LOG_ACTION = clone(meter(LOG_METER), controller())
+
+
+def _verdict(flow):
+    """What a plain flow does, but for which rule it credits (the ct_mark
+    its rule commits) and whether it logs: two allows of one port's packets
+    at one priority from different rules differ only there."""
+    actions = []
+    for action in flow.actions:
+        if action == _LOG_ACTION:
+            continue
+        if action[0] == "ct":
+            action = action[:4] + (None,) + action[5:]
+        elif action[0] == "set_field" and action[1] == fields.REG_MARK.name:
+            action = action[:2] + (None,) + action[3:]
+        actions.append(action)
+    return tuple(actions), flow.metadata, flow.goto
+
+
 def merge_all(flows):
     """Flows with one identity as one: conjunction clauses of several rules
     that match the same packets become one flow with all their conjunction
     actions; a plain flow with the same match and priority covers a clause flow
     (the same verdict by construction: allows and denies never share a
-    priority); of two plain flows (which cannot happen between rules) the
-    least is kept. The result does not depend on the order, and a clause that
-    hundreds of groups share costs one union."""
+    priority). Plain flows (rules of several groups, or of one, that match
+    the same packets) must give one verdict: the least of them stands for
+    all, the least of those that log if any does (so the packets are still
+    logged), and the connections it commits carry its rule's mark.
+    MergeConflict if the flows cannot be one: plain flows that do different
+    things, or one conjunction's id in two clauses. The result does not
+    depend on the order, and a clause that hundreds of groups share costs
+    one union."""
     first = flows[0]
     if len(flows) == 1:
         return first
     plain = [f for f in flows if not is_clause(f)]
     if plain:
-        return min(plain)
-    merged = with_actions(first, sorted({a for f in flows for a in f.actions}))
+        if len({_verdict(f) for f in plain}) > 1:
+            raise MergeConflict(plain, "plain flows with different verdicts")
+        return min([f for f in plain if _LOG_ACTION in f.actions] or plain)
+    actions = sorted({a for f in flows for a in f.actions})
+    clause_of = {}
+    for action in actions:
+        if clause_of.setdefault(action[1], action[2:]) != action[2:]:
+            raise MergeConflict(flows, "two clauses of conjunction %d" % action[1])
+    if len({f.metadata for f in flows}) > 1:
+        raise MergeConflict(flows, "clauses with different metadata")
+    merged = with_actions(first, actions, first.metadata)
     return merged._replace(cookie=min(f.cookie for f in flows) & ~0xFFFFFFFF | (merged.cookie & 0xFFFFFFFF))
 
 

@@ -15,6 +15,7 @@ FIELD_SPECS = {
     "in_port": (32, "int"), "nx_in_port": (16, "int"), "tun_id": (64, "int"), "tun_metadata0": (64, "int"), "metadata": (64, "int"),
     **{"reg%d" % i: (32, "int") for i in range(8)}, "xreg1": (64, "int"),  # xreg1 is reg2:reg3
     "conj_id": (32, "int"), "ct_state": (32, "int"), "ct_zone": (16, "int"), "ct_mark": (32, "int"),
+    "ct_nw_dst": (32, "ipv4"),  # the connection's original destination (before its DNAT)
     "eth_dst": (48, "mac"), "eth_src": (48, "mac"), "eth_type": (16, "int"),
     "arp_op": (16, "int"), "arp_spa": (32, "ipv4"), "arp_tpa": (32, "ipv4"), "arp_sha": (48, "mac"), "arp_tha": (48, "mac"),
     "ip_proto": (8, "int"),
@@ -25,7 +26,6 @@ FIELD_SPECS = {
 }
 FIELDS = tuple(f for f in FIELD_SPECS if f != "proto")
 _ORDER = {f: i for i, f in enumerate(FIELDS)}
-MAC_FIELDS = tuple(f for f, (_w, k) in FIELD_SPECS.items() if k == "mac")
 
 # ct_state bits (as OVS numbers them).
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK, CT_SNAT, CT_DNAT = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
@@ -187,8 +187,10 @@ class Flow(NamedTuple):
         return [a[3] for a in self.actions if a[0] == "ct" and a[3] is not None]
 
     def describe(self):
-        from flows.render import render_flow
-        return render_flow(self)
+        """The flow in a line, for error messages (flows.render writes ovs-ofctl text)."""
+        fields = " ".join("%s=%s" % (f, v if m is None else "%s/%s" % (v, m)) for f, v, m in self.match)
+        text = "table=%s priority=%d %s actions=%s" % (self.table, self.priority, fields, list(self.actions))
+        return text + (" goto=%s" % self.goto if self.goto is not None else "")
 
 
 def owner_hash(owner_id):

@@ -276,8 +276,10 @@ def compile_lb(view: LbOnNode) -> FlowSet:
         # in_port, so the in_port is cleared first.
         add(make_flow("out_acl", P_OUT_HAIRPIN, match(**hairpin), NETWORK, net,
                       actions=(set_field("nx_in_port", 0),), goto="out_deliver"))
-        # The way back of a hairpin connection, un-NATed in both zones.
-        add(make_flow("vip_lb", P_HAIRPIN_BACK, match(ct_state=(CT_TRK | CT_RPL, CT_TRK | CT_RPL), **hairpin),
+        # The way back of a hairpin connection, un-NATed in both zones (per
+        # network: the VIP MAC it gets back is the network's).
+        add(make_flow("vip_lb", P_HAIRPIN_BACK, match(metadata=vni, ct_state=(CT_TRK | CT_RPL, CT_TRK | CT_RPL),
+                                                      **hairpin),
                       NETWORK, net, actions=(move("eth_src", "eth_dst"), set_field("eth_src", vmac),
                                              move(fields.REG_IN_PORT.name, fields.REG_OUT_PORT.name),
                                              set_field("nx_in_port", 0)),
@@ -287,11 +289,13 @@ def compile_lb(view: LbOnNode) -> FlowSet:
         tp_src, tp_dst = _tp(lm.proto, "src"), _tp(lm.proto, "dst")
         # (Owned by the network: they depend on the VIP address and the
         # member only, so VIPs that share both share these flows.)
-        # Hairpin: the member reached its own VIP; seen from it, the
-        # connection comes from the VIP.
+        # Hairpin: the member reached its own VIP (the connection's original
+        # destination: a member of several VIPs gets one flow for each);
+        # seen from it, the connection comes from that VIP.
         add(make_flow("lb_nat", P_HAIRPIN,
-                      match(metadata=vni, ct_state=(CT_TRK | CT_DNAT, CT_TRK | CT_DNAT), eth_type=0x0800,
-                            ip_proto=lm.proto, ipv4_src=lm.address, ipv4_dst=lm.address, **{tp_dst: lm.port}),
+                      match(metadata=vni, ct_state=(CT_TRK | CT_DNAT, CT_TRK | CT_DNAT), ct_nw_dst=lm.vip,
+                            eth_type=0x0800, ip_proto=lm.proto, ipv4_src=lm.address, ipv4_dst=lm.address,
+                            **{tp_dst: lm.port}),
                       NETWORK, net, actions=(
                           set_field("eth_dst", lm.mac), set_field(fields.REG_OUT_PORT.name, lm.ofport),
                           set_field(flag.field.name, flag.value, flag.mask),

@@ -23,7 +23,7 @@ OFPT_BARRIER_REQUEST = 20
 OFPT_SET_ASYNC = 28
 OFPT_BUNDLE_CONTROL = 33
 OFPT_BUNDLE_ADD_MESSAGE = 34
-ADD, MODIFY_STRICT, DELETE_STRICT = 0, 2, 4
+ADD, DELETE_STRICT = 0, 4
 OFPMP_FLOW_DESC = 1
 NO_BUFFER = 0xFFFFFFFF
 ANY = 0xFFFFFFFF
@@ -66,6 +66,7 @@ OXM = {
     "xreg1": (0x8001, 1, 8),           # OXM_OF_PKT_REG1 (reg2:reg3), as OVS reports a match on both
     "conj_id": (0x0001, 37, 4),
     "ct_state": (0x0001, 105, 4), "ct_zone": (0x0001, 106, 2), "ct_mark": (0x0001, 107, 4),
+    "ct_nw_dst": (0x0001, 121, 4),     # NXM_NX_CT_NW_DST
 }
 for _i in range(8):
     OXM["reg%d" % _i] = (0x0001, _i, 4)
@@ -484,7 +485,7 @@ def decode_packet_in(msg):
     return cookie, fields, bytes(msg[data_at:])
 
 
-NXT_TLV_TABLE_MOD, NXT_TLV_TABLE_REQUEST, NXT_TLV_TABLE_REPLY = 24, 25, 26
+NXT_TLV_TABLE_MOD, NXT_TLV_TABLE_REQUEST = 24, 25
 NXTTMC_ADD = 0
 
 

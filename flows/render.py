@@ -9,7 +9,7 @@ from flows.flow import FIELD_SPECS, IN_PORT
 
 # The order in which ovs-ofctl prints match fields ("proto" is the shorthand
 # such as tcp or arp that stands for eth_type and ip_proto).
-ORDER = ("conj_id", "ct_state", "ct_zone", "ct_mark", "proto", "tun_id",
+ORDER = ("conj_id", "ct_state", "ct_zone", "ct_mark", "ct_nw_dst", "proto", "tun_id",
          "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7", "tun_metadata0", "metadata",
          "in_port", "eth_src", "eth_dst", "eth_type", "ipv6_src", "ipv6_dst", "ipv4_src", "ipv4_dst",
          "arp_spa", "arp_tpa", "ip_proto", "arp_op", "tcp_src", "tcp_dst", "udp_src", "udp_dst",

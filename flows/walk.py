@@ -151,6 +151,8 @@ def walk(flowset, packet, max_depth=64, conntrack=None, start=None, groups=None,
                     if nat:
                         kind_, ip, port = nat
                         side = "dst" if kind_ == "dst" else "src"
+                        if side == "dst":   # the connection's original destination
+                            pkt["ct_nw_dst"] = pkt.get("ipv4_dst")
                         pkt["ipv4_" + side] = ip
                         if port:
                             proto = "tcp_" if pkt.get("ip_proto") == 6 else "udp_"

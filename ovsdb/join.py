@@ -116,7 +116,7 @@ def enroll(cert_dir, db=None, timeout=60.0):
     for the signed certificate, and point ovs-monitor-ipsec at the files.
     Returns the certificate's path."""
     import time
-    from controller.pki import node_request
+    from ovsdb.pki import node_request
     api = _api(db or default_db())
     try:
         ovs = api.db_list("Open_vSwitch", columns=["_uuid", "external_ids"]).execute(check_error=True)[0]

@@ -22,6 +22,10 @@ def optional(value):
     return value
 
 
+def _name(fn):
+    return getattr(fn, "__qualname__", repr(fn))
+
+
 class NbError(Exception):
     pass
 
@@ -39,21 +43,23 @@ class Timeout(NbError):
 
 
 class _Idl(connection.OvsdbIdl):
-    """Calls the store's subscribers for every row change, in the IDL thread."""
+    """Hands every row change to ``on_change`` and, after each batch of
+    updates (all applied to the rows by then), calls ``after_run``; both in
+    the IDL thread."""
 
-    def __init__(self, remote, helper, subscribers):
+    def __init__(self, remote, helper, on_change, after_run):
         super().__init__(remote, helper)
-        self._subscribers = subscribers
+        self._on_change, self._after_run = on_change, after_run
 
     def notify(self, event, row, updates=None):
         kind = {"create": "create", "update": "update", "delete": "delete"}.get(event)
-        if kind is None:
-            return
-        for callback in list(self._subscribers):
-            try:
-                callback(row._table.name, kind, row)
-            except Exception:  # a subscriber's bug must not stop the IDL
-                LOG.exception("northbound subscriber failed on %s %s", kind, row._table.name)
+        if kind is not None:
+            self._on_change(row._table.name, kind, row)
+
+    def run(self):
+        changed = super().run()
+        self._after_run()
+        return changed
 
 
 class _Api(ovs_idl.Backend, ovsdbapp_api.API):
@@ -67,14 +73,15 @@ class Northbound:
     def __init__(self, remote, timeout=10):
         self.remote = remote
         self.timeout = timeout
-        self._subscribers = []
+        self._subscribers = []      # [callback, on_error, the first error since the last batch or None]
+        self.subscriber_errors = 0  # callbacks (and on_error hooks) that raised, since the start
         self.api = None
 
     def start(self):
         fastjson.install()  # the store's updates are large: parse them at C speed
         helper = idlutils.get_schema_helper(self.remote, SCHEMA_NAME)
         helper.register_all()
-        idl = _Idl(self.remote, helper, self._subscribers)
+        idl = _Idl(self.remote, helper, self._changed, self._recover)
         self.api = _Api(connection.Connection(idl, timeout=self.timeout))
         return self
 
@@ -86,8 +93,39 @@ class Northbound:
     def idl(self):
         return self.api.idl
 
-    def subscribe(self, callback):
-        self._subscribers.append(callback)
+    def subscribe(self, callback, on_error=None):
+        """Call ``callback(table, kind, row)`` (kind: create, update, delete)
+        for every row change, in the IDL thread, once the whole update is in
+        the rows. A callback that raises has missed a change and its model
+        may be stale: the error is logged with its traceback and counted
+        (``subscriber_errors``), the other subscribers still get the change,
+        and after the batch of updates ``on_error(exc)`` is called once
+        with the first error, so that the subscriber can recompute from the
+        store (``rows``). Without ``on_error`` the log and the count are all."""
+        self._subscribers.append([callback, on_error, None])
+
+    def _changed(self, table, kind, row):
+        for sub in list(self._subscribers):
+            try:
+                sub[0](table, kind, row)
+            except Exception as exc:  # a subscriber's bug must not stop the IDL, nor go unnoticed
+                self.subscriber_errors += 1
+                LOG.exception("northbound subscriber %s failed on %s %s %s%s", _name(sub[0]), kind, table,
+                              row.uuid, "; it will recompute from the store" if sub[1] else "")
+                if sub[2] is None:
+                    sub[2] = exc
+
+    def _recover(self):
+        for sub in list(self._subscribers):
+            exc, sub[2] = sub[2], None
+            if exc is None or sub[1] is None:
+                continue
+            try:
+                sub[1](exc)
+            except Exception:
+                self.subscriber_errors += 1
+                LOG.exception("northbound subscriber %s: its recovery failed too; its view may be stale",
+                              _name(sub[0]))
 
     def rows(self, table):
         return list(self.api.tables[table].rows.values())

@@ -8,8 +8,7 @@ userspace-tunnelling layout). VMs are namespaces whose ``eth0`` is a veth
 plugged into a hypervisor's br-int. The controller runs in this machine's own
 namespace and is reached over a veth into the underlay.
 
-Ported from the project's proven lab recipes (shared/lab); nothing is
-imported from there. No pytest here: the demo and benchmarks use it too.
+No pytest here: the demo and benchmarks use it too.
 """
 
 import atexit
@@ -296,11 +295,6 @@ class Hypervisor:
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def add_br_int(self):
-        self.vsctl("add-br", "br-int", "--", "set", "Bridge", "br-int", "datapath_type=netdev",
-                   "fail_mode=secure", "protocols=OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15",
-                   "other_config:disable-in-band=true")
-
     _FLOW = re.compile(r"cookie=(0x[0-9a-f]+), duration=([\d.]+)s, (?:table=(\d+), )?n_packets=(\d+), "
                        r"n_bytes=\d+, (?:[a-z_]+=[^ ,]+, )*priority=(\d+),?(\S*) actions=(.*)$")
 
@@ -383,7 +377,6 @@ class VM:
         """Turn IPv6 on (the lab keeps it off) with ``cidr`` and no duplicate detection."""
         self.exec("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0", "net.ipv6.conf.eth0.disable_ipv6=0")
         self.exec("ip", "-6", "addr", "add", cidr, "dev", "eth0", "nodad")
-        self.ip6 = cidr.split("/")[0]
 
     def plug(self, iface_id):
         self.hv.vsctl("--may-exist", "add-port", "br-int", self.name, "--", "set", "Interface", self.name,

@@ -100,6 +100,7 @@ def test_hairpin_is_snated_to_the_vip():
     text = render_flow(hairpin[0])
     assert "nw_src=10.0.0.4,nw_dst=10.0.0.4" in text
     assert "nat(src=10.0.0.100)" in text and "zone=%d" % lb.HAIRPIN_ZONE in text
+    assert "ct_nw_dst=10.0.0.100" in text   # the VIP the member reached
     m = dict((f, v) for f, v, _ in hairpin[0].match)
     assert m["ct_state"] == CT_TRK | CT_DNAT
     assert all(cookie_category(f.cookie) in ("load balancer", "network") for f in lb.compile_lb(
@@ -216,6 +217,24 @@ def test_each_load_balancer_is_compiled_alone_and_the_flows_vips_share_agree():
     assert all(one[k] == two[k] for k in shared)
     assert set(lb.compile_groups(lb.plan_lb(topo, "lb2", "hv1"))) == {8}
     assert lb.plan_lb(topo, "no-such-lb", "hv1") is None
+
+
+def test_vips_that_share_a_member_and_a_network_merge_without_conflict():
+    # The flows both want at one identity (member MACs, hairpin on the way
+    # back) agree; the hairpin itself is one flow per VIP (by the
+    # connection's original destination), each SNATing to its own VIP.
+    topo = topology()
+    other = topo.lbs["lb1"]._replace(id="lb2", vip="10.0.0.101", group_id=8)
+    topo = topo._replace(lbs={"lb1": topo.lbs["lb1"], "lb2": other}, net_lbs={"net-a": {"lb1", "lb2"}})
+    contrib = collections.defaultdict(list)
+    for lb_id in ("lb1", "lb2"):
+        for flow in lb.compile_lb(lb.plan_lb(topo, lb_id, "hv1")):
+            contrib[flow.key].append(flow)
+    merged = [acl.merge_all(same) for same in contrib.values()]   # no MergeConflict
+    hairpins = {acl.match_value(f.match, "ct_nw_dst"): render_flow(f)
+                for f in merged if f.table == "lb_nat" and f.priority == lb.P_HAIRPIN}
+    assert set(hairpins) == {"10.0.0.100", "10.0.0.101"}
+    assert all("nat(src=%s)" % vip in text for vip, text in hairpins.items())
 
 
 def test_a_member_whose_port_is_plugged_in_nowhere_gets_no_bucket():

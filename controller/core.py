@@ -48,6 +48,7 @@ class Core(Model, Nodes, Switches, Scheduler, PacketIn, Stats):
         self.tunnel_options = tunnel_options or {}
         self.ca = ca                                   # controller.pki.Ca: IPsec by certificates, where both nodes have one
         self._loaded = False                           # the store's rows are in
+        self.model_reloads = 0                         # times the model was read again after it missed a change
         self._init_model()
         self._init_nodes()
         self._init_switches(lane_ports)
@@ -57,20 +58,8 @@ class Core(Model, Nodes, Switches, Scheduler, PacketIn, Stats):
 
     # ---- start-up ---------------------------------------------------------
     def start(self):
-        self.nb.subscribe(self._nb_changed)
-        for row in self.nb.rows("SecurityGroup"):
-            self._nb_changed("SecurityGroup", "create", row)
-        self._refresh_groups()
-        for row in self.nb.rows("Network"):
-            self._nb_changed("Network", "create", row)
-        for row in self.nb.rows("Port"):
-            self._nb_changed("Port", "create", row)
-        for row in self.nb.rows("Node"):
-            self._nb_changed("Node", "create", row)
-        for row in self.nb.rows("TunnelKey"):
-            self._nb_changed("TunnelKey", "create", row)
-        self.lb_dirty.update(str(r.uuid) for r in self.nb.rows("LoadBalancer"))
-        self._refresh_lbs()
+        self.nb.subscribe(self._nb_changed, on_error=self._reload)
+        self._load()
         self._loaded = True
         eventlet.spawn_n(self._worker)
         self.prober.start()

@@ -19,7 +19,7 @@ from flows.flow import owner_hash
 from flows.model import LoadBalancer, Member, Monitor, Network, Port, Topology
 from ovsdb.nb import optional as _opt
 
-from controller.units import ACL, LB_UNIT, GROUP_UNIT
+from controller.units import ACL, ALL, GROUP_UNIT, LB_UNIT
 
 LOG = logging.getLogger(__name__)
 
@@ -81,6 +81,39 @@ class Model:
         self.lb_owner = {}                             # cookie owner hash -> load balancer id
         self.lb_dirty = set()                          # load balancers to read again from the store
         self.sg_dirty = set()                          # security groups to read again from the store
+
+    def _load(self):
+        """Every row of the store into the model."""
+        for row in self.nb.rows("SecurityGroup"):
+            self._nb_changed("SecurityGroup", "create", row)
+        self._refresh_groups()
+        for row in self.nb.rows("Network"):
+            self._nb_changed("Network", "create", row)
+        for row in self.nb.rows("Port"):
+            self._nb_changed("Port", "create", row)
+        for row in self.nb.rows("Node"):
+            self._nb_changed("Node", "create", row)
+        for row in self.nb.rows("TunnelKey"):
+            self._nb_changed("TunnelKey", "create", row)
+        self.lb_dirty.update(str(r.uuid) for r in self.nb.rows("LoadBalancer"))
+        self._refresh_lbs()
+
+    def _reload(self, exc):
+        """The model failed to take a change of the store (a bug: nb.subscribe
+        logged and counted it): read every row again, and look at every
+        switch again (unchanged views compile nothing)."""
+        LOG.error("the model missed a change of the northbound store (%s): reading it all again", exc)
+        self.model_reloads += 1
+        self._init_model()
+        self.nodes.clear()
+        self.tunnel_keys.clear()
+        self.certified.clear()
+        self._load()
+        self.mesh_dirty = True
+        for system_id in self.switches:
+            self.dirty.add((system_id, ALL))
+            self.dirty.add((system_id, ACL))
+        self._kick()
 
     def topology(self, system_id=None):
         """The compiler's topology; for ``system_id``, with what its node says

@@ -385,7 +385,7 @@ class MergeConflict(Exception):
     conjunction. ``flows``: the flows in conflict, sorted."""
 
     def __init__(self, flows, why):
-        self.flows = tuple(sorted(flows))
+        self.flows = tuple(sorted(flows, key=lambda f: (f.cookie, repr(f))))
         super().__init__("%s at one identity: %s" % (why, " / ".join(f.describe() for f in self.flows)))
 
 

@@ -42,9 +42,15 @@ NO_UNIT = Unit(None, FlowSet(()), {})
 
 class Conflict(NamedTuple):
     """Units that want different flows at one identity (which the compiler
-    never makes): the switch gets the least, and the controller says so."""
+    never makes): the switch gets one (``fail_closed``), and the controller
+    says so."""
     key: tuple
     flows: tuple
+
+
+def fail_closed(flows):
+    """Of conflicting flows, the one that drops, if one does, else the first."""
+    return next((f for f in flows if not f.actions and f.goto is None), flows[0])
 
 
 def names_group(actions):
@@ -196,12 +202,12 @@ class SwitchTable:
         first = next(values)
         if all(flow == first for flow in values):  # the usual case: units that share a flow (VIPs of a network)
             return first
-        flows = list(contributions.values())
         try:
-            return acl.merge_all(flows)
-        except getattr(acl, "MergeConflict", ()) as exc:
-            self.conflicts.append(Conflict(key, tuple(sorted(flows))))
-            return min(getattr(exc, "flows", flows))
+            return acl.merge_all(list(contributions.values()))
+        except acl.MergeConflict as exc:
+            # (a bug of the compiler's: logged and counted by the controller)
+            self.conflicts.append(Conflict(key, exc.flows))
+            return fail_closed(exc.flows)
 
     # ---- a change of some units -------------------------------------------
     def plan_change(self, changed, breathe=lambda: None):

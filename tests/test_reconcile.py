@@ -333,3 +333,16 @@ def test_a_new_clause_of_a_conjunction_the_switch_decides_waits_for_the_main_bun
                            (conjunction(2, 2, 2),))
     assert new_clause in [ctx for _m, ctx in main]
     assert new_clause not in [ctx for share in lanes for _m, ctx in share]
+
+
+def test_units_that_want_two_verdicts_at_one_identity_are_a_conflict_sent_once():
+    allow = make_flow("in_acl", 1500, match(reg6=1), GROUP, "sgA", goto="vip_lb")
+    deny = make_flow("in_acl", 1500, match(reg6=1), GROUP, "sgB")
+    table, fake = synced({"base": base_unit()})
+    units = {("grp", 1): reconcile.Unit(1, FlowSet([allow]), {}), ("grp", 2): reconcile.Unit(2, FlowSet([deny]), {})}
+    plan = table.plan_change(units)
+    sent = [ctx for _m, ctx in plan.change.messages()]
+    assert sent == [deny]   # the switch fails closed
+    conflicts = table.take_conflicts()
+    assert [set(c.flows) for c in conflicts] == [{allow, deny}]
+    assert table.take_conflicts() == []

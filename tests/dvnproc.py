@@ -157,7 +157,7 @@ def wait_until(predicate, timeout=10, interval=0.1, what="condition"):
         time.sleep(interval)
 
 
-def wait_in_sync(api, nodes, timeout=60):
+def wait_in_sync(api, nodes, timeout=60, interval=0.05):
     """Wait for dvn's own "node in sync" signal: GET /v1/nodes/{id} says each
     node's switch is connected, synced and has nothing pending, i.e. every
     change dvn knows of is on that switch. Returns {node: switch object}.
@@ -179,7 +179,7 @@ def wait_in_sync(api, nodes, timeout=60):
                 return False
         return True
     try:
-        wait_until(synced, timeout=timeout, interval=0.05, what="%s in sync (GET /v1/nodes)" % ", ".join(nodes))
+        wait_until(synced, timeout=timeout, interval=interval, what="%s in sync (GET /v1/nodes)" % ", ".join(nodes))
     except AssertionError as exc:
         raise AssertionError("%s; dvn last said %s" % (exc, seen)) from None
     return dict(seen)

@@ -82,14 +82,16 @@ class Scheduler:
 
     def switch_state(self, system_id):
         """A node's br-int as dvn sees it: connected, its state (switch.State),
-        synced (it holds what dvn last sent), pending (changes not sent yet),
+        synced (it holds what dvn last sent), pending (changes not sent yet,
+        its tunnel mesh included),
         and how many flows and groups dvn has put there."""
         switch = self.switches.get(system_id)
         if switch is None:
             return {"connected": False, "state": State.CONNECTING.value, "synced": False, "pending": False,
                     "flows": 0, "groups": 0, "lanes": 0}
+        node = self.node_states.get(system_id)  # its tunnel ports are on br-int too
         pending = bool(switch.running or self._wake.ready() or self.sg_dirty or self.lb_dirty
-                       or self._queued(system_id))
+                       or self._queued(system_id) or self.mesh_dirty or (node is not None and node.mesh_running))
         return {"connected": switch.conn is not None, "state": switch.state.value, "synced": switch.synced,
                 "pending": pending,
                 "flows": len(switch.table.installed), "groups": len(switch.table.groups),

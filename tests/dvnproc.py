@@ -157,6 +157,50 @@ def wait_until(predicate, timeout=10, interval=0.1, what="condition"):
         time.sleep(interval)
 
 
+def wait_in_sync(api, nodes, timeout=60, interval=0.05):
+    """Wait for dvn's own "node in sync" signal: GET /v1/nodes/{id} says each
+    node's switch is connected, synced and has nothing pending, i.e. every
+    change dvn knows of is on that switch. Returns {node: switch object}.
+
+    A change made through the REST API is known to dvn once the call has
+    returned, so call this right after it. A change that reaches dvn another
+    way (a node plugging an interface, a switch or dvn restarting) needs its
+    own sign first (the port bound, the resync in the log: resyncs), or the
+    old state may still read as in sync."""
+    nodes = [nodes] if isinstance(nodes, str) else list(nodes)
+    seen = {}
+
+    def synced():
+        for node in nodes:
+            status, view = api.request("GET", "/v1/nodes/%s" % node)
+            seen[node] = view.get("switch") if status == 200 else "HTTP %d" % status
+            state = seen[node]
+            if not (isinstance(state, dict) and state["connected"] and state["synced"] and not state["pending"]):
+                return False
+        return True
+    try:
+        wait_until(synced, timeout=timeout, interval=interval, what="%s in sync (GET /v1/nodes)" % ", ".join(nodes))
+    except AssertionError as exc:
+        raise AssertionError("%s; dvn last said %s" % (exc, seen)) from None
+    return dict(seen)
+
+
+def resyncs(dvn, node):
+    """How many times dvn has brought ``node``'s switch in sync from a
+    (re)connect: its log line "switch of node X in sync", which only a resync
+    writes. Take it before a restart, wait for one more, then wait_in_sync."""
+    return dvn.log().count("switch of node %s in sync" % node)
+
+
+def wait_resynced(dvn, api, nodes, before, timeout=60):
+    """After a restart (of dvn or of the nodes' switches): every node of
+    ``nodes`` resynced since ``before`` ({node: resyncs(dvn, node)}), then in sync."""
+    nodes = [nodes] if isinstance(nodes, str) else list(nodes)
+    wait_until(lambda: all(resyncs(dvn, n) > before[n] for n in nodes), timeout=timeout, interval=0.1,
+               what="a resync of %s in the dvn log" % ", ".join(nodes))
+    return wait_in_sync(api, nodes, timeout=timeout)
+
+
 @contextlib.contextmanager
 def dvn_lab(tag, octet, api_port, state=None, extra=()):
     """A lab whose underlay is 192.168.<octet>.0/24, with dvn running on this

@@ -15,6 +15,7 @@ import atexit
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -333,13 +334,45 @@ class Hypervisor:
 
 
 class Pinger:
+    """A running `ping -O`: one ICMP id (one connection) for its whole life.
+    Each request is reported as answered ("icmp_seq=N ... time=") or not
+    ("no answer yet for icmp_seq=N", when the next one goes out)."""
+
     def __init__(self, proc):
         self.proc = proc
+        self.out = ""
+
+    def _read(self, timeout):
+        fd = self.proc.stdout.fileno()
+        if select.select([fd], [], [], timeout)[0]:
+            chunk = os.read(fd, 65536)
+            self.out += chunk.decode(errors="replace")
+            return bool(chunk)
+        return False
+
+    def answered(self):
+        """The sequence numbers of the requests answered so far."""
+        return {int(n) for n in re.findall(r"icmp_seq=(\d+) ttl=\d+ time=", self.out)}
+
+    def reported(self):
+        """The highest sequence number reported so far (answered or not), 0 if none."""
+        return max([int(n) for n in re.findall(r"icmp_seq=(\d+)", self.out)] or [0])
+
+    def wait_for(self, predicate, timeout=20, what="the ping"):
+        """Read the ping's reports until ``predicate(self)`` holds (bounded)."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            if time.monotonic() > deadline:
+                raise AssertionError("timed out after %s s waiting for %s; ping said:\n%s"
+                                     % (timeout, what, self.out[-2000:]))
+            if not self._read(0.2) and self.proc.poll() is not None:
+                raise AssertionError("ping ended: %s" % self.out[-2000:])
 
     def stop(self):
         self.proc.send_signal(signal.SIGINT)
         out, _ = self.proc.communicate(timeout=10)
-        return _ping_counts(out)
+        self.out += out
+        return _ping_counts(self.out)
 
 
 def _ping_counts(out):
@@ -403,16 +436,32 @@ class VM:
         code = ("import socket; s=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); "
                 "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); s.bind(('::', %d))\n"
                 "while True:\n d, a = s.recvfrom(100); s.sendto(d, a)" % port)
-        return HttpServer(self.lab.spawn(["ip", "netns", "exec", self.ns, "python3", "-c", code],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        server = HttpServer(self.lab.spawn(["ip", "netns", "exec", self.ns, "python3", "-c", code],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.wait_listening(port, udp=True)
+        return server
 
     def serve_tcp(self, port):
         code = ("import socket; s=socket.socket(socket.AF_INET6, socket.SOCK_STREAM); "
                 "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); "
                 "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('::', %d)); s.listen(64)\n"
                 "while True:\n c, a = s.accept(); c.close()" % port)
-        return HttpServer(self.lab.spawn(["ip", "netns", "exec", self.ns, "python3", "-c", code],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        server = HttpServer(self.lab.spawn(["ip", "netns", "exec", self.ns, "python3", "-c", code],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.wait_listening(port)
+        return server
+
+    def wait_listening(self, port, udp=False, timeout=10):
+        """Until a socket of this VM is bound to ``port`` (a server process has started)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = sh("ip", "netns", "exec", self.ns, "ss", "-Hn", "-lu" if udp else "-lt",
+                     "sport = :%d" % port, check=False)
+            if out.strip():
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("nothing listens on %s port %d in %s" % ("UDP" if udp else "TCP", port, self.name))
+            time.sleep(0.05)
 
     def ping(self, dst, count=3, interval=0.2, timeout=1, source=None):
         extra = ["-I", source] if source else []
@@ -429,7 +478,7 @@ class VM:
         return tx == 3 and rx == 3
 
     def start_ping(self, dst, interval=0.05):
-        proc = self.lab.spawn(["ip", "netns", "exec", self.ns, "ping", "-i", str(interval), "-W", "1", dst],
+        proc = self.lab.spawn(["ip", "netns", "exec", self.ns, "ping", "-O", "-i", str(interval), "-W", "1", dst],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         return Pinger(proc)
 

@@ -13,12 +13,11 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 import pytest
 
 from ovsdb.node import PLAIN_GENEVE_PORT, tunnel_port_name
-from tests.dvnproc import add_joined_hv, dvn_lab, wait_until
+from tests.dvnproc import add_joined_hv, dvn_lab, wait_in_sync, wait_until
 from tests.test_firewall_lab import Capture, geneve_packets
 
 pytestmark = pytest.mark.lab
@@ -56,6 +55,7 @@ def enc(tmp_path_factory):
             wait_until(lambda: env.api.get("/v1/ports/%s" % port["id"])["node"], what="%s bound" % name)
         for hv in env.hvs.values():  # both meshes up on both sides
             wait_until(lambda: len(tunnel_ports(hv)) == 2, timeout=20, what="two tunnel ports on %s" % hv.name)
+        wait_in_sync(env.api, HVS)
         yield env
 
 
@@ -112,26 +112,30 @@ def test_an_encrypted_ports_traffic_crosses_only_the_ipsec_mesh(enc):
     assert "output:%s" % ofport[tunnel_port_name("hv2")] not in trace
 
 
-def test_toggling_the_flag_moves_a_ports_traffic_within_a_second(enc):
+ENCRYPT_MARK = "0x10/0x10->reg0"   # in a port's classify flow: its traffic takes the IPsec mesh
+
+
+def classify_actions(hv, port):
+    """The actions of ``port``'s classify flows (table 0, its in_port) on ``hv``."""
+    ofport = hv.vsctl("get", "Interface", port, "ofport")
+    flows = [f for f in hv.dump_flows() if f["table"] == 0 and "in_port=%s" % ofport in f["match"]]
+    assert flows, "no classify flow for %s" % port
+    return " | ".join(f["actions"] for f in flows)
+
+
+def test_toggling_the_flag_moves_a_ports_traffic(enc):
     path = "/v1/ports/%s" % enc.ports["a1"]["id"]
-    hv1, a1 = enc.hvs["hv1"], enc.hvs["hv1"].vsctl("get", "Interface", "a1", "ofport")
-
-    def classify():
-        return [f for f in hv1.dump_flows() if f["table"] == 0 and "in_port=%s" % a1 in f["match"]]
-
+    hv1 = enc.hvs["hv1"]
     try:
-        started = time.monotonic()
         enc.api.call("PATCH", path, {"encrypt": True})
-        wait_until(lambda: "0x10/0x10->reg0" in classify()[0]["actions"], timeout=2, interval=0.02,
-                   what="a1 marked for the IPsec mesh")
-        moved = time.monotonic() - started
-        print("encrypt flag to the switch in %.3f s" % moved)
-        assert moved < 1.0
+        wait_in_sync(enc.api, HVS)
+        assert ENCRYPT_MARK in classify_actions(hv1, "a1"), "a1 not marked once dvn said in sync"
         rx, ports = ports_used(enc, "a1", "10.5.0.2")
         assert rx == 3 and ports == {IPSEC_PORT}, ports
     finally:
         enc.api.call("PATCH", path, {"encrypt": False})
-    wait_until(lambda: "0x10/0x10->reg0" not in classify()[0]["actions"], timeout=2, what="a1 plain again")
+        wait_in_sync(enc.api, HVS)
+    assert ENCRYPT_MARK not in classify_actions(hv1, "a1"), "a1 still marked once dvn said in sync"
     rx, ports = ports_used(enc, "a1", "10.5.0.2")
     assert rx == 3 and ports == {PLAIN_GENEVE_PORT}, ports
 
@@ -143,14 +147,15 @@ def test_a_groups_policy_encrypts_its_members_traffic_and_follows_membership(enc
     try:
         assert ports_used(enc, "a1", "10.5.0.2")[1] == {PLAIN_GENEVE_PORT}
         enc.api.call("PATCH", path, {"tags": ["pci"]})            # a1 joins the dynamic group
-        wait_until(lambda: ports_used(enc, "a1", "10.5.0.2") == (3, {IPSEC_PORT}), timeout=5,
-                   what="a1's traffic on the IPsec mesh")
+        wait_in_sync(enc.api, HVS)
+        assert ports_used(enc, "a1", "10.5.0.2") == (3, {IPSEC_PORT}), "a1's traffic not on the IPsec mesh"
         enc.api.call("PATCH", path, {"tags": []})                 # and leaves it
-        wait_until(lambda: ports_used(enc, "a1", "10.5.0.2") == (3, {PLAIN_GENEVE_PORT}), timeout=5,
-                   what="a1's traffic back on the plain mesh")
+        wait_in_sync(enc.api, HVS)
+        assert ports_used(enc, "a1", "10.5.0.2") == (3, {PLAIN_GENEVE_PORT}), "a1's traffic not back on plain"
     finally:
         enc.api.call("PATCH", path, {"tags": []})
         enc.api.delete("/v1/security-groups/%s" % pci["id"])
+        wait_in_sync(enc.api, HVS)
 
 
 def test_traffic_between_two_groups_is_encrypted_and_theirs_with_others_is_not(enc):
@@ -159,16 +164,18 @@ def test_traffic_between_two_groups_is_encrypted_and_theirs_with_others_is_not(e
     a = api.post("/v1/security-groups", {"name": "grp-a", "tenant": "acme", "criteria": {"name": "a1"},
                                          "encrypt_with": [b["id"]]})
     try:
-        wait_until(lambda: ports_used(enc, "a1", "10.5.0.2") == (3, {IPSEC_PORT}), timeout=5,
-                   what="a1 -> a2 on the IPsec mesh")
+        wait_in_sync(api, HVS)
+        assert ports_used(enc, "a1", "10.5.0.2") == (3, {IPSEC_PORT})   # a1 -> a2 on the IPsec mesh
         assert ports_used(enc, "a2", "10.5.0.1") == (3, {IPSEC_PORT})   # and back, a2 -> a1
         assert ports_used(enc, "a2", "10.5.0.3")[1] == {IPSEC_PORT}      # s1 is encrypted itself
         api.call("PATCH", "/v1/security-groups/%s" % a["id"], {"encrypt_with": []})
-        wait_until(lambda: ports_used(enc, "a1", "10.5.0.2") == (3, {PLAIN_GENEVE_PORT}), timeout=5,
-                   what="a1 -> a2 on the plain mesh once the policy is gone")
+        wait_in_sync(api, HVS)
+        # on the plain mesh once the policy is gone
+        assert ports_used(enc, "a1", "10.5.0.2") == (3, {PLAIN_GENEVE_PORT})
     finally:
         api.delete("/v1/security-groups/%s" % a["id"])
         api.delete("/v1/security-groups/%s" % b["id"])
+        wait_in_sync(api, HVS)
 
 
 def _ipsec_root(path):
@@ -230,8 +237,9 @@ def test_ovs_monitor_ipsec_makes_ike_config_for_every_ipsec_tunnel_and_follows_a
         # Rotation: a new key on both nodes, a new connection version.
         answer = enc.api.post("/v1/nodes/hv1/rotate-keys", {})
         assert answer["rotated"] == 1 and key not in str(answer)
-        wait_until(lambda: tunnel_ports(hv1)[name]["psk"] != key, timeout=10, what="the new key on hv1")
+        wait_in_sync(enc.api, HVS)     # dvn's pending includes the nodes' tunnel mesh
         new = tunnel_ports(hv1)[name]["psk"]
+        assert new != key, "the old key on hv1 once dvn said in sync"
         assert tunnel_ports(enc.hvs["hv2"])[tunnel_port_name("hv1", "ipsec")]["psk"] == new
         wait_until(lambda: "conn %s-in-%d" % (name, version + 1) in _read(conf), timeout=15,
                    what="a new connection version")
@@ -245,13 +253,15 @@ def test_no_api_answer_and_no_log_line_contains_a_key(enc):
     keys = psks(enc)
     assert keys
     enc.api.post("/v1/nodes/hv2/rotate-keys", {})
-    wait_until(lambda: psks(enc) - keys, timeout=10, what="rotated keys on the nodes")
+    wait_in_sync(enc.api, HVS)
+    assert psks(enc) - keys, "no rotated key on the nodes once dvn said in sync"
     keys |= psks(enc)
     answers = [enc.api.get(p) for p in ("/v1/nodes", "/v1/nodes/hv1", "/v1/nodes/hv2", "/v1/ports",
                                         "/v1/networks", "/v1/openapi.json")]
     answers += [enc.api.get("/v1/ports/%s" % p["id"]) for p in enc.ports.values()]
     answers.append(enc.api.post("/v1/nodes/hv1/rotate-keys", {}))
-    wait_until(lambda: psks(enc) - keys, timeout=10, what="rotated keys again")
+    wait_in_sync(enc.api, HVS)
+    assert psks(enc) - keys, "no rotated key on the nodes once dvn said in sync"
     keys |= psks(enc)
     text = "\n".join(map(str, answers))
     log = enc.dvn.log()

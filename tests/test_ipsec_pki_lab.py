@@ -7,12 +7,11 @@ import os
 import signal
 import stat
 import subprocess
-import time
 
 import pytest
 
 from ovsdb.node import tunnel_port_name
-from tests.dvnproc import dvn_lab, join, wait_until
+from tests.dvnproc import dvn_lab, join, resyncs, wait_in_sync, wait_resynced, wait_until
 from tests.test_encryption_lab import _ipsec_root, _monitor, _read, tunnel_ports
 
 pytestmark = pytest.mark.lab
@@ -41,6 +40,8 @@ def pki(tmp_path_factory):
             peer = "hv2" if name == "hv1" else "hv1"
             wait_until(lambda: tunnel_ports(hv).get(tunnel_port_name(peer, "ipsec"), {}).get("remote_name") == peer,
                        timeout=20, what="%s's IPsec tunnel authenticated by certificate" % name)
+        env.api = dvn.client()
+        wait_in_sync(env.api, HVS)
         yield env
 
 
@@ -90,19 +91,20 @@ def test_a_controller_restart_rewrites_no_tunnel_even_before_every_node_is_back(
     hv1, hv2 = pki.hvs["hv1"], pki.hvs["hv2"]
     before = tunnel_ports(hv1)
     manager = hv2.vsctl("get-manager")
-    synced = pki.dvn.log().count("in sync")
+    before_restart = {hv: resyncs(pki.dvn, hv) for hv in HVS}
     pki.dvn.kill(signal.SIGKILL)
     hv2.vsctl("del-manager")        # hv2's OVSDB session stays away while dvn comes back
     try:
         pki.dvn.start()
-        pki.dvn.wait_log("in sync", count=synced + 1, timeout=30)   # hv1
-        time.sleep(1)
+        # hv1 back in sync; dvn's "pending" covers a node's tunnel mesh too,
+        # so whatever dvn would write to hv1's tunnels is written by then.
+        wait_resynced(pki.dvn, pki.api, ["hv1"], before_restart)
         after_restart = pki.dvn.log().split("northbound store")[-1]
         assert "node hv1: tunnel mesh updated" not in after_restart   # hv2 is certified: the store says so
         assert tunnel_ports(hv1) == before
     finally:
         hv2.vsctl("set-manager", manager)
-    pki.dvn.wait_log("in sync", count=synced + 2, timeout=30)
+    wait_resynced(pki.dvn, pki.api, HVS, before_restart)
 
 
 def test_a_request_for_another_nodes_name_is_not_signed(pki):

@@ -9,12 +9,11 @@ import hashlib
 import os
 import re
 import signal
-import time
 
 import pytest
 
 from flows.acl import SecuredPort, compile_port_security
-from tests.dvnproc import add_joined_hv, dvn_lab, wait_until
+from tests.dvnproc import add_joined_hv, dvn_lab, resyncs, wait_in_sync, wait_resynced, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -50,6 +49,15 @@ class L2Lab:
         self.vms[name] = vm
         return vm
 
+    def wait_bound(self, name, hv):
+        """The node has told dvn that port ``name`` is plugged into it."""
+        wait_until(lambda: self.api.get("/v1/ports/%s" % self.ports[name]["id"])["node"] == hv,
+                   what="port %s bound to %s" % (name, hv))
+
+    def sync(self):
+        """dvn says every node's switch holds what it wants (dvnproc.wait_in_sync)."""
+        return wait_in_sync(self.api, self.hvs)
+
     def tunnels_to(self, ip):
         """Names of the hypervisors that have a Geneve port towards ``ip``."""
         found = []
@@ -82,13 +90,15 @@ def l2(tmp_path_factory):
         env.add_vm("b1", "hv1", env.net_b, "10.0.0.11", 11)
         env.add_vm("b2", "hv2", env.net_b, "10.0.0.12", 12)
         env.add_vm("b3", "hv3", env.net_b, "10.0.0.2", 13)
+        for name, hv in (("a1", "hv1"), ("a2", "hv2"), ("a3", "hv3"), ("b1", "hv1"), ("b2", "hv2"), ("b3", "hv3")):
+            env.wait_bound(name, hv)
+        env.sync()
         yield env
 
 
 def test_ports_are_bound_to_the_hypervisor_that_plugged_them(l2):
     for name, hv in (("a1", "hv1"), ("a2", "hv2"), ("b3", "hv3")):
-        wait_until(lambda: l2.api.get("/v1/ports/%s" % l2.ports[name]["id"])["node"] == hv,
-                   what="port %s bound to %s" % (name, hv))
+        assert l2.api.get("/v1/ports/%s" % l2.ports[name]["id"])["node"] == hv, name
 
 
 def test_vms_in_one_network_reach_each_other_across_hypervisors(l2):
@@ -131,6 +141,8 @@ def test_a_late_hypervisor_joins_the_mesh_and_leaves_it(l2):
                                          "external_ids:dvn-mesh=%s" % mesh).split()) == 3,
                    what="3 %s tunnels on hv4" % mesh)
     l2.add_vm("a4", "hv4", l2.net_a, "10.0.0.4", 4)
+    l2.wait_bound("a4", "hv4")
+    l2.sync()
     assert l2.vms["a4"].ping_ok("10.0.0.1")
     assert l2.vms["a2"].ping_ok("10.0.0.4")
     # Deleting a node that is still connected is refused; after it leaves, it is deleted everywhere.
@@ -143,6 +155,7 @@ def test_a_late_hypervisor_joins_the_mesh_and_leaves_it(l2):
     l2.api.delete("/v1/nodes/hv4")
     wait_until(lambda: l2.tunnels_to(HV_IPS["hv4"]) == [], what="no tunnel to hv4 anywhere")
     l2.api.delete("/v1/ports/%s" % l2.ports.pop("a4")["id"])
+    l2.sync()
     assert l2.vms["a1"].ping_ok("10.0.0.2")
 
 
@@ -150,6 +163,8 @@ def test_adding_a_port_sends_only_the_flows_it_touches(l2):
     before = {hv: l2.flows(hv) for hv in ("hv1", "hv2", "hv3")}
     mark = len(l2.dvn.log())
     l2.add_vm("a5", "hv1", l2.net_a, "10.0.0.5", 5)
+    l2.wait_bound("a5", "hv1")
+    l2.sync()   # every flow change for a5 sent (and logged)
     assert l2.vms["a5"].ping_ok("10.0.0.2")
     assert l2.vms["a3"].ping_ok("10.0.0.5")
     sent = re.findall(r"switch of node (\w+): (\d+) flow changes", l2.dvn.log()[mark:])
@@ -171,15 +186,19 @@ def test_adding_a_port_sends_only_the_flows_it_touches(l2):
 def test_controller_sigkill_loses_no_packet_and_rewrites_no_flow(l2):
     before = {hv: l2.flows(hv) for hv in ("hv1", "hv2")}
     ping = l2.vms["a1"].start_ping("10.0.0.2", interval=0.05)
-    time.sleep(1)
+    # Traffic before, while dvn is away and after it is back, each counted
+    # in requests (20 a second), not waited for on a clock.
+    ping.wait_for(lambda p: p.reported() >= 20, what="20 pings before the kill")
     l2.dvn.kill(signal.SIGKILL)
-    time.sleep(1)
-    synced = l2.dvn.log().count("in sync")
+    away = ping.reported()
+    ping.wait_for(lambda p: p.reported() >= away + 20, what="20 pings while dvn is away")
+    before_restart = {hv: resyncs(l2.dvn, hv) for hv in l2.hvs}
     l2.dvn.start()
-    l2.dvn.wait_log("in sync", count=synced + 3, timeout=30)
-    time.sleep(1)
+    wait_resynced(l2.dvn, l2.api, l2.hvs, before_restart)
+    back = ping.reported()
+    ping.wait_for(lambda p: p.reported() >= back + 20, what="20 pings after dvn is back in sync")
     tx, rx = ping.stop()
-    assert tx > 40 and rx == tx, "lost %d of %d packets across the controller restart" % (tx - rx, tx)
+    assert tx >= 60 and rx == tx, "lost %d of %d packets across the controller restart" % (tx - rx, tx)
     for hv in ("hv1", "hv2"):
         after = l2.flows(hv)
         assert set(after) == set(before[hv]), "flow set of %s changed" % hv
@@ -190,14 +209,15 @@ def test_controller_sigkill_loses_no_packet_and_rewrites_no_flow(l2):
     assert len(changed) >= 3 and set(changed) == {"0"}, changed
 
 
-def test_vswitchd_restart_gets_its_flows_back_within_5s(l2):
+def test_vswitchd_restart_gets_its_flows_back(l2):
     hv = l2.hvs["hv2"]
     want = set(l2.flows("hv2"))
+    before_restart = {"hv2": resyncs(l2.dvn, "hv2")}
     hv.kill_vswitchd(signal.SIGKILL)
     hv.start_vswitchd()
-    started = time.monotonic()
-    wait_until(lambda: set(l2.flows("hv2")) == want, timeout=15, what="hv2's flows back")
-    assert time.monotonic() - started < 5 + 1, "flows took %.1f s" % (time.monotonic() - started)
+    # (how fast: benchmarks/bench_policy.py)
+    wait_resynced(l2.dvn, l2.api, ["hv2"], before_restart)
+    assert set(l2.flows("hv2")) == want, "hv2's flows not all back once dvn said in sync"
     # A restarted vswitchd has no GENEVE TLV map: dvn put it back before the flows that use it.
     assert "0xfff1   0x1       8  tun_metadata0" in hv.ofctl("dump-tlv-map", "br-int")
     assert l2.vms["a1"].ping_ok("10.0.0.2")

@@ -16,11 +16,10 @@ import re
 import signal
 import subprocess
 import threading
-import time
 
 import pytest
 
-from tests.dvnproc import add_joined_hv, dvn_lab, wait_until
+from tests.dvnproc import add_joined_hv, dvn_lab, resyncs, wait_in_sync, wait_resynced, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -42,9 +41,12 @@ def client(vm, *args, timeout=120):
     return json.loads(out)
 
 
-def serve(env, vm, *args):
-    env.lab.spawn(["ip", "netns", "exec", vm.ns, "python3", os.path.join(TOOLS, "lbserver.py")]
+def serve(env, vm, kind, *args):
+    """lbserver.py in ``vm``; returns once it listens (its last port, for a range)."""
+    env.lab.spawn(["ip", "netns", "exec", vm.ns, "python3", os.path.join(TOOLS, "lbserver.py"), kind]
                   + list(map(str, args)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = args[0] if kind == "bulk" else args[1]
+    vm.wait_listening(int(str(port).split("-")[-1]), udp=kind == "udp")
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +81,7 @@ def env(tmp_path_factory):
         for name in ("s1", "s2", "s3"):
             serve(env, env.vms[name], "tcp", name, 8080)
             serve(env, env.vms[name], "udp", name, 5353)
+        wait_in_sync(api, HVS)
         yield env
 
 
@@ -95,9 +98,8 @@ def create_lb(env, name, port, members, protocol="tcp", **kw):
 
 
 def answers(env, vm, port, count, sport_base, vip=VIP):
-    """Connections to the VIP until they all connect (the VIP's flows may still be on their way)."""
-    wait_until(lambda: client(env.vms[vm], "tcp", vip, port, 1, 0)[0] not in ("timeout", "refused"),
-               timeout=10, what="the VIP answering")
+    """``count`` connections to the VIP, once dvn says every switch holds it."""
+    wait_in_sync(env.api, HVS)
     return client(env.vms[vm], "tcp", vip, port, count, sport_base)
 
 
@@ -144,40 +146,42 @@ def test_hairpin_a_member_reaches_its_own_vip(env):
 def test_empty_pool_rejects_tcp_and_udp(env):
     create_lb(env, "empty", 83, [])
     create_lb(env, "empty-udp", 83, [], protocol="udp")
-    started = time.monotonic()
-    assert wait_until(lambda: client(env.vms["c1"], "tcp", VIP, 83, 1, 0) == ["refused"], timeout=10,
-                      what="a reset from the empty pool")
-    assert time.monotonic() - started < 10
+    wait_in_sync(env.api, HVS)
+    assert client(env.vms["c1"], "tcp", VIP, 83, 1, 0) == ["refused"]         # a reset from the empty pool
     assert client(env.vms["c2"], "tcp", VIP, 83, 5, 23000) == ["refused"] * 5
-    assert wait_until(lambda: client(env.vms["c2"], "udp", VIP, 83) == "refused", timeout=10,
-                      what="an ICMP port unreachable from the empty UDP pool")
+    assert client(env.vms["c2"], "udp", VIP, 83) == "refused"   # an ICMP port unreachable, for UDP
 
 
 def test_udp_vip(env):
     create_lb(env, "dns", 53, [("s1", 5353, 1), ("s2", 5353, 1)], protocol="udp")
-    got = wait_until(lambda: (lambda a: a if a not in ("timeout", "refused") else None)(
-        client(env.vms["c1"], "udp", VIP, 53)), timeout=10, what="a UDP answer through the VIP")
+    wait_in_sync(env.api, HVS)
+    got = client(env.vms["c1"], "udp", VIP, 53)
+    assert got not in ("timeout", "refused"), got
     assert got.split()[0] in ("s1", "s2") and got.split()[1] == ip_of(env, "c1")
 
 
 def test_member_changes_under_a_long_transfer(env):
     serve(env, env.vms["s3"], "bulk", 9000, 40)
     lb = create_lb(env, "bulk", 90, [("s3", 9000, 1)])
-    wait_until(lambda: client(env.vms["c1"], "tcp", VIP, 90, 1, 0)[0] not in ("timeout", "refused"),
-               timeout=10, what="the bulk VIP")
+    wait_in_sync(env.api, HVS)
     result = {}
     thread = threading.Thread(target=lambda: result.update(client(env.vms["c1"], "stream", VIP, 90)))
     thread.start()
-    time.sleep(0.8)
+    # The transfer under way (the server paces its 40 MiB over about 3 s): an
+    # established connection to the VIP in c1.
+    wait_until(lambda: env.vms["c1"].exec("ss", "-Htn", "state", "established", "dst", "%s:90" % VIP).strip(),
+               timeout=20, interval=0.05, what="the transfer under way")
     path = "/v1/load-balancers/%s/members" % lb["id"]
     env.api.post(path, {"address": ip_of(env, "s1"), "protocol_port": 9000})          # a bucket inserted
     member = lb["members"][0]
     env.api.call("PATCH", "%s/%s" % (path, member["id"]), {"weight": 3})              # the group replaced
     env.api.post(path, [{"address": ip_of(env, "s2"), "protocol_port": 9000, "weight": 2}])
+    wait_in_sync(env.api, HVS)
+    # Every change on every switch while the connection still ran: else this tests nothing.
+    assert thread.is_alive(), "the transfer ended before the changes were all on the switches: %s" % result
     thread.join(60)
     want = hashlib.sha256(b"".join([bytes(range(256)) * 4096] * 40)).hexdigest()
     assert result.get("bytes") == 40 << 20 and result["sha256"] == want, result
-    assert result["seconds"] > 1.5  # the changes did happen during the transfer
 
 
 def test_health_checks_take_a_dead_member_out_and_back(env):
@@ -195,19 +199,16 @@ def test_health_checks_take_a_dead_member_out_and_back(env):
     assert wait_until(lambda: all(m["operating_status"] == "ONLINE" for m in status()), timeout=10)
     answers(env, "c1", 84, 1, 0)
     subprocess.run(["pkill", "-f", "lbserver.py tcp s2 8081"], check=True)
-    killed = time.monotonic()
+    # The health checks' verdict (how fast: benchmarks/bench_policy.py), then on every switch.
     wait_until(lambda: next(m for m in status() if m["id"] == s2["id"])["operating_status"] == "OFFLINE",
-               timeout=10, interval=0.05, what="s2 OFFLINE")
-    detected = time.monotonic() - killed
-    print("dead member detected in %.2f s (delay %.1f s x fall %d)" % (detected, delay, fall))
-    assert detected <= delay * fall + 0.5  # + the API's view and this loop's polling
-    time.sleep(0.5)  # the verdict reaches every switch
+               timeout=30, interval=0.05, what="s2 OFFLINE")
+    wait_in_sync(env.api, HVS)
     seen = client(env.vms["c1"], "tcp", VIP, 84, 60, 24000) + client(env.vms["c2"], "tcp", VIP, 84, 60, 24000)
     assert all(line.split()[0] in ("s1", "s3") for line in seen), seen  # none failed, none to s2
     serve(env, env.vms["s2"], "tcp", "s2", 8081)
     wait_until(lambda: next(m for m in status() if m["id"] == s2["id"])["operating_status"] == "ONLINE",
-               timeout=10, what="s2 back ONLINE")
-    time.sleep(0.5)
+               timeout=30, what="s2 back ONLINE")
+    wait_in_sync(env.api, HVS)
     seen = client(env.vms["c1"], "tcp", VIP, 84, 60, 25000)
     assert any(line.startswith("s2 ") for line in seen)
 
@@ -254,18 +255,23 @@ def _switch_state(env, hv):
 def test_controller_restart_rewrites_no_group_and_keeps_vips_answering(env):
     create_lb(env, "restart", 87, [("s1", 8080, 1), ("s2", 8080, 1), ("s3", 8080, 2)])
     answers(env, "c1", 87, 1, 0)
-    time.sleep(1)  # the monitors' verdicts are all in
+    # The monitors' verdicts are all in (every checked member ONLINE: they all
+    # listen), and on every switch.
+    wait_until(lambda: all(m["operating_status"] in ("ONLINE", "NO_MONITOR")
+                           for b in env.api.get("/v1/load-balancers") for m in b["members"]),
+               timeout=30, what="every monitored member ONLINE")
+    wait_in_sync(env.api, HVS)
     before = {hv: _switch_state(env, hv) for hv in HVS}
     assert all(len(groups) >= 5 for groups, _ in before.values()), before  # every VIP of this module
     stats = {b["name"]: (b["id"], env.api.get("/v1/load-balancers/%s/stats" % b["id"]))
              for b in env.api.get("/v1/load-balancers")}
-    synced = env.dvn.log().count("in sync")
+    before_restart = {hv: resyncs(env.dvn, hv) for hv in HVS}
     env.dvn.kill(signal.SIGKILL)
     # While dvn is away the datapath keeps balancing on its own.
     seen = client(env.vms["c2"], "tcp", VIP, 87, 20, 27000)
     assert all(line.split()[0] in ("s1", "s2", "s3") for line in seen), seen
     env.dvn.start()
-    env.dvn.wait_log("in sync", count=synced + len(HVS), timeout=30)
+    wait_resynced(env.dvn, env.api, HVS, before_restart)
     changed = re.findall(r"in sync: \d+ flows, (\d+) changed", env.dvn.log().split("northbound store")[-1])
     assert changed and set(changed) == {"0"}, changed
     for hv in HVS:

@@ -8,13 +8,12 @@ bound in one OVSDB transaction. benchmarks/bench_scale.py runs the same at
 import os
 import re
 import signal
-import time
 
 import pytest
 
 from benchmarks.workload import Workload
 from tests import scale
-from tests.dvnproc import add_joined_hv, dvn_lab, wait_until
+from tests.dvnproc import add_joined_hv, dvn_lab, resyncs, wait_in_sync, wait_resynced, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -33,7 +32,7 @@ def sc(tmp_path_factory):
         env = Env()
         env.lab, env.dvn, env.api, env.w = lab, dvn, dvn.client(), Workload(P)
         env.hv = add_joined_hv(lab, dvn, "hv1", "192.168.66.11", enable_dummy=True)
-        dvn.wait_log("switch of node hv1 in sync", timeout=30)
+        wait_in_sync(env.api, ["hv1"], timeout=30)
         env.uuids, env.vms = scale.plug(lab, env.hv, env.w, timeout=120)
         env.made = env.api.post("/v1/import", env.w.document())
         ids = {i: env.made["ports"][env.w.port_name(i)] for i in range(P)}
@@ -57,11 +56,9 @@ def converged(sc):
     br-int has; their count."""
     wait_until(lambda: all(p["node"] == "hv1" for p in sc.api.get("/v1/ports?tenant=scale")),
                timeout=60, what="every port bound")
-
-    def done():
-        state = sc.api.get("/v1/nodes/hv1")["switch"]
-        return state["synced"] and not state["pending"] and state["flows"] == sc.hv.flow_count() and state["flows"]
-    return wait_until(done, timeout=60, interval=0.5, what="dvn and br-int agreeing")
+    state = wait_in_sync(sc.api, ["hv1"])["hv1"]
+    assert state["flows"] and state["flows"] == sc.hv.flow_count(), (state, sc.hv.flow_count())
+    return state["flows"]
 
 
 def test_every_port_bound_in_one_session_within_the_flow_budget(sc):
@@ -84,8 +81,9 @@ def test_a_rule_added_to_a_group_recompiles_that_group_only(sc):
                                             for g in sc.w.document()["security_groups"]])
     mark = len(sc.dvn.log())
     sc.api.post("/v1/security-groups/%s/rules" % gid, body)
-    wait_until(lambda: "tp_dst=%d" % tport in sc.hv.ofctl("dump-flows", "br-int", "tcp,tp_dst=%d" % tport),
-               timeout=10, what="the rule's flows on br-int")
+    wait_in_sync(sc.api, ["hv1"])
+    assert "tp_dst=%d" % tport in sc.hv.ofctl("dump-flows", "br-int", "tcp,tp_dst=%d" % tport), \
+        "the rule's flows not on br-int once dvn said in sync"
     bundles = re.findall(r"flow changes in one bundle \((\d+) units", sc.dvn.log()[mark:])
     assert bundles == ["1"]
     # (the next test's restart shows that it is what a whole recompile gives)
@@ -93,10 +91,10 @@ def test_a_rule_added_to_a_group_recompiles_that_group_only(sc):
 
 def test_a_restarted_controller_finds_every_flow_in_place(sc):
     have = converged(sc)
-    synced = sc.dvn.log().count("in sync")
+    before_restart = {"hv1": resyncs(sc.dvn, "hv1")}
     sc.dvn.kill(signal.SIGKILL)
     sc.dvn.start()
-    sc.dvn.wait_log("in sync", count=synced + 1, timeout=60)
+    wait_resynced(sc.dvn, sc.api, ["hv1"], before_restart)
     line = sc.dvn.log().split("northbound store")[-1]
     want, changed = map(int, re.search(r"in sync: (\d+) flows, (\d+) changed", line).groups())
     assert (want, changed) == (have, 0)
@@ -122,18 +120,18 @@ def test_a_hung_switch_fails_what_waits_on_it_when_its_connection_goes(sc):
     group = sc.api.get("/v1/security-groups/%s" % sc.made["security_groups"]["sg0"])
     path = "/v1/security-groups/%s/rules/%s/stats" % (group["id"], group["rules"][0]["id"])
     pid = sc.hv._pid("ovs-vswitchd")
+    mark = len(sc.dvn.log())
     os.kill(pid, signal.SIGSTOP)
     try:
         # The statistics read waits on the hung switch until dvn gives its
         # connection up (no echo reply for 15 s), not for the read's own
-        # two minutes.
-        started = time.monotonic()
+        # two minutes: longer than this client waits (90 s), so a read that
+        # waited them out would fail here with a timeout.
         status, stats = sc.api.request("GET", path, timeout=90)
-        waited = time.monotonic() - started
     finally:
         os.kill(pid, signal.SIGCONT)
     assert status == 200 and stats["switches"] == 0, stats
-    assert waited < 40, "the read waited %.0f s" % waited
+    assert "switch of node hv1 disconnected" in sc.dvn.log()[mark:]   # given up, hence the answer
     # Back, the switch reconnects and is found as it was.
     wait_until(lambda: sc.api.get("/v1/nodes/hv1")["switch"]["connected"], timeout=30, what="reconnected")
     assert converged(sc) == have

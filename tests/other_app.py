@@ -1,5 +1,5 @@
 """A trivial os-ken app that shares br-int with dvn under osken-manager
-(tests/test_osken_manager_lab.py), as an app author would write one by
+(tests/lab/test_osken_manager_lab.py), as an app author would write one by
 docs/architecture.md ("Sharing a switch with other os-ken apps").
 
 It appends every switch event it sees to a file (``[other_app] record``),

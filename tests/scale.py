@@ -1,6 +1,6 @@
 """The scale workload (benchmarks/workload.py) on a lab hypervisor: plugging its
 interfaces, binding them to the ports dvn made, and the sanity check that the
-configuration is real. Shared by tests/test_scale_lab.py and
+configuration is real. Shared by tests/lab/test_scale_lab.py and
 benchmarks/bench_scale.py.
 
 The three pinned VMs (vm_a, vm_b, vm_c) are veths into namespaces; every

@@ -1,5 +1,5 @@
 """Names vulture (dead-code finder) cannot see used: called by a framework, by
-name. Checked by tests/test_dead_code.py; vulture only parses this file."""
+name. Checked by tests/unit/test_dead_code.py; vulture only parses this file."""
 # flake8: noqa
 # pyflakes: skip
 
@@ -25,7 +25,7 @@ _.lookup_table
 _.pytest_configure
 _.pytest_runtest_makereport
 _.pytestmark
-_.backends            # tests/test_api_lb.py
+_.backends            # tests/store/test_api_lb.py
 
 # Counted, read by nobody yet: a flow's age as the switch sends it, the
 # merge conflicts the core has logged, the fake switch's messages and commits.
@@ -34,5 +34,5 @@ _.merge_conflicts
 _.received
 _.commits
 
-# tests/test_firewall_lab.py: a server kept for the module's IPv6 checks.
+# tests/lab/test_firewall_lab.py: a server kept for the module's IPv6 checks.
 _.tcp6

@@ -12,7 +12,7 @@ import pytest
 
 from ovsdb.node import tunnel_port_name
 from tests.dvnproc import dvn_lab, join, resyncs, wait_in_sync, wait_resynced, wait_until
-from tests.test_encryption_lab import _ipsec_root, _monitor, _read, tunnel_ports
+from tests.lab.test_encryption_lab import _ipsec_root, _monitor, _read, tunnel_ports
 
 pytestmark = pytest.mark.lab
 

@@ -141,7 +141,7 @@ def test_every_flow_is_in_dvns_cookie_space_and_other_cookies_are_not():
 
 def test_pipeline_doc_is_current():
     from flows.pipeline_doc import render
-    with open(os.path.join(os.path.dirname(GOLDEN), "..", "..", "docs", "pipeline.md")) as f:
+    with open(os.path.join(os.path.dirname(GOLDEN), "..", "..", "..", "docs", "pipeline.md")) as f:
         assert f.read() == render(), "run: python -m flows.pipeline_doc > docs/pipeline.md"
 
 

@@ -1,5 +1,5 @@
 """The reconciler (flows/reconcile.py) against a fake switch that applies the
-bytes dvn sends (tests/fakeswitch.py). No root, no Open vSwitch.
+bytes dvn sends (tests/unit/fakeswitch.py). No root, no Open vSwitch.
 
 Desired states are drawn at random from a small world built like dvn's own
 pipeline: ports (their classify, l2_lookup and delivery flows come and go
@@ -15,7 +15,7 @@ from flows.flow import (DVN_COOKIE, DVN_COOKIE_MASK, GROUP, LB, NETWORK, PIPELIN
                         conjunction, group, make_flow, match, output, set_field)
 from flows.lb import GROUP_ID_MAX
 from flows.walk import walk
-from tests.fakeswitch import BundleRefused, FakeConn, FakeSwitch
+from tests.unit.fakeswitch import BundleRefused, FakeConn, FakeSwitch
 
 PORTS = range(1, 6)
 VIPS = ("10.0.0.100", "10.0.0.101")

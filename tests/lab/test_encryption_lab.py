@@ -18,7 +18,7 @@ import pytest
 
 from ovsdb.node import PLAIN_GENEVE_PORT, tunnel_port_name
 from tests.dvnproc import add_joined_hv, dvn_lab, wait_in_sync, wait_until
-from tests.test_firewall_lab import Capture, geneve_packets
+from tests.lab.test_firewall_lab import Capture, geneve_packets
 
 pytestmark = pytest.mark.lab
 

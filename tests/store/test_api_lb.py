@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from tests.dvnproc import DvnServer, wait_until
-from tests.test_api import JSONISH, ROOT, acme, admin, expect_problem, run_cli, umbrella  # noqa: F401
+from tests.store.test_api import JSONISH, ROOT, acme, admin, expect_problem, run_cli, umbrella  # noqa: F401
 # (admin, acme, umbrella: test_api's client fixtures, on this module's server)
 
 LBS = "/v1/load-balancers"
@@ -30,7 +30,7 @@ def _free_port():
 
 
 class LbServer:
-    """`dvn serve` on loopback; the interface of tests.test_api's server (port, admin_token, token())."""
+    """`dvn serve` on loopback; the interface of tests.store.test_api's server (port, admin_token, token())."""
 
     def __init__(self, state):
         self.state = str(state)
@@ -180,7 +180,7 @@ def test_members_one_or_many_patch_and_delete(acme, lb):
 def test_member_operating_status(acme, net, lb):
     # No node runs here, so no port is plugged in: no member can be reached and
     # every one is ERROR, with a monitor or without (NO_MONITOR, ONLINE and
-    # OFFLINE need a node: tests/test_lb_lab.py).
+    # OFFLINE need a node: tests/lab/test_lb_lab.py).
     path = "%s/%s/members" % (LBS, lb["id"])
     assert {m["operating_status"] for m in acme.get(path)} == {"ERROR"}
     lonely = acme.post(path, {"address": "10.1.0.77", "protocol_port": 8080})

@@ -19,7 +19,7 @@ from controller.openapi import OPERATIONS
 from ovsdb import nbserver
 from tests.dvnproc import Client
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class ApiServer:

@@ -4,7 +4,7 @@ One document creates a tenant's networks, security groups (with rules), ports
 and load balancers in one transaction. References are the document's names or
 existing ids of the tenant; every bad document answers the problem its single
 create would, with the field named by its path in the document, and changes
-nothing. The server is tests.test_api's (one per module).
+nothing. The server is tests.store.test_api's (one per module).
 """
 
 import http.client
@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.test_api import acme, admin, expect_problem, run_cli, server, umbrella  # noqa: F401
+from tests.store.test_api import acme, admin, expect_problem, run_cli, server, umbrella  # noqa: F401
 # (server, admin, acme, umbrella: test_api's fixtures, on this module's own server)
 
 IMPORT = "/v1/import"

@@ -17,7 +17,7 @@ from ovsdb.node import tunnel_port_name
 from tests.ovs1 import SingleOvs
 
 pytestmark = pytest.mark.lab
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class Probe:

@@ -17,7 +17,8 @@ from flows.flow import (CT_EST, CT_INV, CT_TRK, FlowSet, PORT, conjunction, ct, 
 from flows.l2 import compile_node
 from flows.render import render_flow
 from tests.ovs1 import SingleOvs
-from tests.test_flows_l2 import small_topology
+from tests.unit.test_flows_l2 import small_topology
+from tests.unit.test_flows_lb import node_flows, topology
 
 pytestmark = pytest.mark.lab
 
@@ -271,3 +272,46 @@ def test_select_groups_with_weights_hash_fields_and_nat(switch):
     sw.xid = x + 1
     assert sw.until(x + 1)[0] == []
     assert "group_id=7" not in ovs.run("ovs-ofctl", "-O", "OpenFlow15", "dump-groups", "br-int")
+
+
+def test_real_vswitchd_takes_the_lb_flows_and_a_1000_member_group(tmp_path):
+    ovs = SingleOvs(tmp_path)
+    ovs.start()
+    try:
+        ovs.run("ovs-vsctl", "add-br", "br-int", "--", "set", "Bridge", "br-int", "datapath_type=netdev",
+                "fail_mode=secure", "protocols=OpenFlow10,OpenFlow13,OpenFlow15")
+        sw = RawSwitch(ovs.dir + "/br-int.mgmt")
+        map_identity(sw)
+        for meter_id in (lb.REJECT_METER, lb.PROBE_METER):
+            x = sw.next_xid()
+            sw.sock.sendall(ofwire.meter_mod(meter_id, 100, 100, x) + ofwire.barrier_request(x + 1))
+            sw.xid = x + 1
+            assert sw.until(x + 1)[0] == []
+        members = tuple(Member("m%04d" % i, "10.0.0.%d" % (1 + i % 4), 1000 + i, 1) for i in range(1000))
+        topo = topology(members, monitor=Monitor("TCP", 1, 1, 1, 1))
+        flows, groups = node_flows(topo, "hv1")
+        msgs = [m for g in groups.values() for m in ofwire.group_install(g)]
+        msgs += [ofwire.encode_flow_mod(f, ofwire.ADD) for f in flows]
+        assert sw.bundle(msgs) == []
+        assert {render_flow(f) for f in flows} <= dump(ovs)
+        x = sw.next_xid()
+        sw.sock.sendall(ofwire.group_desc_request(x))
+        errors, replies = sw.until(x)
+        have = {}
+        for reply in replies:
+            have.update(ofwire.decode_group_desc_reply(reply))
+        assert have[7] == ofwire.group_desc_of(groups[7])
+        g = lb.compile_groups(lb.plan_lb(topology(members[:10]), "lb1", "hv1"))[7]
+        assert sw.bundle(ofwire.group_change(groups[7], g)) == []
+        text = ovs.run("ovs-ofctl", "-O", "OpenFlow15", "dump-groups", "br-int")
+        line = next(ln.strip() for ln in text.splitlines() if "group_id=7" in ln)
+        assert line == render_group(ofwire.after_change(groups[7], g))
+        x = sw.next_xid()
+        sw.sock.sendall(ofwire.group_stats_request(x))
+        errors, replies = sw.until(x)
+        stats = {}
+        for reply in replies:
+            stats.update(ofwire.decode_group_stats_reply(reply))
+        assert stats[7][0] == 0 and len(stats[7][2]) == len(g.buckets)
+    finally:
+        ovs.stop()

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKAGES = ("flows", "ovsdb", "controller")
 # flows/ computes; it opens nothing, waits for nothing and reads no clock.
 NOT_IN_FLOWS = ("controller", "ovsdb", "os_ken", "ovsdbapp", "ovs", "socket", "threading", "time", "eventlet")

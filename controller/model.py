@@ -57,6 +57,13 @@ def _load_balancer(row):
                         json.loads(persistence)["persistence_timeout"] if persistence else 0, mon)
 
 
+def _secure_part(port, node):
+    """What of a port the IPsec mesh depends on (l2.secure_pairs)."""
+    if port is None:
+        return None
+    return node, port.network_id, port.encrypt, port.security_groups
+
+
 class Model:
     """Store rows as the compiler's values (a part of Core)."""
 
@@ -176,6 +183,8 @@ class Model:
                     self.port_node[port_id] = node
                 else:
                     self.port_node.pop(port_id, None)
+            if _secure_part(old, old_node) != _secure_part(self.ports.get(port_id), self.port_node.get(port_id)):
+                self.mesh_dirty = True   # the pairs that need IPsec may change (l2.secure_pairs)
             for net_id in {p.network_id for p in (old, self.ports.get(port_id)) if p is not None}:
                 self._touch_network(net_id, also=(old_node, self.port_node.get(port_id)))
             self._touch_acl()
@@ -302,6 +311,7 @@ class Model:
                     for network_id in list(self.net_ports):
                         self._touch_network(network_id)
         if touch_all:
+            self.mesh_dirty = True   # membership or encryption policy changed: so may the IPsec pairs
             self._touch_acl()
         else:
             # Only rules changed (or a group no port is in yet was made or

@@ -18,6 +18,7 @@ import time
 import eventlet
 
 from controller.units import ALL
+from flows import l2
 
 LOG = logging.getLogger(__name__)
 
@@ -199,6 +200,10 @@ class Nodes:
                     LOG.info("node %s: state not recorded: %s", system_id, exc)
 
     def _update_mesh(self):
+        """Every node gets a plain tunnel to each peer, and an IPsec one to
+        each peer it may have to encrypt traffic with (l2.secure_pairs):
+        keys and IPsec ports only where encryption is asked for."""
+        secure = {node_pair(a, b) for a, b in l2.secure_pairs(self.topology())}
         for system_id, session in list(self.sessions.items()):
             if not session.ready or session.datapath_id is None:
                 continue
@@ -206,6 +211,8 @@ class Nodes:
             ipsec = {}
             for peer in peers:
                 pair = node_pair(system_id, peer)
+                if pair not in secure:
+                    continue
                 if self.ca is not None and {system_id, peer} <= self.certified:
                     ipsec[peer] = {"remote_name": peer}     # both have dvn's certificates
                 elif pair in self.tunnel_keys:
@@ -214,6 +221,8 @@ class Nodes:
                     self.keys_asked.add(pair)
                     eventlet.spawn_n(self._create_key, pair)
             state = self.node_state(session)
+            if state.mesh_wanted == (peers, ipsec):
+                continue   # (applied, or being applied)
             state.mesh_wanted = (peers, ipsec)
             if not state.mesh_running:
                 state.mesh_running = True

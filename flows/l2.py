@@ -84,6 +84,29 @@ def plan_network(topology, network_id, system_id) -> Optional[NetworkOnNode]:
                          tuple(sorted(s for _t, s in hosts.values())), pair_out, pair_in)
 
 
+def secure_pairs(topology):
+    """The node pairs (a, b), a < b, whose traffic may cross the IPsec mesh:
+    two nodes that host ports of one network, one of which hosts a port
+    whose traffic is encrypted (its own flag, or a group's) or a member of a
+    group whose traffic with another group is (then so does the other, if
+    it hosts the other group's member). Only these pairs need an IPsec key
+    and IPsec tunnel ports: a fleet that encrypts nothing has none."""
+    grouped = {g for pair in topology.encrypt_pairs for g in pair}
+    pairs = set()
+    for port_ids in topology.net_ports.values():
+        hosts, secure = set(), set()
+        for port_id in port_ids:
+            binding = topology.bindings.get(port_id)
+            port = topology.ports.get(port_id)
+            if binding is None or port is None or not binding[0]:
+                continue
+            hosts.add(binding[0])
+            if port.encrypt or grouped.intersection(port.security_groups):
+                secure.add(binding[0])
+        pairs.update(tuple(sorted((a, b))) for a in secure for b in hosts if a != b)
+    return pairs
+
+
 def _group_pairs(topology, local, remote):
     """Unicast between members of two groups whose traffic is encrypted (and
     neither port encrypted anyway): the sender's flows onto the IPsec mesh, the

@@ -88,7 +88,7 @@ def mac_of(env, name):
     return env.ports[name]["mac"].replace(":", "")
 
 
-def test_every_node_pair_has_a_plain_and_an_ipsec_tunnel_with_one_key(enc):
+def test_a_pair_that_carries_encrypted_traffic_has_a_plain_and_an_ipsec_tunnel_with_one_key(enc):
     one, two = (tunnel_ports(enc.hvs[h]) for h in ("hv1", "hv2"))
     plain, ipsec = one[tunnel_port_name("hv2")], one[tunnel_port_name("hv2", "ipsec")]
     assert plain["dst_port"] == str(PLAIN_GENEVE_PORT) and "psk" not in plain

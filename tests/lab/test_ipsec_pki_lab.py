@@ -12,7 +12,7 @@ import pytest
 
 from ovsdb.node import tunnel_port_name
 from tests.dvnproc import dvn_lab, join, resyncs, wait_in_sync, wait_resynced, wait_until
-from tests.lab.test_encryption_lab import _ipsec_root, _monitor, _read, tunnel_ports
+from tests.lab.test_encryption_lab import _ipsec_root, _monitor, _read, mac, tunnel_ports
 
 pytestmark = pytest.mark.lab
 
@@ -36,13 +36,27 @@ def pki(tmp_path_factory):
             hv.pki = os.path.join(hv.dir, "pki")
             join(hv, dvn.listen_ip, ip, extra=["--ipsec-pki", hv.pki, "--pki-timeout", "30"])
             env.hvs[name] = hv
+        env.api = dvn.client()
+        wait_in_sync(env.api, HVS)
+        # Nothing is encrypted yet: the nodes have plain tunnels only.
+        env.before_encryption = {name: sorted(tunnel_ports(hv)) for name, hv in env.hvs.items()}
+        # An encrypted port on hv1 and a port of its network on hv2: the pair needs IPsec.
+        net = env.api.post("/v1/networks", {"name": "pkinet", "tenant": "acme", "cidrs": ["10.6.0.0/24"]})
+        for i, (vm, hv, encrypt) in enumerate((("s1", "hv1", True), ("p2", "hv2", False)), start=1):
+            port = env.api.post("/v1/ports", {"name": vm, "network": net["id"], "mac": mac(i),
+                                              "ips": ["10.6.0.%d" % i], "encrypt": encrypt})
+            lab.add_vm(vm, env.hvs[hv], "10.6.0.%d/24" % i, mac(i), iface_id=port["id"])
         for name, hv in env.hvs.items():
             peer = "hv2" if name == "hv1" else "hv1"
             wait_until(lambda: tunnel_ports(hv).get(tunnel_port_name(peer, "ipsec"), {}).get("remote_name") == peer,
                        timeout=20, what="%s's IPsec tunnel authenticated by certificate" % name)
-        env.api = dvn.client()
         wait_in_sync(env.api, HVS)
         yield env
+
+
+def test_a_pair_gets_its_ipsec_tunnel_only_once_it_carries_encrypted_traffic(pki):
+    assert pki.before_encryption == {"hv1": [tunnel_port_name("hv2")], "hv2": [tunnel_port_name("hv1")]}
+    assert sorted(tunnel_ports(pki.hvs["hv1"])) == sorted([tunnel_port_name("hv2"), tunnel_port_name("hv2", "ipsec")])
 
 
 def test_each_node_gets_a_certificate_for_itself_and_keeps_its_key(pki):

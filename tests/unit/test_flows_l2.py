@@ -2,7 +2,9 @@
 
 import os
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given, settings
 
 from flows import pipeline
 from flows.flow import FlowError, FlowSet, diff, make_flow, match, output, PORT
@@ -219,3 +221,41 @@ def test_traffic_between_two_groups_crosses_the_ipsec_mesh_and_no_other():
     # And back: B -> A is encrypted too.
     a4 = topo.ports["a4"].mac
     assert sent(topo, "hv2", 10, a2, "10.0.0.4", a4) == [(201, 5001)]
+
+
+# The IPsec mesh only where it is needed: every IPsec tunnel the compiler
+# sends a packet into joins a pair secure_pairs names.
+@settings(max_examples=80, deadline=None)
+@given(encrypt=st.sets(st.sampled_from(["a1", "a2", "a3", "a4", "b1", "b2"])),
+       groups=st.dictionaries(st.sampled_from(["a1", "a2", "a3", "a4", "b1", "b2"]), st.sampled_from(["A", "B", "C"])),
+       paired=st.booleans())
+def test_the_compiler_uses_no_ipsec_tunnel_of_a_pair_that_secure_pairs_leaves_out(encrypt, groups, paired):
+    from flows.l2 import secure_pairs
+    topo = encrypted(*encrypt)
+    ports = {k: p._replace(security_groups=(groups[k],) if k in groups else ()) for k, p in topo.ports.items()}
+    topo = topo._replace(ports=ports, encrypt_pairs=frozenset({("A", "B")}) if paired else frozenset())
+    pairs = secure_pairs(topo)
+    peer_of = {node: {ofport: peer for peer, ofport in peers.items()} for node, peers in SECURE.items()}
+    for node in SECURE:
+        for flow in compile_node(topo, node):
+            for ofport in _outputs(flow.actions) & set(peer_of[node]):
+                assert tuple(sorted((node, peer_of[node][ofport]))) in pairs, (node, flow)
+    if not encrypt and not paired:
+        assert pairs == set()
+
+
+def _outputs(actions):
+    out = set()
+    for a in actions:
+        if a[0] == "output":
+            out.add(a[1])
+        elif a[0] == "clone":
+            out |= _outputs(a[1])
+    return out
+
+
+def test_no_encryption_no_ipsec_pairs_and_one_encrypted_port_pairs_its_node_with_its_networks_hosts():
+    from flows.l2 import secure_pairs
+    assert secure_pairs(encrypted()) == set()
+    assert secure_pairs(encrypted("a2")) == {("hv1", "hv2"), ("hv2", "hv3")}   # net-a: hv1, hv2, hv3
+    assert secure_pairs(encrypted("b2")) == {("hv1", "hv2")}                   # net-b: hv1, hv2

@@ -36,7 +36,7 @@ import threading
 import time
 
 from tests.dvnproc import add_joined_hv, dvn_lab, resyncs, wait_in_sync, wait_resynced, wait_until
-from tests.lab import Pinger
+from tests.netlab import Pinger
 
 TAG, OCTET, API_PORT = "bpol", 77, 18780   # tests use 61-66, demo 70, other benchmarks 72-76
 HVS = {"hv1": "192.168.%d.11" % OCTET, "hv2": "192.168.%d.12" % OCTET}

@@ -21,7 +21,7 @@ import time
 
 from ovsdb.node import tunnel_port_name
 from tests.dvnproc import DvnServer, join, wait_until
-from tests.lab import Lab
+from tests.netlab import Lab
 
 TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vmtools")
 CTL_IP = "192.168.70.1"

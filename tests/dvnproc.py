@@ -206,7 +206,7 @@ def dvn_lab(tag, octet, api_port, state=None, extra=()):
     """A lab whose underlay is 192.168.<octet>.0/24, with dvn running on this
     machine at 192.168.<octet>.1, reached by the hypervisors over the underlay.
     Yields (lab, dvn); tears everything down after, the store included."""
-    from tests.lab import Lab
+    from tests.netlab import Lab
     state = state or tempfile.mkdtemp(prefix="dvn-%s-" % tag)
     ctl = "192.168.%d.1" % octet
     Lab.cleanup_stale(tag)

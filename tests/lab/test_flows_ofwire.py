@@ -11,11 +11,12 @@ import struct
 
 import pytest
 
-from flows import ofwire, pipeline
+from flows import lb, ofwire, pipeline
 from flows.flow import (CT_EST, CT_INV, CT_TRK, FlowSet, PORT, conjunction, ct, ct_clear, make_flow,
                         match, output)
 from flows.l2 import compile_node
-from flows.render import render_flow
+from flows.model import Member, Monitor
+from flows.render import render_flow, render_group
 from tests.ovs1 import SingleOvs
 from tests.unit.test_flows_l2 import small_topology
 from tests.unit.test_flows_lb import node_flows, topology

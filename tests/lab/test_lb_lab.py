@@ -24,7 +24,7 @@ from tests.dvnproc import add_joined_hv, dvn_lab, resyncs, wait_in_sync, wait_re
 pytestmark = pytest.mark.lab
 
 HVS = {"hv1": "192.168.63.11", "hv2": "192.168.63.12"}
-TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "vmtools")
+TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vmtools")
 VIP = "10.1.0.100"
 
 

@@ -18,7 +18,7 @@ from flows.flow import DVN_COOKIE, is_dvn_cookie
 from flows.lb import GROUP_ID_MAX
 from tests import other_app
 from tests.dvnproc import DvnServer, join, wait_until
-from tests.lab import Lab
+from tests.netlab import Lab
 
 pytestmark = pytest.mark.lab
 

@@ -26,6 +26,23 @@ from ovsdb.nb import Conflict, NbError, Timeout
 
 LOG = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
+MAX_DEPTH = 32  # of arrays and objects in a body: a document's deepest criteria take about 20
+
+
+def too_deep(value, limit):
+    """Whether arrays and objects nest in ``value`` more than ``limit`` deep
+    (without recursion: the check must not fail the way it guards against)."""
+    stack = [(value, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((item, depth + 1) for item in value)
+    return False
 
 
 class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Import):
@@ -136,9 +153,14 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Import)
         if len(raw) > limit:
             raise Problem(413, "Payload too large", "the body is limited to %d bytes" % limit)
         try:
-            return json.loads(raw.decode("utf-8"))
+            value = json.loads(raw.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise invalid(None, "the body is not valid JSON: %s" % exc)
+        except RecursionError:  # the decoder's own limit (about 1,000 levels)
+            raise invalid(None, "the body nests deeper than %d levels" % MAX_DEPTH)
+        if too_deep(value, MAX_DEPTH):  # nothing recursive after this sees deeper bodies
+            raise invalid(None, "the body nests deeper than %d levels" % MAX_DEPTH)
+        return value
 
     # ---- helpers -----------------------------------------------------------
     def _find(self, table, rid, caller):

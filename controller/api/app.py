@@ -12,6 +12,7 @@ import threading
 import webob
 
 from controller import validation as v
+from controller.api import schemas
 from controller.api.auth import authenticate, ensure_admin_token
 from controller.api.context import NOUNS, Context
 from controller.api.events import Events
@@ -181,10 +182,18 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Import)
 
     @staticmethod
     def _filter(req, allowed):
-        for key in req.GET:
+        """The query's parameters, each checked against its schema (400 naming it)."""
+        out = {}
+        for key, value in req.GET.items():
             if key not in allowed:
                 raise invalid(key, "unknown query parameter %r (allowed: %s)" % (key, ", ".join(allowed)))
-        return req.GET
+            schema = schemas.QUERY[key]
+            if schema.get("type") == "integer":
+                if not value.isascii() or not value.isdigit():
+                    raise invalid(key, "%s is an integer from %d to %d" % (key, schema["minimum"], schema["maximum"]))
+                value = int(value)
+            out[key] = schemas.check_query(key, value)
+        return out
 
     def _check_name_free(self, table, tenant, name, but):
         """A renamed object's name stays unique per tenant and table (409 naming the field)."""
@@ -192,22 +201,20 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Import)
             if r.tenant == tenant and r.name == name and r.uuid != but:
                 raise conflict("name", "tenant %s already has a %s named %s" % (tenant, NOUNS[table], name))
 
-    def _update(self, req, caller, table, id, fields):
-        """PATCH: the ``fields`` a network, port or security group may change;
-        the name stays unique in the tenant."""
-        body = self.body(req)
-        v.check_fields(body, fields)
+    def _update(self, req, caller, table, id, schema):
+        """PATCH of a network, port or security group (its body checked
+        against ``schema``); the name stays unique in the tenant."""
+        body = schemas.check(schema, self.body(req))
         with self.lock:
             row = self._find(table, id, caller)
             changes = []
             if "name" in body:
-                name = v.name(body["name"])
-                self._check_name_free(table, row.tenant, name, row.uuid)
-                changes.append(("name", name))
+                self._check_name_free(table, row.tenant, body["name"], row.uuid)
+                changes.append(("name", body["name"]))
             if "tags" in body:
-                changes.append(("tags", v.tags(body["tags"])))
+                changes.append(("tags", sorted(set(body["tags"]))))
             if "description" in body:
-                changes.append(("description", v.description(body["description"])))
+                changes.append(("description", body["description"]))
             if "criteria" in body:
                 changes.append(("criteria", criteria_column(body)))
             ctx = Context(self.nb, caller)
@@ -215,10 +222,9 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Import)
                 changes.append(("security_groups", ctx.groups(body["security_groups"], row.tenant)))
             if "encrypt_with" in body:
                 changes.append(("encrypt_with", ctx.groups(body["encrypt_with"], row.tenant, "encrypt_with")))
-            if "port_security" in body:
-                changes.append(("port_security", [v.boolean(body["port_security"], "port_security")]))
-            if "encrypt" in body:
-                changes.append(("encrypt", [v.boolean(body["encrypt"], "encrypt")]))
+            for flag in ("port_security", "encrypt"):
+                if flag in body:
+                    changes.append((flag, [body[flag]]))
             if "allowed_address_pairs" in body:
                 changes.append(("allowed_address_pairs", v.address_pairs(body["allowed_address_pairs"], row.mac)))
             if changes:

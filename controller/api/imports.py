@@ -1,15 +1,13 @@
 """POST /v1/import: a tenant's whole configuration in one transaction."""
 
-from controller import validation as v
+from controller.api import schemas
 from controller.api.context import Context, Later, Pace, at
-from controller.api.networks import NETWORK_FIELDS
-from controller.api.security_groups import GROUP_FIELDS, MAX_RULES
-from controller.validation import conflict, invalid
+from controller.api.security_groups import MAX_RULES
+from controller.validation import conflict
 
 MAX_IMPORT_BODY = 64 * 1024 * 1024  # a tenant's whole configuration
 IMPORT_KINDS = ("networks", "security_groups", "ports", "load_balancers")
-IMPORT_NETWORK_FIELDS = tuple(f for f in NETWORK_FIELDS if f != "tenant")
-IMPORT_GROUP_FIELDS = tuple(f for f in GROUP_FIELDS if f != "tenant") + ("rules",)
+
 
 class Import:
     """POST /v1/import (a part of Api)."""
@@ -20,15 +18,10 @@ class Import:
         A reference is the id of one of the tenant's objects or the name of an
         object of that kind in the document (a name wins over an id). Every
         object is checked as its single create checks it, against indexes
-        built once, so the time is linear in the document's size."""
-        doc = self.body(req, MAX_IMPORT_BODY)
-        v.check_fields(doc, ("tenant",) + IMPORT_KINDS)
-        for kind in IMPORT_KINDS:
-            if not isinstance(doc.get(kind, []), list):
-                raise invalid(kind, "%s is a list" % kind)
-        if not any(doc.get(kind) for kind in IMPORT_KINDS):
-            raise invalid(None, "the document creates nothing: give networks, security_groups, ports "
-                                "or load_balancers")
+        built once, so the time is linear in the document's size. The
+        document's top is checked against its schema first, each object
+        against its item's schema as it comes."""
+        doc = schemas.check("ImportTop", self.body(req, MAX_IMPORT_BODY))
         bodies = {kind: doc.get(kind, []) for kind in IMPORT_KINDS}
         made = {kind: {} for kind in IMPORT_KINDS if kind in doc}   # name -> its db_create command
         with self.lock:
@@ -48,12 +41,12 @@ class Import:
 
             networks = []
             for i, body in enumerate(bodies["networks"]):
-                networks.append(at("networks[%d]" % i, self._new_network, ctx, body, IMPORT_NETWORK_FIELDS))
+                networks.append(at("networks[%d]" % i, self._new_network, ctx, body))
                 made["networks"][body["name"]] = networks[-1]
                 pace()
             groups = []
             for i, body in enumerate(bodies["security_groups"]):
-                groups.append(at("security_groups[%d]" % i, self._new_group, ctx, body, IMPORT_GROUP_FIELDS))
+                groups.append(at("security_groups[%d]" % i, self._new_group, ctx, body))
                 ctx.groups_by_name[body["name"]].cmd = made["security_groups"][body["name"]] = groups[-1]
                 pace()
             # Rules once every group is made; then each group gets its rules and
@@ -62,8 +55,6 @@ class Import:
             for i, (body, group) in enumerate(zip(bodies["security_groups"], groups)):
                 where = "security_groups[%d].rules" % i
                 value = body.get("rules", [])
-                if not isinstance(value, list):
-                    raise invalid(where, "rules is a list of rules")
                 if len(value) > MAX_RULES:
                     raise conflict(where, "a security group has at most %d rules" % MAX_RULES)
                 mine = []

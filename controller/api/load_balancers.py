@@ -5,13 +5,12 @@ import json
 from collections import defaultdict
 
 from controller import validation as v
+from controller.api import schemas
 from controller.api.context import Context, given
-from controller.validation import Problem, conflict, invalid
+from controller.validation import Problem, conflict, unprocessable
 from flows import lb as lb_flows
 from ovsdb.nb import optional as _opt
 
-LB_FIELDS = ("name", "tenant", "description", "network", "vip_address", "protocol", "protocol_port",
-             "session_persistence", "health_monitor", "members")
 
 def _json_opt(value):
     text = _opt(value)
@@ -59,15 +58,15 @@ class LoadBalancers:
 
     def _new_lb(self, ctx, body):
         """A load balancer and its members: the members' commands, then its own."""
-        v.check_fields(body, LB_FIELDS, required=("name", "network", "vip_address", "protocol_port"))
-        name = v.name(body["name"])
+        ctx.check("LoadBalancer", body)
+        name = body["name"]
         net = ctx.network(body["network"])
         if "tenant" in body and body["tenant"] != net.tenant:
-            raise invalid("tenant", "a load balancer belongs to its network's tenant (%s)" % net.tenant)
+            raise unprocessable("tenant", "a load balancer belongs to its network's tenant (%s)" % net.tenant)
         vip = v.ipv4_in(body["vip_address"], "vip_address", net.cidrs)
-        protocol = v.lb_protocol(body.get("protocol", "tcp"))
-        port = v.integer(body["protocol_port"], "protocol_port", 1, 65535)
-        description = v.description(body.get("description", ""))
+        protocol = body.get("protocol", "tcp")
+        port = int(body["protocol_port"])
+        description = body.get("description", "")
         persistence = v.session_persistence(body.get("session_persistence"))
         monitor = v.health_monitor(body.get("health_monitor"), protocol)
         members = self._new_members(body.get("members", []), net.cidrs, ())
@@ -89,6 +88,7 @@ class LoadBalancers:
             protocol=protocol, protocol_port=port, group_id=group_id, session_persistence=persistence,
             health_monitor=monitor, members=tuple(creates)))
         return creates + [lb]
+
     # ---- load balancers ----------------------------------------------------------
     def _plugged(self, network_uuid=None):
         """The addresses of the network's ports that a node has plugged in
@@ -120,12 +120,10 @@ class LoadBalancers:
         return 200, self._lb_out(self._find("LoadBalancer", id, caller))
 
     def _new_members(self, value, networks, have, field="members"):
-        """Members to create, checked, none twice: a list of member objects
-        named ``field``, or (``field`` None) one member that is the request's
-        body, whose fields are named as they are."""
+        """Members to create (their schema checked), none twice: a list of
+        member objects named ``field``, or (``field`` None) one member that
+        is the request's body, whose fields are named as they are."""
         one = field is None
-        if not one and (not isinstance(value, list) or len(value) > 1000):
-            raise invalid(field, "%s is a list of at most 1000 members" % field)
         out, seen = [], set(have)
         for i, body in enumerate([value] if one else value):
             where = None if one else "%s[%d]" % (field, i)
@@ -149,17 +147,15 @@ class LoadBalancers:
         return 201, self._lb_out(self.nb.get("LoadBalancer", result[-1]))
 
     def update_lb(self, req, caller, id):
-        body = self.body(req)
-        v.check_fields(body, ("name", "description", "session_persistence", "health_monitor"))
+        body = schemas.check("LoadBalancerUpdate", self.body(req))
         with self.lock:
             row = self._find("LoadBalancer", id, caller)
             changes, extra = [], []
             if "name" in body:
-                name = v.name(body["name"])
-                self._check_name_free("LoadBalancer", row.tenant, name, row.uuid)
-                changes.append(("name", name))
+                self._check_name_free("LoadBalancer", row.tenant, body["name"], row.uuid)
+                changes.append(("name", body["name"]))
             if "description" in body:
-                changes.append(("description", v.description(body["description"])))
+                changes.append(("description", body["description"]))
             if "session_persistence" in body:
                 changes.append(("session_persistence", v.session_persistence(body["session_persistence"])))
             if "health_monitor" in body:
@@ -184,6 +180,10 @@ class LoadBalancers:
     def create_members(self, req, caller, id):
         """One member (an object: 201 with it) or several (a list: 201 with them), in one transaction."""
         body = self.body(req)
+        if isinstance(body, dict):
+            schemas.check("MemberCreate", body)
+        else:  # a list, or neither: the body is named
+            schemas.check("MemberList", body, "body")
         with self.lock:
             row = self._find("LoadBalancer", id, caller)
             networks = [ipaddress.ip_network(c) for c in row.network.cidrs]
@@ -206,18 +206,12 @@ class LoadBalancers:
         raise Problem(404, "Not found", "no member %s in load balancer %s" % (member_id, row.uuid))
 
     def update_member(self, req, caller, id, member_id):
-        body = self.body(req)
-        v.check_fields(body, ("name", "weight", "admin_state_up"))
+        body = schemas.check("MemberUpdate", self.body(req))
         with self.lock:
             row = self._find("LoadBalancer", id, caller)
             member = self._member(row, member_id)
-            changes = []
-            if "name" in body:
-                changes.append(("name", v.name(body["name"])))
-            if "weight" in body:
-                changes.append(("weight", v.integer(body["weight"], "weight", 0, 256)))
-            if "admin_state_up" in body:
-                changes.append(("admin_state_up", v.boolean(body["admin_state_up"], "admin_state_up")))
+            changes = [(key, int(body[key]) if key == "weight" else body[key])
+                       for key in ("name", "weight", "admin_state_up") if key in body]
             if changes:
                 self._transact([self.nb.api.db_set("Member", member.uuid, *changes)], "member_id")
         lb = self._lb_out(self.nb.get("LoadBalancer", id))

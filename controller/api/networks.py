@@ -4,7 +4,6 @@ from controller import validation as v
 from controller.api.context import Context, Net, given
 from controller.validation import conflict
 
-NETWORK_FIELDS = ("name", "vni", "cidrs", "tags", "tenant")
 
 def network_view(row):
     return {"id": str(row.uuid), "name": row.name, "tenant": row.tenant, "vni": row.vni,
@@ -14,13 +13,13 @@ def network_view(row):
 class Networks:
     """The handlers of /v1/networks (a part of Api)."""
 
-    def _new_network(self, ctx, body, fields=NETWORK_FIELDS):
-        v.check_fields(body, fields, required=("name",))
+    def _new_network(self, ctx, body):
+        ctx.check("Network", body)
         tenant = ctx.tenant_of_new(body)
-        name = v.name(body["name"])
+        name = body["name"]
         cidrs = v.cidrs(body.get("cidrs", []))
-        tags = v.tags(body.get("tags", []))
-        vni = v.vni(body["vni"]) if "vni" in body else None
+        tags = sorted(set(body.get("tags", [])))
+        vni = int(body["vni"]) if "vni" in body else None
         ctx.claim_name("Network", tenant, name)
         vni = ctx.vni(vni)
         cmd = self.nb.api.db_create("Network", **given(name=name, tenant=tenant, vni=vni, cidrs=cidrs, tags=tags))
@@ -44,7 +43,7 @@ class Networks:
         return 201, network_view(self.nb.get("Network", uuid))
 
     def update_network(self, req, caller, id):
-        return 200, network_view(self._update(req, caller, "Network", id, ("name", "tags")))
+        return 200, network_view(self._update(req, caller, "Network", id, "NetworkUpdate"))
 
     def delete_network(self, req, caller, id):
         with self.lock:

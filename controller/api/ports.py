@@ -5,8 +5,6 @@ from controller.api.context import Context, free_mac, given
 from controller.validation import conflict
 from ovsdb.nb import optional as _opt
 
-PORT_FIELDS = ("name", "network", "mac", "ips", "tags", "security_groups", "port_security", "encrypt",
-               "allowed_address_pairs")
 
 def port_view(row):
     security = _opt(row.port_security)
@@ -23,15 +21,15 @@ class Ports:
     """The handlers of /v1/ports (a part of Api)."""
 
     def _new_port(self, ctx, body):
-        v.check_fields(body, PORT_FIELDS, required=("name", "network"))
-        name = v.name(body["name"])
+        ctx.check("Port", body)
+        name = body["name"]
         net = ctx.network(body["network"])
-        mac = v.mac(body["mac"]) if "mac" in body else None
+        mac = body["mac"].lower() if "mac" in body else None
         ips = v.ips(body.get("ips", []), net.cidrs)
-        tags = v.tags(body.get("tags", []))
+        tags = sorted(set(body.get("tags", [])))
         group_ids = ctx.groups(body.get("security_groups", []), net.tenant)
-        security = [v.boolean(body["port_security"], "port_security")] if "port_security" in body else []
-        encrypt = [v.boolean(body["encrypt"], "encrypt")] if "encrypt" in body else []
+        security = [body["port_security"]] if "port_security" in body else []
+        encrypt = [body["encrypt"]] if "encrypt" in body else []
         ctx.claim_name("Port", net.tenant, name)
         macs = ctx.macs(net)
         if mac is None:
@@ -67,9 +65,7 @@ class Ports:
         return 201, port_view(self.nb.get("Port", uuid))
 
     def update_port(self, req, caller, id):
-        return 200, port_view(self._update(req, caller, "Port", id,
-                                           ("name", "tags", "security_groups", "port_security",
-                                            "encrypt", "allowed_address_pairs")))
+        return 200, port_view(self._update(req, caller, "Port", id, "PortUpdate"))
 
     def delete_port(self, req, caller, id):
         with self.lock:

@@ -4,15 +4,13 @@ import json
 
 from controller import validation as v
 from controller.api.context import Context, Later, given
-from controller.validation import Problem, conflict, invalid
+from controller.validation import Problem, conflict, invalid, unprocessable
 from flows import groups
 from flows.model import Port
 from ovsdb.nb import optional as _opt
 
-GROUP_FIELDS = ("name", "description", "tenant", "criteria", "encrypt", "encrypt_with")
-RULE_FIELDS = ("direction", "ethertype", "protocol", "port_range_min", "port_range_max", "icmp_type", "icmp_code",
-               "remote_ip_prefix", "remote_group_id", "action", "priority", "log")
 MAX_RULES = 1000
+MAX_CRITERIA = 4096  # characters of JSON
 
 def rule_view(row, group_id):
     opt = _opt
@@ -38,7 +36,8 @@ def group_view(row):
 
 
 def criteria_column(body):
-    """The criteria of a dynamic group, checked, as the store keeps it ([] for none)."""
+    """The criteria of a dynamic group (its structure checked by the body's
+    schema), as the store keeps them ([] for none)."""
     value = body.get("criteria")
     if value is None:
         return []
@@ -47,22 +46,22 @@ def criteria_column(body):
     except groups.CriteriaError as exc:
         raise invalid(exc.path, exc.detail)
     text = json.dumps(value, sort_keys=True)
-    if len(text) > 4096:
-        raise invalid("criteria", "criteria are limited to 4096 characters of JSON")
+    if len(text) > MAX_CRITERIA:
+        raise unprocessable("criteria", "criteria are limited to %d characters of JSON" % MAX_CRITERIA)
     return [text]
 
 
 class SecurityGroups:
     """The handlers of /v1/security-groups (a part of Api)."""
 
-    def _new_group(self, ctx, body, fields=GROUP_FIELDS):
+    def _new_group(self, ctx, body):
         """A security group, without rules (a document's come after all its groups)."""
-        v.check_fields(body, fields, required=("name",))
+        ctx.check("SecurityGroup", body)
         tenant = ctx.tenant_of_new(body)
         criteria = criteria_column(body)
-        name = v.name(body["name"])
-        description = v.description(body.get("description", ""))
-        encrypt = [v.boolean(body["encrypt"], "encrypt")] if "encrypt" in body else []
+        name = body["name"]
+        description = body.get("description", "")
+        encrypt = [body["encrypt"]] if "encrypt" in body else []
         encrypt_with = ctx.groups(body.get("encrypt_with", []), tenant, "encrypt_with")
         ctx.claim_name("SecurityGroup", tenant, name)
         now = not any(isinstance(g, Later) for g in encrypt_with)
@@ -76,13 +75,15 @@ class SecurityGroups:
     def _new_rule(self, ctx, body, tenant_of_group):
         """A rule, for the caller to add to its group. ``tenant_of_group()``:
         the group's tenant, asked once the body is checked."""
-        v.check_fields(body, RULE_FIELDS, required=("direction",))
+        if not ctx.document:  # (a document's rules were checked with their group)
+            ctx.check("Rule", body)
         columns = v.rule(body)
         tenant = tenant_of_group()
         remote = body.get("remote_group_id")
         if remote is not None:
             columns["remote_group"] = (ctx.group(remote, tenant, "remote_group_id"),)
         return self.nb.api.db_create("Rule", **given(**columns))
+
     # ---- security groups ---------------------------------------------------------
     def list_groups(self, req, caller):
         q = self._filter(req, ("name", "tenant"))
@@ -100,8 +101,7 @@ class SecurityGroups:
         return 201, group_view(self.nb.get("SecurityGroup", uuid))
 
     def update_group(self, req, caller, id):
-        return 200, group_view(self._update(req, caller, "SecurityGroup", id,
-                                            ("name", "description", "criteria", "encrypt", "encrypt_with")))
+        return 200, group_view(self._update(req, caller, "SecurityGroup", id, "SecurityGroupUpdate"))
 
     def delete_group(self, req, caller, id):
         with self.lock:

@@ -169,6 +169,25 @@ def _statuses(method, path, request, query, extra):
     return sorted(out)
 
 
+def _link(paths):
+    """OpenAPI links: a create's answer gives the {id} of the operations under it."""
+    for path, ops in paths.items():
+        made = ops.get("post", {}).get("responses", {}).get("201")
+        if made is None or path == "/v1/import":
+            continue
+        param = {"members": "member_id", "rules": "rule_id"}.get(path.rpartition("/")[2], "id")
+        links = {}
+        for other, other_ops in paths.items():
+            if other.startswith(path + "/{%s}" % param):
+                for method, op in other_ops.items():
+                    values = {name: "$request.path.%s" % name for name in re.findall(r"\{(\w+)\}", path)}
+                    values[param] = "$response.body#/id"
+                    links[op["operationId"].replace(" ", "").replace("/", "_").replace("{", "").replace("}", "")] = {
+                        "operationId": op["operationId"], "parameters": values}
+        if links and "members" not in path:  # (a list of members has no one id)
+            made["links"] = links
+
+
 def document(routes):
     paths = {}
     for method, path, _handler in routes:
@@ -193,6 +212,7 @@ def document(routes):
             op["responses"][str(code)] = {"description": WHY[code], "content": {
                 "application/problem+json": {"schema": ref("Problem")}}}
         paths.setdefault(path, {})[method.lower()] = op
+    _link(paths)
     return {"openapi": "3.1.0",
             "info": {"title": "dvn", "version": "1", "description": "dvn REST API v1. " + __doc__.split("\n\n")[1]},
             "paths": paths,

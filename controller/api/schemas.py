@@ -8,6 +8,7 @@ schema cannot say (the store, the caller, how two fields compare) is checked
 in code: ``controller/validation.py``, ``controller/api/context.py``.
 """
 
+import json
 import re
 
 import jsonschema
@@ -307,10 +308,19 @@ def validator(name):
     return v
 
 
+KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 def path_text(path, root=""):
+    """A field's path: ``networks[1].cidrs[0]``; an unusual key is quoted: ``tags["a b"]``."""
     out = root
     for part in path:
-        out += "[%d]" % part if isinstance(part, int) else ("." if out else "") + part
+        if isinstance(part, int):
+            out += "[%d]" % part
+        elif KEY.match(part):
+            out += ("." if out else "") + part
+        else:
+            out += "[%s]" % json.dumps(part)
     return out or None
 
 
@@ -337,12 +347,12 @@ def _field(error):
     return path
 
 
-def _detail(error, field):
+def _detail(error, field, path):
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
     if error.validator == "required":
         return "%s is required" % field
     if error.validator == "additionalProperties":
-        return "unknown field %r" % field.rpartition(".")[2]
+        return "unknown field %s" % json.dumps(path[-1])
     if description:
         return "%s: %s" % (field or "the body", description)
     return "%s: %s" % (field or "the body", error.message[:300])
@@ -355,8 +365,9 @@ def check(name, value, root=""):
         error = min(errors, key=lambda e: len(e.absolute_path))
         while error.context and error.validator in ("anyOf", "oneOf") and _one_branch(error) is not None:
             error = _one_branch(error)
-        field = path_text(_field(error), root)
-        raise invalid(field, _detail(error, field))
+        path = _field(error)
+        field = path_text(path, root)
+        raise invalid(field, _detail(error, field, path))
     return value
 
 
@@ -365,7 +376,7 @@ def check_query(key, value):
     error = jsonschema.exceptions.best_match(
         Validator(QUERY[key], format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER).iter_errors(value))
     if error is not None:
-        raise invalid(key, _detail(error, key))
+        raise invalid(key, _detail(error, key, [key]))
     return value
 
 

@@ -163,3 +163,11 @@ def test_deeply_nested_criteria_are_refused(server, admin, depth):
         assert (status, ctype) == (400, "application/problem+json"), (method, path, status, problem)
     assert not [g for g in admin.get("/v1/security-groups") if g["name"] == "deep"]
     assert admin.delete("/v1/security-groups/" + group["id"]) is None
+
+
+@pytest.mark.parametrize("raw", [b'{"name": "n", "tenant": "acme", "vni": NaN}',
+                                 b'{"name": "n", "tenant": "acme", "vni": Infinity}',
+                                 b'{"name": "n", "tenant": "acme", "vni": -Infinity}'])
+def test_nan_and_infinity_are_not_json(server, raw):
+    status, ctype, problem = send(server, "POST", "/v1/networks", raw)
+    assert (status, ctype) == (400, "application/problem+json") and "not a JSON number" in problem["detail"]

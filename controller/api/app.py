@@ -30,6 +30,12 @@ MAX_BODY = 64 * 1024
 MAX_DEPTH = 32  # of arrays and objects in a body: a document's deepest criteria take about 20
 
 
+def _not_json(constant):
+    """NaN and Infinity: Python's json reads them, JSON has no such numbers (and
+    NaN passes every minimum and maximum)."""
+    raise ValueError("%s is not a JSON number" % constant)
+
+
 def too_deep(value, limit):
     """Whether arrays and objects nest in ``value`` more than ``limit`` deep
     (without recursion: the check must not fail the way it guards against)."""
@@ -154,7 +160,7 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Import)
         if len(raw) > limit:
             raise Problem(413, "Payload too large", "the body is limited to %d bytes" % limit)
         try:
-            value = json.loads(raw.decode("utf-8"))
+            value = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
         except (ValueError, UnicodeDecodeError) as exc:
             raise invalid(None, "the body is not valid JSON: %s" % exc)
         except RecursionError:  # the decoder's own limit (about 1,000 levels)

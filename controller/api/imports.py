@@ -29,8 +29,9 @@ class Import:
             ctx.tenant = ctx.tenant_of_new(doc)
             ctx.document = True
             # Automatic VNIs and MACs keep clear of the document's own.
-            ctx.reserved_vnis = {b["vni"] for b in bodies["networks"]
-                                 if isinstance(b, dict) and type(b.get("vni")) is int}
+            ctx.reserved_vnis = {int(b["vni"]) for b in bodies["networks"]  # (5.0 is an integer in JSON)
+                                 if isinstance(b, dict) and type(b.get("vni")) in (int, float)
+                                 and float(b["vni"]).is_integer()}
             ctx.reserved_macs = {b["mac"].lower() for b in bodies["ports"]
                                  if isinstance(b, dict) and isinstance(b.get("mac"), str)}
             # A group may name a later one (or itself) in encrypt_with and in its rules.

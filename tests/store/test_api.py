@@ -116,14 +116,19 @@ NETWORK_CASES = [
     ({"name": "n", "tags": ["ok", ""]}, "tags[1]"),
     ({"name": "n", "tags": ["t%d" % i for i in range(33)]}, "tags"),
     ({"name": "n", "colour": "blue"}, "colour"),
-    ({"name": "n", "tenant": "umbrella"}, "tenant"),
+    ({"name": "n", "tenant": "umbrella"}, "tenant", 422),   # well formed, not the caller's to use
 ]
 
 
-@pytest.mark.parametrize("body,field", NETWORK_CASES)
-def test_network_validation(acme, admin, body, field):
+def _status(case, default=400):
+    """A case is (body, field) for a 400, or (body, field, status)."""
+    return case[2] if len(case) > 2 else default
+
+
+@pytest.mark.parametrize("case", NETWORK_CASES)
+def test_network_validation(acme, admin, case):
     before = snapshot(admin)
-    expect_problem(acme, "POST", "/v1/networks", body, 400, field)
+    expect_problem(acme, "POST", "/v1/networks", case[0], _status(case), case[1])
     assert snapshot(admin) == before
 
 
@@ -135,7 +140,7 @@ def test_network_duplicates_conflict(acme, admin, net):
 
 
 def test_admin_must_name_the_tenant(admin):
-    expect_problem(admin, "POST", "/v1/networks", {"name": "x"}, 400, "tenant")
+    expect_problem(admin, "POST", "/v1/networks", {"name": "x"}, 422, "tenant")
     expect_problem(admin, "POST", "/v1/networks", {"name": "x", "tenant": "bad tenant"}, 400, "tenant")
 
 
@@ -150,17 +155,19 @@ def port_cases(net_id):
         ({"name": "p"}, "network"),
         ({"name": "p", "network": 7}, "network"),
         ({"name": "p", "network": "no-such-id"}, "network"),
+        ({"name": "p", "network": "00000000-0000-0000-0000-000000000000"}, "network", 422),
         ({"name": "p", "network": net_id, "mac": "02:00:00:00:00"}, "mac"),
         ({"name": "p", "network": net_id, "mac": "01:00:00:00:00:01"}, "mac"),
         ({"name": "p", "network": net_id, "mac": "00:00:00:00:00:00"}, "mac"),
         ({"name": "p", "network": net_id, "mac": "zz:00:00:00:00:01"}, "mac"),
         ({"name": "p", "network": net_id, "ips": "10.1.0.5"}, "ips"),
-        ({"name": "p", "network": net_id, "ips": ["10.2.0.5"]}, "ips[0]"),
-        ({"name": "p", "network": net_id, "ips": ["10.1.0.0"]}, "ips[0]"),
-        ({"name": "p", "network": net_id, "ips": ["10.1.0.255"]}, "ips[0]"),
+        ({"name": "p", "network": net_id, "ips": ["10.2.0.5"]}, "ips[0]", 422),     # outside the network
+        ({"name": "p", "network": net_id, "ips": ["10.1.0.0"]}, "ips[0]", 422),
+        ({"name": "p", "network": net_id, "ips": ["10.1.0.255"]}, "ips[0]", 422),
         ({"name": "p", "network": net_id, "ips": ["10.1.0.5", "10.1.0.5"]}, "ips[1]"),
         ({"name": "p", "network": net_id, "ips": ["10.1.0.300"]}, "ips[0]"),
-        ({"name": "p", "network": net_id, "ips": ["fd00:2::5"]}, "ips[0]"),
+        ({"name": "p", "network": net_id, "ips": ["fd00:2::5"]}, "ips[0]", 422),
+        ({"name": "p", "network": net_id, "ips": ["fd00:1::5", "FD00:1::5"]}, "ips[1]", 422),
         ({"name": "p", "network": net_id, "ips": ["10.1.0.%d" % i for i in range(1, 18)]}, "ips"),
         ({"name": "p", "network": net_id, "tags": [1]}, "tags[0]"),
         ({"name": "p", "network": net_id, "node": "hv1"}, "node"),
@@ -168,10 +175,10 @@ def port_cases(net_id):
 
 
 def test_port_validation(acme, admin, net):
-    for body, field in port_cases(net["id"]):
+    for case in port_cases(net["id"]):
         before = snapshot(admin)
-        expect_problem(acme, "POST", "/v1/ports", body, 400, field)
-        assert snapshot(admin) == before, body
+        expect_problem(acme, "POST", "/v1/ports", case[0], _status(case), case[1])
+        assert snapshot(admin) == before, case
 
 
 def test_port_conflicts_name_mac_ip(acme, admin, net):
@@ -216,7 +223,7 @@ def test_tenants_see_and_touch_only_their_own(acme, umbrella, admin, net):
                                ("GET", "/v1/ports/%s" % port["id"], None),
                                ("DELETE", "/v1/ports/%s" % port["id"], None)):
         expect_problem(umbrella, method, path, body, 404, None)
-    expect_problem(umbrella, "POST", "/v1/ports", {"name": "x", "network": net["id"]}, 400, "network")
+    expect_problem(umbrella, "POST", "/v1/ports", {"name": "x", "network": net["id"]}, 422, "network")
     expect_problem(umbrella, "GET", "/v1/nodes", None, 403, None)
     assert snapshot(admin) == before
     assert {n["tenant"] for n in admin.get("/v1/networks")} >= {"acme", "umbrella"}
@@ -370,7 +377,7 @@ RULE_CASES = [
     ({"direction": "ingress", "protocol": "icmp", "ethertype": "IPv6"}, "protocol"),
     ({"direction": "ingress", "protocol": "icmpv6"}, "protocol"),
     ({"direction": "ingress", "protocol": "tcp", "port_range_min": 0}, "port_range_min"),
-    ({"direction": "ingress", "protocol": "tcp", "port_range_min": 90, "port_range_max": 80}, "port_range_max"),
+    ({"direction": "ingress", "protocol": "tcp", "port_range_min": 90, "port_range_max": 80}, "port_range_max", 422),
     ({"direction": "ingress", "protocol": "tcp", "port_range_max": 80}, "port_range_min"),
     ({"direction": "ingress", "protocol": "icmp", "port_range_min": 80}, "port_range_min"),
     ({"direction": "ingress", "protocol": "tcp", "icmp_type": 8}, "icmp_type"),
@@ -387,10 +394,10 @@ RULE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("body,field", RULE_CASES)
-def test_rule_validation(acme, admin, sg, body, field):
+@pytest.mark.parametrize("case", RULE_CASES)
+def test_rule_validation(acme, admin, sg, case):
     before = admin.get("/v1/security-groups")
-    expect_problem(acme, "POST", "/v1/security-groups/%s/rules" % sg["id"], body, 400, field)
+    expect_problem(acme, "POST", "/v1/security-groups/%s/rules" % sg["id"], case[0], _status(case), case[1])
     assert admin.get("/v1/security-groups") == before
 
 
@@ -409,7 +416,7 @@ def test_security_groups_rules_and_ports(acme, umbrella, admin, net, sg):
     port = acme.post("/v1/ports", {"name": "guarded", "network": net["id"], "security_groups": [sg["id"]]})
     assert port["security_groups"] == [sg["id"]] and port["port_security"] is True
     theirs = umbrella.post("/v1/security-groups", {"name": "theirs"})
-    expect_problem(acme, "PATCH", "/v1/ports/%s" % port["id"], {"security_groups": [theirs["id"]]}, 400,
+    expect_problem(acme, "PATCH", "/v1/ports/%s" % port["id"], {"security_groups": [theirs["id"]]}, 422,
                    "security_groups[0]")
     expect_problem(acme, "PATCH", "/v1/ports/%s" % port["id"], {"port_security": "no"}, 400, "port_security")
     open_port = acme.call("PATCH", "/v1/ports/%s" % port["id"], {"port_security": False, "security_groups": []})
@@ -466,13 +473,13 @@ def test_encryption_flags_and_policies(acme, umbrella, admin, net):
     assert (pci["encrypt"], pci["encrypt_with"], db["encrypt"], db["encrypt_with"]) == (True, [], False, [pci["id"]])
     other = umbrella.post("/v1/security-groups", {"name": "theirs-enc"})
     before = snapshot(admin)
-    for body, field in (({"name": "x", "encrypt": "yes"}, "encrypt"),
-                        ({"name": "x", "encrypt_with": [other["id"]]}, "encrypt_with[0]"),   # another tenant's
-                        ({"name": "x", "encrypt_with": ["nope"]}, "encrypt_with[0]"),
-                        ({"name": "x", "encrypt_with": "pci"}, "encrypt_with")):
-        expect_problem(acme, "POST", "/v1/security-groups", body, 400, field)
+    for body, field, status in (({"name": "x", "encrypt": "yes"}, "encrypt", 400),
+                                ({"name": "x", "encrypt_with": [other["id"]]}, "encrypt_with[0]", 422),  # theirs
+                                ({"name": "x", "encrypt_with": ["nope"]}, "encrypt_with[0]", 400),
+                                ({"name": "x", "encrypt_with": "pci"}, "encrypt_with", 400)):
+        expect_problem(acme, "POST", "/v1/security-groups", body, status, field)
     expect_problem(acme, "PATCH", "/v1/ports/%s" % port["id"], {"encrypt": 1}, 400, "encrypt")
-    expect_problem(acme, "PATCH", "/v1/security-groups/%s" % db["id"], {"encrypt_with": [other["id"]]}, 400,
+    expect_problem(acme, "PATCH", "/v1/security-groups/%s" % db["id"], {"encrypt_with": [other["id"]]}, 422,
                    "encrypt_with[0]")
     assert snapshot(admin) == before
     assert acme.call("PATCH", "/v1/security-groups/%s" % db["id"], {"encrypt_with": []})["encrypt_with"] == []

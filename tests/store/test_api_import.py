@@ -192,7 +192,7 @@ def member(port_number, **changes):
 
 BAD = [
     # the document
-    ({"tenant": "umbrella", "networks": [NET]}, 400, "tenant"),
+    ({"tenant": "umbrella", "networks": [NET]}, 422, "tenant"),
     ({"tenant": 5, "networks": [NET]}, 400, "tenant"),
     ({"colour": "blue", "networks": [NET]}, 400, "colour"),
     ({}, 400, None),
@@ -213,7 +213,7 @@ BAD = [
     ({"security_groups": [{"name": "g1"}, {"name": "g1"}]}, 409, "security_groups[1].name"),
     ({"security_groups": [{"name": "base-sg"}]}, 409, "security_groups[0].name"),
     ({"security_groups": [{"name": "g1", "tenant": "acme"}]}, 400, "security_groups[0].tenant"),
-    ({"security_groups": [{"name": "g1", "encrypt_with": ["nope"]}]}, 400, "security_groups[0].encrypt_with[0]"),
+    ({"security_groups": [{"name": "g1", "encrypt_with": ["nope"]}]}, 422, "security_groups[0].encrypt_with[0]"),
     ({"security_groups": [{"name": "g1", "encrypt_with": "g1"}]}, 400, "security_groups[0].encrypt_with"),
     ({"security_groups": [{"name": "g1", "criteria": {"or": [{"tags_any": "x"}]}}]}, 400,
      "security_groups[0].criteria.or[0].tags_any"),
@@ -222,7 +222,7 @@ BAD = [
     ({"security_groups": [{"name": "g0"}, {"name": "g1"}, {"name": "g2"},
                           {"name": "g3", "rules": [RULE, RULE, dict(RULE, port_range_min=0)]}]}, 400,
      "security_groups[3].rules[2].port_range_min"),
-    ({"security_groups": [{"name": "g1", "rules": [{"direction": "ingress", "remote_group_id": "nope"}]}]}, 400,
+    ({"security_groups": [{"name": "g1", "rules": [{"direction": "ingress", "remote_group_id": "nope"}]}]}, 422,
      "security_groups[0].rules[0].remote_group_id"),
     ({"security_groups": [{"name": "g1", "rules": [{"direction": "ingress", "colour": 1}]}]}, 400,
      "security_groups[0].rules[0].colour"),
@@ -230,10 +230,10 @@ BAD = [
     # ports
     ({"networks": [NET], "ports": [port(i) for i in range(12)] + [port(12, mac="01:00:00:00:00:01")]}, 400,
      "ports[12].mac"),
-    ({"ports": [port(0, network="nope")]}, 400, "ports[0].network"),
+    ({"ports": [port(0, network="nope")]}, 422, "ports[0].network"),
     ({"ports": [port(0, network=7)]}, 400, "ports[0].network"),
-    ({"networks": [NET], "ports": [port(0, security_groups=["nope"])]}, 400, "ports[0].security_groups[0]"),
-    ({"networks": [NET], "ports": [port(0, ips=["10.71.0.5"])]}, 400, "ports[0].ips[0]"),
+    ({"networks": [NET], "ports": [port(0, security_groups=["nope"])]}, 422, "ports[0].security_groups[0]"),
+    ({"networks": [NET], "ports": [port(0, ips=["10.71.0.5"])]}, 422, "ports[0].ips[0]"),
     ({"networks": [NET], "ports": [port(0, node="hv1")]}, 400, "ports[0].node"),
     ({"networks": [NET], "ports": [port(0, allowed_address_pairs=[{"ip_address": "x"}])]}, 400,
      "ports[0].allowed_address_pairs[0].ip_address"),
@@ -247,7 +247,7 @@ BAD = [
     ({"ports": [{"name": "base-p1", "network": "$net"}]}, 409, "ports[0].name"),
     ({"networks": [NET], "ports": [port(0), port(1, name="bad-p0")]}, 409, "ports[1].name"),
     # load balancers
-    ({"networks": [NET], "load_balancers": [lb(0, members=[member(80), member(80, address="10.99.0.1")])]}, 400,
+    ({"networks": [NET], "load_balancers": [lb(0, members=[member(80), member(80, address="10.99.0.1")])]}, 422,
      "load_balancers[0].members[1].address"),
     ({"networks": [NET], "load_balancers": [lb(0, members=[member(80), member(81, weight=300)])]}, 400,
      "load_balancers[0].members[1].weight"),
@@ -258,7 +258,7 @@ BAD = [
     ({"networks": [NET], "load_balancers": [lb(0, health_monitor={"type": "TCP", "delay": 0})]}, 400,
      "load_balancers[0].health_monitor.delay"),
     ({"networks": [NET], "load_balancers": [lb(0, tenant="umbrella")]}, 400, "load_balancers[0].tenant"),
-    ({"networks": [NET], "load_balancers": [lb(0, vip_address="10.71.0.1")]}, 400, "load_balancers[0].vip_address"),
+    ({"networks": [NET], "load_balancers": [lb(0, vip_address="10.71.0.1")]}, 422, "load_balancers[0].vip_address"),
     ({"networks": [NET], "load_balancers": [lb(0), lb(1, vip_address="10.70.0.200")]}, 409,
      "load_balancers[1].protocol_port"),                                                 # one VIP:port twice
     ({"networks": [NET], "ports": [port(0)], "load_balancers": [lb(0, vip_address="10.70.0.10")]}, 409,
@@ -296,11 +296,11 @@ def test_a_tenant_imports_only_for_itself_and_with_its_own_objects(acme, umbrell
                        ({"security_groups": [{"name": "g1", "rules": [{"direction": "ingress",
                                                                        "remote_group_id": "$their_sg"}]}]},
                         "security_groups[0].rules[0].remote_group_id")):
-        expect_problem(acme, "POST", IMPORT, fill(doc, existing), 400, field)
+        expect_problem(acme, "POST", IMPORT, fill(doc, existing), 422, field)
     # ... and umbrella cannot use acme's.
-    expect_problem(umbrella, "POST", IMPORT, fill({"ports": [port(0, network="$net")]}, existing), 400,
+    expect_problem(umbrella, "POST", IMPORT, fill({"ports": [port(0, network="$net")]}, existing), 422,
                    "ports[0].network")
-    expect_problem(umbrella, "POST", IMPORT, {"tenant": "acme", "networks": [NET]}, 400, "tenant")
+    expect_problem(umbrella, "POST", IMPORT, {"tenant": "acme", "networks": [NET]}, 422, "tenant")
     assert snapshot(admin) == before
     # A tenant may name itself.
     made = umbrella.post(IMPORT, {"tenant": "umbrella", "networks": [{"name": "u-net"}]})
@@ -309,11 +309,11 @@ def test_a_tenant_imports_only_for_itself_and_with_its_own_objects(acme, umbrell
 
 def test_an_admin_names_the_tenant(admin, existing):
     before = snapshot(admin)
-    expect_problem(admin, "POST", IMPORT, {"networks": [NET]}, 400, "tenant")
+    expect_problem(admin, "POST", IMPORT, {"networks": [NET]}, 422, "tenant")
     expect_problem(admin, "POST", IMPORT, {"tenant": "bad tenant", "networks": [NET]}, 400, "tenant")
     # The tenant's objects only, even for an admin.
     expect_problem(admin, "POST", IMPORT, fill({"tenant": "acme", "ports": [port(0, network="$their_net")]},
-                                              existing), 400, "ports[0].network")
+                                              existing), 422, "ports[0].network")
     assert snapshot(admin) == before
     made = admin.post(IMPORT, fill({"tenant": "acme", "security_groups": [{"name": "adm-sg"}],
                                     "ports": [{"name": "adm-p", "network": "$net", "security_groups": ["adm-sg"]}]},

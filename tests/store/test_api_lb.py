@@ -201,7 +201,7 @@ def test_a_udp_load_balancer_takes_no_health_monitor(acme, net, admin):
     assert snapshot(admin) == before
     udp = acme.post(LBS, {"name": "dns-plain", "network": net["id"], "vip_address": "10.1.0.102",
                           "protocol": "udp", "protocol_port": 53})
-    expect_problem(acme, "PATCH", "%s/%s" % (LBS, udp["id"]), {"health_monitor": {"type": "TCP"}}, 400,
+    expect_problem(acme, "PATCH", "%s/%s" % (LBS, udp["id"]), {"health_monitor": {"type": "TCP"}}, 422,
                    "health_monitor")
     acme.delete("%s/%s" % (LBS, udp["id"]))
 
@@ -257,10 +257,10 @@ LB_CASES = [
     ({"network": 7}, 400, "network"),
     ({"network": "no-such-id"}, 400, "network"),
     ({"vip_address": DROP}, 400, "vip_address"),
-    ({"vip_address": "10.2.0.5"}, 400, "vip_address"),           # outside the CIDR
+    ({"vip_address": "10.2.0.5"}, 422, "vip_address"),           # outside the CIDR
     ({"vip_address": "fd00:1::5"}, 400, "vip_address"),          # IPv6
-    ({"vip_address": "10.1.0.0"}, 400, "vip_address"),
-    ({"vip_address": "10.1.0.255"}, 400, "vip_address"),
+    ({"vip_address": "10.1.0.0"}, 422, "vip_address"),
+    ({"vip_address": "10.1.0.255"}, 422, "vip_address"),
     ({"vip_address": "10.1.0.300"}, 400, "vip_address"),
     ({"vip_address": 167837796}, 400, "vip_address"),
     ({"vip_address": "10.1.0.11"}, 409, "vip_address"),          # web1's address
@@ -275,14 +275,14 @@ LB_CASES = [
     ({"protocol_port": True}, 400, "protocol_port"),
     ({"protocol_port": 80.5}, 400, "protocol_port"),
     ({"colour": "blue"}, 400, "colour"),
-    ({"tenant": "umbrella"}, 400, "tenant"),
+    ({"tenant": "umbrella"}, 422, "tenant"),
     ({"description": "x" * 256}, 400, "description"),
     ({"members": "10.1.0.11:8080"}, 400, "members"),
     ({"members": MEMBER}, 400, "members"),
     ({"members": ["10.1.0.11:8080"]}, 400, "members[0]"),
     ({"members": [{"address": "10.1.0.11"}]}, 400, "members[0].protocol_port"),
     ({"members": [{"protocol_port": 80}]}, 400, "members[0].address"),
-    ({"members": [dict(MEMBER, address="10.2.0.1")]}, 400, "members[0].address"),
+    ({"members": [dict(MEMBER, address="10.2.0.1")]}, 422, "members[0].address"),
     ({"members": [dict(MEMBER, address="fd00:1::11")]}, 400, "members[0].address"),
     ({"members": [MEMBER, dict(MEMBER, weight=-1)]}, 400, "members[1].weight"),
     ({"members": [dict(MEMBER, weight=257)]}, 400, "members[0].weight"),
@@ -303,7 +303,7 @@ LB_CASES = [
     ({"health_monitor": {}}, 400, "health_monitor.type"),
     ({"health_monitor": {"type": "PING"}}, 400, "health_monitor.type"),
     ({"health_monitor": {"type": "TCP", "interval": 5}}, 400, "health_monitor.interval"),
-    ({"health_monitor": {"type": "TCP", "delay": 1, "timeout": 2}}, 400, "health_monitor.timeout"),
+    ({"health_monitor": {"type": "TCP", "delay": 1, "timeout": 2}}, 422, "health_monitor.timeout"),
     ({"health_monitor": {"type": "TCP", "delay": "5"}}, 400, "health_monitor.delay"),
     ({"health_monitor": {"type": "TCP", "delay": 0}}, 400, "health_monitor.delay"),
     ({"health_monitor": {"type": "TCP", "max_retries": 0}}, 400, "health_monitor.max_retries"),
@@ -375,9 +375,9 @@ MEMBER_CASES = [
     ({}, 400, "address"),
     ({"address": "10.1.0.13"}, 400, "protocol_port"),
     ({"protocol_port": 80}, 400, "address"),
-    ({"address": "10.2.0.1", "protocol_port": 80}, 400, "address"),
+    ({"address": "10.2.0.1", "protocol_port": 80}, 422, "address"),
     ({"address": "fd00:1::13", "protocol_port": 80}, 400, "address"),
-    ({"address": "10.1.0.0", "protocol_port": 80}, 400, "address"),
+    ({"address": "10.1.0.0", "protocol_port": 80}, 422, "address"),
     ({"address": 5, "protocol_port": 80}, 400, "address"),
     ({"address": "10.1.0.13", "protocol_port": 0}, 400, "protocol_port"),
     ({"address": "10.1.0.13", "protocol_port": 70000}, 400, "protocol_port"),
@@ -450,7 +450,7 @@ LB_PATCH_CASES = [
     ({"description": 5}, 400, "description"),
     ({"session_persistence": {"type": "HTTP_COOKIE"}}, 400, "session_persistence.type"),
     ({"session_persistence": 360}, 400, "session_persistence"),
-    ({"health_monitor": {"type": "TCP", "delay": 1, "timeout": 2}}, 400, "health_monitor.timeout"),
+    ({"health_monitor": {"type": "TCP", "delay": 1, "timeout": 2}}, 422, "health_monitor.timeout"),
     ({"health_monitor": {"type": "TCP", "url_path": "/"}}, 400, "health_monitor.url_path"),
     ({"health_monitor": {"type": "HTTP", "expected_codes": "abc"}}, 400, "health_monitor.expected_codes"),
     ({"health_monitor": []}, 400, "health_monitor"),
@@ -504,14 +504,14 @@ def test_other_tenants_do_not_see_or_touch_it(acme, umbrella, admin, net, lb):
                                ("DELETE", "%s/%s/members/%s" % (LBS, lb["id"], member), None),
                                ("GET", "%s/%s/stats" % (LBS, lb["id"]), None)):
         expect_problem(umbrella, method, path, body, 404, None)
-    expect_problem(umbrella, "POST", LBS, lb_body(net["id"], {"name": "theirs"}), 400, "network")
+    expect_problem(umbrella, "POST", LBS, lb_body(net["id"], {"name": "theirs"}), 422, "network")
     assert snapshot(admin) == before
     assert lb["id"] in [b["id"] for b in admin.get(LBS)]
     assert acme.get("%s/%s" % (LBS, lb["id"]))["members"] == lb["members"]
 
 
 def test_admin_creates_in_the_network_tenant(admin, net):
-    expect_problem(admin, "POST", LBS, lb_body(net["id"], {"name": "adm", "tenant": "umbrella"}), 400, "tenant")
+    expect_problem(admin, "POST", LBS, lb_body(net["id"], {"name": "adm", "tenant": "umbrella"}), 422, "tenant")
     made = admin.post(LBS, lb_body(net["id"], {"name": "adm", "tenant": "acme"}))
     assert made["tenant"] == "acme"
     admin.delete("%s/%s" % (LBS, made["id"]))

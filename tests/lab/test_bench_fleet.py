@@ -9,7 +9,7 @@ pytestmark = pytest.mark.lab
 
 
 def test_the_fleet_benchmark_runs_and_prints_its_figures(capsys):
-    fig = bench_fleet.run(3, 60, ops=1, timeout=120)
+    fig = bench_fleet.run(3, 100, ops=1, timeout=120)   # (the workload needs 100 ports or so)
     out = capsys.readouterr().out
     for what in ("idle mesh in sync", "full convergence", "rule added", "dvn SIGKILL and restart"):
         assert what in out, out

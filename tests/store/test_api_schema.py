@@ -19,7 +19,7 @@ import sys
 import pytest
 
 from controller.api import schemas
-from tests.test_api import ROOT, admin, server  # noqa: F401  (this module's server, test_api's fixtures)
+from tests.store.test_api import ROOT, admin, server  # noqa: F401  (this module's server, test_api's fixtures)
 from tests.dvnproc import Client
 
 # Bounded: about a minute on a loaded two-core machine, in two runs: the

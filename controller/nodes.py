@@ -17,14 +17,17 @@ import time
 
 import eventlet
 
-from controller.units import ALL
+from controller.units import ACL, ALL, LB_UNIT
 from flows import l2
 
 LOG = logging.getLogger(__name__)
 
 CSR_KEY, CERT_KEY, CA_KEY, CERT_FOR_KEY = "dvn-csr", "dvn-cert", "dvn-ca", "dvn-cert-for"
 CERTIFIED_KEY = "dvn-certified"   # Node external_ids in the store: the digest of the request dvn signed
-RECORD_WAIT_S = 60  # the longest a node's bindings wait for its switch's compile and bundle before they are written
+RECORD_WAIT_S = 60  # the longest bindings wait for their nodes' switches' compiles and bundles before they are written
+BINDING_WINDOW_S = 0.02  # bindings that nodes report this close together are written together
+BINDINGS_PER_WRITE = 2000  # port bindings in one transaction of the store
+BIG_WRITE = 1000    # a write of this many bindings holds the hub for a while: it waits for every switch
 
 
 def _now_ms():
@@ -69,6 +72,8 @@ class Nodes:
         self.signing = set()                           # nodes whose request is being signed
         self.recording = set()                         # nodes whose certification is being written to the store
         self.mesh_dirty = False                        # the mesh is to be looked at again
+        self.bindings_wanted = set()                   # nodes whose port bindings the store is behind on
+        self.bindings_writing = False                  # the binding writer runs
 
     def node_state(self, session):
         """dvn's state of a session (a new session of a node starts afresh)."""
@@ -120,7 +125,13 @@ class Nodes:
                 LOG.info("node %s: %d ports plugged, %d unplugged (%d in all)", system_id, plugged, unplugged,
                          len(ofports))
             self.local_ofports[system_id] = ofports
-            self.dirty.add((system_id, ALL))
+            # Only the networks of the ports that came, went or moved (and
+            # their load balancers), and the firewall, are planned again.
+            moved = {p for p in set(ofports) | set(before) if ofports.get(p) != before.get(p)}
+            for net_id in {self.ports[p].network_id for p in moved if p in self.ports}:
+                self.dirty.add((system_id, net_id))
+                self.dirty.update((system_id, (LB_UNIT, b)) for b in self.net_lbs.get(net_id, ()))
+            self.dirty.add((system_id, ACL))
         for mesh, known in (("plain", self.tunnel_ofports), ("ipsec", self.secure_ofports)):
             tunnels = {peer: o for peer, o in session.tunnels(mesh).items() if o}
             if tunnels != known.get(system_id):
@@ -136,9 +147,9 @@ class Nodes:
 
     def _record_soon(self, session):
         """Record what the node says in the store, off the session's green
-        thread (a write of 10,000 bindings takes seconds, and the session must
-        go on answering the node's echoes meanwhile): one writer per session,
-        which writes again while the node has said more, or after a failure."""
+        thread (the session must go on answering the node's echoes): one
+        writer per session, which writes again while the node has said more,
+        or after a failure; its bindings go to the binding writer."""
         state = self.node_state(session)
         state.record_wanted = True
         if state.recording:
@@ -147,13 +158,6 @@ class Nodes:
 
         def run():
             try:
-                # The node's own flows do not wait for the store (topology()):
-                # let their compile and their sending have the hub first
-                # (python-ovs holds it for seconds on a large write, and a
-                # switch whose bundle stops coming in idles), not for long.
-                deadline = time.monotonic() + RECORD_WAIT_S
-                while self._switch_busy(session.system_id) and time.monotonic() < deadline:
-                    eventlet.sleep(0.05)
                 while state.record_wanted and self.sessions.get(session.system_id) is session:
                     state.record_wanted = False
                     if not self._record_node(session):
@@ -164,29 +168,74 @@ class Nodes:
         eventlet.spawn_n(run)
 
     def _record_node(self, session):
-        """Write the node and its ports' bindings to the store; False if it refused."""
+        """Write the node to the store, and have its ports' bindings written
+        (with other nodes', by the binding writer); False if the store refused."""
         system_id = session.system_id
-        ofports = self.local_ofports.get(system_id, {})
         encap_ip = session.encap_ip
         state = self.node_state(session)
         if encap_ip and (self.nodes.get(system_id) != encap_ip or not state.registered):
-            self.nb.upsert_node(system_id, session.hostname, encap_ip, "up", _now_ms())
+            try:
+                self.nb.upsert_node(system_id, session.hostname, encap_ip, "up", _now_ms())
+            except Exception as exc:  # the store is busy or away: asked again
+                LOG.warning("node %s not recorded (%s); again in 1 s", system_id, exc)
+                return False
             state.registered = True
             self.nodes[system_id] = encap_ip
             self.mesh_dirty = True
             self._kick()
+        self._bindings_soon(system_id)
+        return True
+
+    def _binding_changes(self, system_id):
+        """{port id: node, or None}: where the store is behind what the node says is plugged into it."""
+        ofports = self.local_ofports.get(system_id, {})
         changes = {p: system_id for p in ofports if self.port_node.get(p) != system_id}
         changes.update((p, None) for p, node in self.port_node.items()
                        if node == system_id and p not in ofports and p in self.ports)
-        if not changes:
-            return True
+        return changes
+
+    def _bindings_soon(self, system_id):
+        self.bindings_wanted.add(system_id)
+        if not self.bindings_writing:
+            self.bindings_writing = True
+            eventlet.spawn_n(self._binding_writer)
+
+    def _binding_writer(self):
+        """Write the port bindings nodes report, for every node at once: those
+        that arrive within BINDING_WINDOW_S go in one write of the store (in
+        transactions of BINDINGS_PER_WRITE), so the store sends one update,
+        and each node's switch gets one change, however many nodes plugged
+        ports meanwhile (not one per node: N nodes binding their ports cost
+        N changes a node, N^2 in all). A node's own flows do not wait for the
+        store (topology()): its switch's compile and bundle go first, not for
+        long; and a large write (python-ovs holds the hub for seconds on one)
+        waits for every switch, so no bundle stops coming in."""
         try:
-            self.nb.set_port_bindings(changes)  # one transaction, however many ports were plugged
-        except Exception as exc:  # the store is busy or away: asked again, with what the node says then
-            LOG.warning("node %s: %d port bindings not recorded (%s); again in 1 s",
-                        system_id, len(changes), exc)
-            return False
-        return True
+            while self.bindings_wanted:
+                eventlet.sleep(BINDING_WINDOW_S)
+                nodes, self.bindings_wanted = self.bindings_wanted, set()
+                deadline = time.monotonic() + RECORD_WAIT_S
+                while time.monotonic() < deadline and any(self._switch_busy(n) for n in nodes):
+                    eventlet.sleep(0.01)
+                changes = {}
+                for system_id in nodes:
+                    if system_id in self.sessions:
+                        changes.update(self._binding_changes(system_id))
+                if len(changes) >= BIG_WRITE:
+                    while time.monotonic() < deadline and (self.compiling or self._sending()):
+                        eventlet.sleep(0.05)
+                items = sorted(changes.items())
+                for b in range(0, len(items), BINDINGS_PER_WRITE):
+                    try:
+                        self.nb.set_port_bindings(dict(items[b:b + BINDINGS_PER_WRITE]))
+                    except Exception as exc:  # the store is busy or away: asked again, with what the nodes say then
+                        LOG.warning("%d port bindings of %d nodes not recorded (%s); again in 1 s",
+                                    len(items) - b, len(nodes), exc)
+                        self.bindings_wanted |= nodes
+                        eventlet.sleep(1)
+                        break
+        finally:
+            self.bindings_writing = False
 
     def node_closed(self, session):
         system_id = session.system_id

@@ -33,8 +33,15 @@ class Scheduler:
         """Flows for the node's switch are being compiled, are about to be,
         or are being sent."""
         switch = self.switches.get(system_id)
-        conns = [switch.conn] + self._lanes_of(switch) if switch is not None and switch.conn else []
-        return bool(self.compiling or self._queued(system_id) or any(c.sending for c in conns))
+        return bool(self._queued(system_id) or (switch is not None and (switch.running or self._conns_sending(switch))))
+
+    def _conns_sending(self, switch):
+        conns = [switch.conn] + self._lanes_of(switch) if switch.conn else []
+        return any(c.sending for c in conns)
+
+    def _sending(self):
+        """A bundle is being sent to some switch."""
+        return any(self._conns_sending(s) for s in list(self.switches.values()))
 
     def _worker(self):
         while True:

@@ -59,7 +59,7 @@ def run(n_hvs, n_ports):
                     raise RuntimeError("port %d not converged on %s" % (i, [h.name for h in pending]))
             t3 = time.monotonic()
             # dvn's side: the last bundle it committed for this port (log time, ms).
-            stamps = re.findall(r"^(\S+ \S+) INFO controller.core: switch of node \w+: \d+ flow changes",
+            stamps = re.findall(r"^(\S+ \S+) INFO controller\.\w+: switch of node \w+: \d+ flow changes",
                                 dvn.log()[mark:], re.M)
             if stamps:
                 last = datetime.datetime.strptime(stamps[-1], "%Y-%m-%d %H:%M:%S,%f").timestamp()

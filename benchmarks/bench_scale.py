@@ -118,10 +118,10 @@ class FlowWatch:
         self.proc.kill()
         self.proc.wait()
 
-BUNDLE = re.compile(r"^(\S+ \S+) INFO controller\.core: switch of node \S+: (\d+) flow changes in "
+BUNDLE = re.compile(r"^(\S+ \S+) INFO controller\.\w+: switch of node \S+: (\d+) flow changes in "
                     r"(?:one bundle|bundles over (\d+) connections) "
                     r"\((\d+) units, compile ([\d.]+) s, bundle ([\d.]+) s\)")
-SYNC = re.compile(r"^(\S+ \S+) INFO controller\.core: switch of node \S+ in sync: (\d+) flows, (\d+) changed "
+SYNC = re.compile(r"^(\S+ \S+) INFO controller\.\w+: switch of node \S+ in sync: (\d+) flows, (\d+) changed "
                   r"\(compile ([\d.]+) s, read\+diff ([\d.]+) s, bundle ([\d.]+) s\)"
                   r"(?: in (?:one bundle|nothing|bundles over (\d+) connections))?")
 CONNECT = re.compile(r"^(\S+ \S+) INFO ovsdb\.node: node OVSDB connection from")

@@ -26,6 +26,9 @@ bench: deps
 	$(PY) -m benchmarks.bench_convergence
 	$(PY) -m benchmarks.bench_lb
 	$(PY) -m benchmarks.bench_scale
+	$(PY) -m benchmarks.bench_policy
+	$(PY) -m benchmarks.bench_rule_change
+	$(PY) -m benchmarks.bench_fleet
 
 clean:
 	rm -rf .venv *.egg-info .pytest_cache .hypothesis

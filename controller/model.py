@@ -185,9 +185,19 @@ class Model:
                     self.port_node.pop(port_id, None)
             if _secure_part(old, old_node) != _secure_part(self.ports.get(port_id), self.port_node.get(port_id)):
                 self.mesh_dirty = True   # the pairs that need IPsec may change (l2.secure_pairs)
-            for net_id in {p.network_id for p in (old, self.ports.get(port_id)) if p is not None}:
+            new = self.ports.get(port_id)
+            for net_id in {p.network_id for p in (old, new) if p is not None}:
                 self._touch_network(net_id, also=(old_node, self.port_node.get(port_id)))
-            self._touch_acl()
+            if old is not None and new is not None and old._replace(node=None) == new._replace(node=None):
+                # Only where it is plugged changed: a firewall view depends on
+                # the bindings of its own node's ports alone (remote groups
+                # take every member's addresses, plugged or not), so only the
+                # two nodes' firewalls are looked at again, not every node's.
+                for system_id in {old_node, self.port_node.get(port_id)} - {None}:
+                    self.dirty.add((system_id, ACL))
+                self._kick()
+            else:
+                self._touch_acl()
         elif table == "SecurityGroup":
             # Its rules may arrive later in this same update (a bulk import):
             # read it once the update is in, before the next compile.

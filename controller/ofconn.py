@@ -88,6 +88,7 @@ class SwitchConn:
         self._watched = {}  # xid -> error list, for messages without a reply of their own
         self._bundles = []  # _Watch of each bundle being sent: its messages' xids, their errors
         self.sending = 0    # bundles whose messages are still being handed to os-ken
+        self.gone = False   # the connection closed: requests fail at once
         self._bundle_id = 0
         self.on_packet_in = None  # called with the raw message, in the receive thread
         datapath.dvn_conn = self
@@ -157,6 +158,8 @@ class SwitchConn:
             self.datapath.send(b"".join(chunk))
 
     def _request(self, xid, data, what, timeout=None):
+        if self.gone:
+            raise SwitchError("switch %s: its connection is gone, %s not sent" % (self._name(), what))
         waiter = _Waiter()
         self._waiters[xid] = waiter
         timeout = timeout or self.timeout
@@ -251,7 +254,9 @@ class SwitchConn:
 
     def closed(self):
         """The connection is gone: every request waiting on it fails now,
-        not when its wait runs out (a flow read waits minutes)."""
+        not when its wait runs out (a flow read waits minutes), and so does
+        every request made after."""
+        self.gone = True
         for waiter in list(self._waiters.values()):
             if not waiter.event.ready():
                 waiter.event.send("closed")

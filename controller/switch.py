@@ -218,6 +218,8 @@ class Switches:
         finally:
             self.compiling -= 1
         switch.last_compile_s = time.monotonic() - started
+        if switch.conn is None:   # it went while its units compiled: its reconnect resyncs it whole
+            return
         try:
             if not switch.synced:
                 self._resync(switch, changed)
@@ -279,14 +281,17 @@ class Switches:
         """Send a plan's change: one bundle, or, when it is large and the
         switch has lanes, bundles over all its connections
         (reconcile.bundles). Says which, for the log."""
+        conn = switch.conn
+        if conn is None:
+            raise SwitchError("switch of node %s went before its change was sent" % switch.system_id)
         lanes = [] if switch.lanes_failed else self._lanes_of(switch)
         switch.lanes_failed = False
         shares = reconcile.bundles(plan.change, len(lanes), plan.state)
         if len(shares) == 1:
-            switch.conn.bundle(shares[0])
+            conn.bundle(shares[0])
             return "one bundle"
         try:
-            bundle_across(switch.conn, lanes, shares)
+            bundle_across(conn, lanes, shares)
         except SwitchError:
             switch.lanes_failed = True  # the resync that follows goes in one bundle
             raise
@@ -295,18 +300,19 @@ class Switches:
     def _resync(self, switch, changed):
         """Read the switch back and correct it to the whole desired set, in one bundle."""
         t0 = time.monotonic()
+        conn = switch.conn   # (if it goes meanwhile, its requests fail at once: SwitchError)
         # Flows set and match the identity option: it is mapped first, on
         # every (re)connect; a switch that maps it otherwise gets nothing.
-        if switch.conn.ensure_tlv_map(self.identity_option):
+        if conn.ensure_tlv_map(self.identity_option):
             LOG.info("switch of node %s: GENEVE option class 0x%x type 0x%x mapped to %s", switch.system_id,
                      self.identity_option.opt_class, self.identity_option.opt_type, self.identity_option.field)
         # Logged rules, rejects and health probes send packets to dvn through
         # these meters: they must exist first.
-        switch.conn.ensure_meter(acl.LOG_METER, self.log_rate, self.log_burst)
-        switch.conn.ensure_meter(lb.REJECT_METER, 1000, 1000)
-        switch.conn.ensure_meter(lb.PROBE_METER, 5000, 5000)
-        have_groups = switch.conn.read_groups()
-        have_flows = switch.conn.read_flows(DVN_COOKIE, DVN_COOKIE_MASK)  # dvn's only: other apps' flows stay
+        conn.ensure_meter(acl.LOG_METER, self.log_rate, self.log_burst)
+        conn.ensure_meter(lb.REJECT_METER, 1000, 1000)
+        conn.ensure_meter(lb.PROBE_METER, 5000, 5000)
+        have_groups = conn.read_groups()
+        have_flows = conn.read_flows(DVN_COOKIE, DVN_COOKIE_MASK)  # dvn's only: other apps' flows stay
         table = switch.table
         plan = table.plan_resync(changed, have_flows, have_groups, Breather())
         self._conflicts(switch)

@@ -352,16 +352,22 @@ class GroupDesc:
     order: tuple = dataclasses.field(default=(), compare=False)
 
 
+def split_buckets(data):
+    """Each bucket's bytes, in order, of a bucket array."""
+    buckets, pos = [], 0
+    while pos + 8 <= len(data):
+        length = struct.unpack_from("!H", data, pos)[0]
+        if length == 0:
+            break
+        buckets.append(bytes(data[pos:pos + length]))
+        pos += length
+    return buckets
+
+
 def _group_desc(gtype, body):
     """The GroupDesc of a group's body (bucket_array_len, 6 pad bytes, buckets, properties)."""
     end = 8 + struct.unpack_from("!H", body)[0]
-    buckets, pos = [], 8
-    while pos + 8 <= end:
-        length = struct.unpack_from("!H", body, pos)[0]
-        if length == 0:
-            break
-        buckets.append(bytes(body[pos:pos + length]))
-        pos += length
+    buckets = split_buckets(body[8:end])
     order = tuple(struct.unpack_from("!I", b, 4)[0] for b in buckets)
     return GroupDesc(gtype, tuple(sorted(buckets)), bytes(body[end:]), order)
 

@@ -81,6 +81,20 @@ class RawSwitch:
         more, _ = self.until(x)
         return errors + more
 
+    def checked(self, build):
+        """Send ``build(xid)`` and a barrier; the errors the switch answered with."""
+        x = self.next_xid()
+        self.sock.sendall(build(x) + ofwire.barrier_request(x + 1))
+        self.xid = x + 1
+        return self.until(x + 1)[0]
+
+    def read_groups(self):
+        x = self.next_xid()
+        self.sock.sendall(ofwire.group_desc_request(x))
+        errors, replies = self.until(x)
+        assert not errors
+        return {gid: desc for r in replies for gid, desc in ofwire.decode_group_desc_reply(r).items()}
+
     def read_flows(self):
         x = self.next_xid()
         self.sock.sendall(ofwire.flow_desc_request(x))
@@ -107,11 +121,8 @@ def map_identity(sw):
     """Map fields.IDENTITY on the switch (dvn's TLV map message), as dvn does before any flow."""
     from flows import fields
     option = fields.IDENTITY
-    x = sw.next_xid()
-    sw.sock.sendall(ofwire.tlv_table_add([(option.opt_class, option.opt_type, option.length, option.index)], x)
-                    + ofwire.barrier_request(x + 1))
-    sw.xid = x + 1
-    assert sw.until(x + 1)[0] == []
+    assert sw.checked(lambda x: ofwire.tlv_table_add([(option.opt_class, option.opt_type, option.length,
+                                                       option.index)], x)) == []
     return option
 
 
@@ -254,24 +265,11 @@ def test_select_groups_with_weights_hash_fields_and_nat(switch):
                       Bucket(1, 200, (ct("l2_lookup", 1, commit=True, nat=("dst", "10.0.0.2", 8080)),)),
                       Bucket(2, 50, (ct("l2_lookup", "reg6", commit=True, nat=("dst", "fd00::2", 443)),))),
                   fields=("ipv4_src", "tcp_src"))
-    x = sw.next_xid()
-    sw.sock.sendall(ofwire.encode_group_mod(group, xid=x) + ofwire.barrier_request(x + 1))
-    sw.xid = x + 1
-    errors, _ = sw.until(x + 1)
-    assert errors == []
+    assert sw.checked(lambda x: ofwire.encode_group_mod(group, xid=x)) == []
     dumped = ovs.run("ovs-ofctl", "-O", "OpenFlow15", "dump-groups", "br-int")
     assert render_group(group) in [line.strip() for line in dumped.splitlines()]
-    x = sw.next_xid()
-    sw.sock.sendall(ofwire.group_desc_request(x))
-    errors, replies = sw.until(x)
-    have = {}
-    for reply in replies:
-        have.update(ofwire.decode_group_desc_reply(reply))
-    assert have[7] == ofwire.group_desc_of(group)
-    x = sw.next_xid()
-    sw.sock.sendall(ofwire.encode_group_mod(group, ofwire.OFPGC_DELETE, xid=x) + ofwire.barrier_request(x + 1))
-    sw.xid = x + 1
-    assert sw.until(x + 1)[0] == []
+    assert sw.read_groups()[7] == ofwire.group_desc_of(group)
+    assert sw.checked(lambda x: ofwire.encode_group_mod(group, ofwire.OFPGC_DELETE, xid=x)) == []
     assert "group_id=7" not in ovs.run("ovs-ofctl", "-O", "OpenFlow15", "dump-groups", "br-int")
 
 
@@ -284,10 +282,7 @@ def test_real_vswitchd_takes_the_lb_flows_and_a_1000_member_group(tmp_path):
         sw = RawSwitch(ovs.dir + "/br-int.mgmt")
         map_identity(sw)
         for meter_id in (lb.REJECT_METER, lb.PROBE_METER):
-            x = sw.next_xid()
-            sw.sock.sendall(ofwire.meter_mod(meter_id, 100, 100, x) + ofwire.barrier_request(x + 1))
-            sw.xid = x + 1
-            assert sw.until(x + 1)[0] == []
+            assert sw.checked(lambda x: ofwire.meter_mod(meter_id, 100, 100, x)) == []
         members = tuple(Member("m%04d" % i, "10.0.0.%d" % (1 + i % 4), 1000 + i, 1) for i in range(1000))
         topo = topology(members, monitor=Monitor("TCP", 1, 1, 1, 1))
         flows, groups = node_flows(topo, "hv1")
@@ -295,13 +290,7 @@ def test_real_vswitchd_takes_the_lb_flows_and_a_1000_member_group(tmp_path):
         msgs += [ofwire.encode_flow_mod(f, ofwire.ADD) for f in flows]
         assert sw.bundle(msgs) == []
         assert {render_flow(f) for f in flows} <= dump(ovs)
-        x = sw.next_xid()
-        sw.sock.sendall(ofwire.group_desc_request(x))
-        errors, replies = sw.until(x)
-        have = {}
-        for reply in replies:
-            have.update(ofwire.decode_group_desc_reply(reply))
-        assert have[7] == ofwire.group_desc_of(groups[7])
+        assert sw.read_groups()[7] == ofwire.group_desc_of(groups[7])
         g = lb.compile_groups(lb.plan_lb(topology(members[:10]), "lb1", "hv1"))[7]
         assert sw.bundle(ofwire.group_change(groups[7], g)) == []
         text = ovs.run("ovs-ofctl", "-O", "OpenFlow15", "dump-groups", "br-int")

@@ -160,7 +160,7 @@ class FakeSwitch:
                 flows[key] = Entry(desc, named, body)
             else:
                 command, gtype, gid, blen = struct.unpack_from("!HBxIH", msg, 8)
-                buckets = _buckets(msg[24:24 + blen])
+                buckets = ofwire.split_buckets(msg[24:24 + blen])
                 props = bytes(msg[24 + blen:])
                 if command == ofwire.OFPGC_ADD:
                     if gid in groups:
@@ -185,17 +185,6 @@ class FakeSwitch:
         self.flows, self.groups = flows, groups
         self.violations += violations
         self.commits += 1
-
-
-def _buckets(data):
-    out, pos = [], 0
-    while pos + 8 <= len(data):
-        length, = struct.unpack_from("!H", data, pos)
-        if length == 0:
-            break
-        out.append(bytes(data[pos:pos + length]))
-        pos += length
-    return out
 
 
 class FakeConn:

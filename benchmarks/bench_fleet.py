@@ -33,6 +33,7 @@ Run as root: .venv/bin/python -m benchmarks.bench_fleet --nodes 10 30 60 --ports
 import argparse
 import os
 import re
+import shutil
 import signal
 import statistics
 import threading
@@ -42,7 +43,7 @@ from benchmarks.bench_scale import cpu_s, mem_kib
 from benchmarks.workload import Workload
 from tests.dvnproc import dvn_lab, join, resyncs, wait_in_sync, wait_until
 
-TAG, OCTET, API_PORT = "bfleet", 77, 18690   # other benchmarks use 72-76
+TAG, OCTET, API_PORT = "bfleet", 78, 18690   # other benchmarks use 72-77
 BATCH = 500
 
 
@@ -124,7 +125,7 @@ def percentile(values, q):
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def run(n_nodes, n_ports, ops=5, timeout=600, say=print):
+def run(n_nodes, n_ports, ops=5, timeout=600, say=print, keep_log=None):
     w = Workload(n_ports)
     fig = {"nodes": n_nodes, "ports": n_ports}
     with dvn_lab(TAG, OCTET, API_PORT) as (lab, dvn):
@@ -224,6 +225,9 @@ def run(n_nodes, n_ports, ops=5, timeout=600, say=print):
         fig["restart_changes"] = log.resync_changes()
         say("  N=%d: dvn SIGKILL and restart -> every node resynced and in sync in %.2f s, %d flows changed" % (
             n_nodes, fig["restart_s"], fig["restart_changes"]))
+        if keep_log:
+            os.makedirs(keep_log, exist_ok=True)
+            shutil.copyfile(dvn.log_path, os.path.join(keep_log, "dvn-fleet-%dx%d.log" % (n_nodes, n_ports)))
     return fig
 
 
@@ -243,10 +247,11 @@ def main():
     parser.add_argument("--ports", type=int, nargs="+", default=[1000])
     parser.add_argument("--ops", type=int, default=5)
     parser.add_argument("--timeout", type=int, default=600)
+    parser.add_argument("--keep-log", metavar="DIR", help="copy dvn's log there after each run")
     args = parser.parse_args()
     for p in args.ports:
         for n in args.nodes:
-            run(n, p, args.ops, args.timeout)
+            run(n, p, args.ops, args.timeout, keep_log=args.keep_log)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ BUNDLE = re.compile(r"^(\S+ \S+) INFO controller\.\w+: switch of node \S+: (\d+)
                     r"(?:one bundle|bundles over (\d+) connections) "
                     r"\((\d+) units, compile ([\d.]+) s, bundle ([\d.]+) s\)")
 SYNC = re.compile(r"^(\S+ \S+) INFO controller\.\w+: switch of node \S+ in sync: (\d+) flows, (\d+) changed "
-                  r"\(compile ([\d.]+) s, read\+diff ([\d.]+) s, bundle ([\d.]+) s\)"
+                  r"\(compile ([\d.]+) s, (?:read\+diff|confirmed by its mark) ([\d.]+) s, bundle ([\d.]+) s\)"
                   r"(?: in (?:one bundle|nothing|bundles over (\d+) connections))?")
 CONNECT = re.compile(r"^(\S+ \S+) INFO ovsdb\.node: node OVSDB connection from")
 PROBLEM = re.compile(r" (ERROR|CRITICAL|WARNING) |Traceback")

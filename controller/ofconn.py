@@ -226,16 +226,22 @@ class SwitchConn:
             raise SwitchError("switch %s refused the GENEVE TLV map" % self._name(), errors)
         return True
 
-    def read_flows(self, cookie=0, cookie_mask=0):
+    def read_flows(self, cookie=0, cookie_mask=0, table_id=ofwire.OFPTT_ALL):
         """The flows the switch has (those whose cookie matches, if a mask is
-        given): a list of ofwire.FlowDesc."""
+        given; of one table, if given): a list of ofwire.FlowDesc."""
         xid = self.next_xid()
-        parts = self._request(xid, ofwire.flow_desc_request(xid, cookie, cookie_mask), "a flow read",
+        parts = self._request(xid, ofwire.flow_desc_request(xid, cookie, cookie_mask, table_id), "a flow read",
                               self.timeout * READ_FACTOR)
         found = []
         for part in parts:
             found.extend(ofwire.decode_flow_desc_reply(part))
         return found
+
+    def count_flows(self, cookie=0, cookie_mask=0):
+        """How many flows the switch has whose cookie matches."""
+        xid = self.next_xid()
+        parts = self._request(xid, ofwire.aggregate_request(xid, cookie, cookie_mask), "a flow count")
+        return ofwire.decode_aggregate_reply(parts[0])
 
     def read_groups(self):
         """{group id: ofwire.GroupDesc} of the switch's groups."""

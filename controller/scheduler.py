@@ -1,14 +1,24 @@
 """The scheduler: changes marked as (node, unit) pairs, compiled and sent by
 one green thread per switch, so a slow or dead switch never holds up the
-others; a burst of changes is taken together."""
+others; a burst of changes is taken together.
+
+Those threads share one process and its hub: a hundred switches compiling at
+once would each get a 50 ms slice in turn (units.Breather), the node
+sessions' echoes would wait seconds between turns and their inactivity
+probes would cut them. So the heavy steps take slots: a compile takes one of
+COMPILE_SLOTS; reading a switch back (a resync) or sending it a large change
+takes one of HEAVY_SLOTS. A switch that has compiled sends while the next
+compiles, and a small change never waits behind a large one's send.
+"""
 
 import logging
 
 import eventlet
 from eventlet import event as ev_event
+from eventlet import semaphore
 
 from controller.switch import State
-from controller.units import ALL
+from controller.units import ALL, COMPILE_SLOTS, HEAVY_SLOTS
 
 LOG = logging.getLogger(__name__)
 
@@ -19,6 +29,8 @@ class Scheduler:
     def _init_scheduler(self):
         self.dirty = set()                             # (system id, unit) to recompile
         self._wake = ev_event.Event()
+        self._compile_slots = semaphore.Semaphore(COMPILE_SLOTS)  # FIFO: the first to wait goes first
+        self._heavy_slots = semaphore.Semaphore(HEAVY_SLOTS)
 
     def _kick(self):
         if not self._wake.ready():
@@ -101,5 +113,5 @@ class Scheduler:
                        or self._queued(system_id) or self.mesh_dirty or (node is not None and node.mesh_running))
         return {"connected": switch.conn is not None, "state": switch.state.value, "synced": switch.synced,
                 "pending": pending,
-                "flows": len(switch.table.installed), "groups": len(switch.table.groups),
+                "flows": switch.table.flow_count(), "groups": len(switch.table.groups),
                 "lanes": len(self._lanes_of(switch))}

@@ -16,7 +16,7 @@ import time
 import eventlet
 
 from controller.ofconn import SwitchConn, SwitchError, bundle_across
-from controller.units import ACL, ALL, BASE, GROUP_UNIT, LB_UNIT, PORT_UNIT, Breather
+from controller.units import ACL, ALL, BASE, GROUP_UNIT, HEAVY_CHANGE, LB_UNIT, PORT_UNIT, Breather
 from flows import acl, l2, lb, reconcile
 from flows.flow import DVN_COOKIE, DVN_COOKIE_MASK, Flow, cookie_category, cookie_owner
 from flows.render import render_flow
@@ -211,13 +211,14 @@ class Switches:
         if not switch.synced:
             units = {ALL}
             switch.state = State.RESYNCING
-        started = time.monotonic()
-        self.compiling += 1
-        try:
-            changed = self._compile_units(switch, units)
-        finally:
-            self.compiling -= 1
-        switch.last_compile_s = time.monotonic() - started
+        with self._compile_slots:
+            started = time.monotonic()
+            self.compiling += 1
+            try:
+                changed = self._compile_units(switch, units)
+            finally:
+                self.compiling -= 1
+            switch.last_compile_s = time.monotonic() - started
         if switch.conn is None:   # it went while its units compiled: its reconnect resyncs it whole
             return
         try:
@@ -257,7 +258,11 @@ class Switches:
         if plan.change:
             started = time.monotonic()
             try:
-                over = self._send(switch, plan)
+                if len(plan.change) >= HEAVY_CHANGE:
+                    with self._heavy_slots:
+                        over = self._send(switch, plan)
+                else:
+                    over = self._send(switch, plan)
             except SwitchError:
                 table.forget()
                 raise
@@ -298,7 +303,8 @@ class Switches:
         return "bundles over %d connections" % (len(lanes) + 1)
 
     def _resync(self, switch, changed):
-        """Read the switch back and correct it to the whole desired set, in one bundle."""
+        """Bring the switch to the whole desired set: confirmed by its mark,
+        or read back and corrected (flows.reconcile.plan_resync)."""
         t0 = time.monotonic()
         conn = switch.conn   # (if it goes meanwhile, its requests fail at once: SwitchError)
         # Flows set and match the identity option: it is mapped first, on
@@ -312,19 +318,23 @@ class Switches:
         conn.ensure_meter(lb.REJECT_METER, 1000, 1000)
         conn.ensure_meter(lb.PROBE_METER, 5000, 5000)
         have_groups = conn.read_groups()
-        have_flows = conn.read_flows(DVN_COOKIE, DVN_COOKIE_MASK)  # dvn's only: other apps' flows stay
+        marks = conn.read_flows(DVN_COOKIE, DVN_COOKIE_MASK, reconcile.MARK_TABLE)
+        mark = reconcile.Mark(marks[0].cookie if marks else None, conn.count_flows(DVN_COOKIE, DVN_COOKIE_MASK))
         table = switch.table
-        plan = table.plan_resync(changed, have_flows, have_groups, Breather())
-        self._conflicts(switch)
-        t1 = time.monotonic()
-        try:
-            over = self._send(switch, plan) if plan.change else "nothing"
-        except SwitchError:
-            table.forget()
-            raise
+        with self._heavy_slots:   # (the flow read, if the mark does not confirm the switch, and the send)
+            plan = table.plan_resync(changed, lambda: conn.read_flows(DVN_COOKIE, DVN_COOKIE_MASK),  # dvn's only
+                                     have_groups, Breather(), mark)
+            self._conflicts(switch)
+            t1 = time.monotonic()
+            try:
+                over = self._send(switch, plan) if plan.change else "nothing"
+            except SwitchError:
+                table.forget()
+                raise
         t2 = time.monotonic()
         table.commit(plan, changed)
         switch.state = State.IN_SYNC
         LOG.info("switch of node %s in sync: %d flows, %d changed "
-                 "(compile %.3f s, read+diff %.3f s, bundle %.3f s) in %s", switch.system_id,
-                 len(plan.flows), len(plan.change), switch.last_compile_s, t1 - t0, t2 - t1, over)
+                 "(compile %.3f s, %s %.3f s, bundle %.3f s) in %s", switch.system_id,
+                 table.flow_count(), len(plan.change), switch.last_compile_s,
+                 "read+diff" if plan.read else "confirmed by its mark", t1 - t0, t2 - t1, over)

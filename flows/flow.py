@@ -41,10 +41,11 @@ DVN_COOKIE_MASK = 1 << 63
 _CATEGORY_SHIFT, _CATEGORY_BITS = 60, 0x7
 _OWNER_SHIFT, _OWNER_BITS = 32, 0x0FFFFFFF
 
-# Cookie categories: what kind of object owns a flow.
-PIPELINE, NODE, NETWORK, PORT, GROUP, LB = 1, 2, 3, 4, 5, 6
+# Cookie categories: what kind of object owns a flow. MARK: the switch's
+# mark (flows/reconcile.py), whose owner and digest bits carry one digest.
+PIPELINE, NODE, NETWORK, PORT, GROUP, LB, MARK = 1, 2, 3, 4, 5, 6, 7
 CATEGORY_NAMES = {PIPELINE: "pipeline", NODE: "node", NETWORK: "network", PORT: "port", GROUP: "security group",
-                  LB: "load balancer"}
+                  LB: "load balancer", MARK: "switch mark"}
 
 
 def is_dvn_cookie(cookie):

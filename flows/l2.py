@@ -152,6 +152,8 @@ def _mark(m):
 def compile_base(base: NodeBase) -> FlowSet:
     flows = []
     for t in pipeline.TABLES:
+        if t.miss == "none":   # (no packet comes there)
+            continue
         if t.miss == "next":
             flows.append(make_flow(t.name, 0, (), PIPELINE, "pipeline", goto=pipeline.next_table(t.name)))
         else:

@@ -554,11 +554,32 @@ def bundle_add(bundle_id, inner, xid):
             + struct.pack("!IHH", bundle_id, 0, BUNDLE_FLAGS) + inner[:4] + xb + inner[8:])
 
 
-def flow_desc_request(xid, cookie=0, cookie_mask=0):
-    """Read every flow, or those whose cookie matches ``cookie``/``cookie_mask``."""
-    body = struct.pack("!HH4xB3xII4xQQ", OFPMP_FLOW_DESC, 0, OFPTT_ALL, ANY, ANY, cookie, cookie_mask)
+def flow_desc_request(xid, cookie=0, cookie_mask=0, table_id=OFPTT_ALL):
+    """Read every flow, or those whose cookie matches ``cookie``/``cookie_mask``
+    (of one table, if given)."""
+    body = struct.pack("!HH4xB3xII4xQQ", OFPMP_FLOW_DESC, 0, table_id, ANY, ANY, cookie, cookie_mask)
     body += struct.pack("!HH4x", 1, 4)  # empty OXM match
     return _header(OFPT_MULTIPART_REQUEST, 8 + len(body), xid) + body
+
+
+OFPMP_AGGREGATE_STATS = 2
+
+
+def aggregate_request(xid, cookie=0, cookie_mask=0):
+    """Count the flows whose cookie matches (OFPMP_AGGREGATE_STATS)."""
+    body = struct.pack("!HH4xB3xII4xQQ", OFPMP_AGGREGATE_STATS, 0, OFPTT_ALL, ANY, ANY, cookie, cookie_mask)
+    body += struct.pack("!HH4x", 1, 4)  # empty OXM match
+    return _header(OFPT_MULTIPART_REQUEST, 8 + len(body), xid) + body
+
+
+def decode_aggregate_reply(msg):
+    """The flow count of an OFPMP_AGGREGATE_STATS reply (OpenFlow 1.5: OXS fields)."""
+    _res, slen = struct.unpack_from("!HH", msg, 16)
+    for tlv in _tlvs(msg[20:16 + slen]):
+        cls, fld = struct.unpack_from("!HB", tlv)
+        if cls == 0x8002 and fld >> 1 == 3:   # OXS flow_count
+            return struct.unpack_from("!I", tlv, 4)[0]
+    raise ValueError("an aggregate reply without a flow count")
 
 
 class FlowDesc(NamedTuple):

@@ -12,7 +12,7 @@ class PipelineViolation(Exception):
 class Table:
     name: str
     doc: str
-    miss: str  # "drop" or "next": what a packet that matches no flow does
+    miss: str  # "drop" or "next": what a packet that matches no flow does; "none": no packet comes there
 
 
 TABLES = (
@@ -34,6 +34,9 @@ TABLES = (
     Table("out_acl", "The receiving port's ingress firewall: tracked (with NAT, so replies of "
           "load-balanced connections are un-NATed) in the port's zone.", "next"),
     Table("out_deliver", "Output to the local port named by reg7 (one flow for all).", "drop"),
+    Table("mark", "No packet comes here. One flow, the switch's mark: its cookie carries a digest "
+          "of every other flow dvn put on the switch, rewritten in each change, so a restarted dvn "
+          "confirms an unchanged switch without reading its flows back.", "none"),
 )
 
 # The tables that take a packet to the flows of a port or a network: where it

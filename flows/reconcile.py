@@ -15,18 +15,48 @@ deletes, so no flow ever names a group the switch lacks. A large change may
 be spread over the switch's lanes (more connections to it, each its own
 bundle committed before the main one): only flows that act on nothing until
 the main bundle commits go there (``may_go_early``, ``acl.unreached``).
+
+Every change also rewrites the switch's *mark*: one flow whose cookie
+carries a digest of every other flow dvn put there (``digest_item``). A
+resync that finds the mark it expects and as many of dvn's flows as it
+expects confirms the switch without reading its flows back
+(``plan_resync``): the restart of a controller over a fleet costs a compile
+and a few small reads per switch.
 """
 
+import zlib
 from typing import NamedTuple
 
 from flows import acl, ofwire, pipeline
-from flows.flow import FlowSet, Group, diff, is_dvn_cookie, match_value
+from flows.flow import DVN_COOKIE, MARK, Flow, FlowSet, Group, diff, is_dvn_cookie, match_value
 from flows.lb import is_dvn_group
 
 LANE_MIN = 1000    # messages in a change from which it is spread over a switch's lanes
 
 
 _FIREWALL_IDS = {pipeline.table_id(t) for t in pipeline.FIREWALL}
+MARK_TABLE = pipeline.table_id("mark")
+_DIGEST_BITS = (1 << 60) - 1   # below the cookie's dvn mark and category
+
+
+def digest_item(wkey, cookie):
+    """One flow's share of a switch's digest: its identity (wire key) and
+    what it does (the cookie's digest of its actions), stable across
+    processes (crc32, not hash())."""
+    table_id, priority, match_key = wkey
+    return (zlib.crc32(match_key, (table_id << 16) | priority) << 28) ^ (cookie & 0xFFFFFFFFF)
+
+
+def mark_flow(digest):
+    """The switch's mark for a digest (the sum of its flows' items)."""
+    return Flow("mark", 0, (), (), None, None, DVN_COOKIE | (MARK << 60) | (digest & _DIGEST_BITS))
+
+
+class Mark(NamedTuple):
+    """What a switch says of dvn's flows, cheaply: the cookie of its mark
+    (None: it has none) and how many flows it has in dvn's cookie space."""
+    cookie: object
+    count: int
 
 
 class Unit(NamedTuple):
@@ -123,6 +153,8 @@ class Plan(NamedTuple):
     groups: dict      # group id -> Group, or None
     state: object     # () -> (every flow the switch is to have, the ofports it has classify flows for)
     whole: bool = False
+    digest: int = 0   # of the flows it holds then (its mark says so)
+    read: bool = True  # (a resync) its flows were read back, not confirmed by its mark
 
 
 def spread(early, rest, lanes):
@@ -178,6 +210,15 @@ def bundles(change, lanes, state, lane_min=LANE_MIN):
     return spread(early, rest, lanes)
 
 
+def _state_of(flows, desired=None):
+    """The SwitchState of a switch that holds ``flows``."""
+    classified, decided = set(), set()
+    for flow in flows:
+        classified.add(classified_port(flow))
+        decided.add(match_value(flow.match, "conj_id"))
+    return SwitchState(flows if desired is None else desired, classified, decided)
+
+
 def _group_delete(gid, context):
     return ofwire.encode_group_mod(Group(gid, ()), ofwire.OFPGC_DELETE), context
 
@@ -193,6 +234,11 @@ class SwitchTable:
         self.groups = {}      # group id -> Group
         self.contrib = {}     # wire key -> {unit: Flow}: what each unit wants there
         self.conflicts = []   # Conflicts met since the controller last took them
+        self.digest = None    # the digest the switch's mark carries (None: no mark yet)
+
+    def flow_count(self):
+        """The flows dvn put on the switch, its mark with them."""
+        return len(self.installed) + (self.digest is not None)
 
     def merged(self, key, contributions):
         """The one flow the switch gets for the flows units want at one identity."""
@@ -229,6 +275,7 @@ class SwitchTable:
                 touched.add(wkey)
         first, last, groups = self._group_changes(changed)
         change, flows = Change(first), {}
+        digest = self.digest or 0
         for wkey in touched:
             breathe()
             want = self.merged(wkey, self.contrib.get(wkey))
@@ -238,11 +285,23 @@ class SwitchTable:
                 if have is not None:
                     change.rest.append((ofwire.encode_flow_mod(have, ofwire.DELETE_STRICT), have))
                     flows[wkey] = None
+                    digest -= digest_item(wkey, have.cookie)
             elif have is None or have.cookie != want.cookie:
                 change.add(want, have is None)
                 flows[wkey] = want
+                if have is not None:
+                    digest -= digest_item(wkey, have.cookie)
+                digest += digest_item(wkey, want.cookie)
+        digest &= _DIGEST_BITS
+        if digest != self.digest:
+            change.rest.append(self._mark_message(digest))
         change.rest += last
-        return Plan(change, flows, groups, self._state)
+        return Plan(change, flows, groups, self._state, digest=digest)
+
+    @staticmethod
+    def _mark_message(digest):
+        mark = mark_flow(digest)
+        return ofwire.encode_flow_mod(mark, ofwire.ADD), mark
 
     def _group_changes(self, changed):
         """Group messages for the changed units: (before the flows: adds and
@@ -275,21 +334,23 @@ class SwitchTable:
 
     def _state(self):
         """The SwitchState of the switch as dvn left it, and what it is to have."""
-        classified, decided = set(), set()
-        for flow in self.installed.values():
-            classified.add(classified_port(flow))
-            decided.add(match_value(flow.match, "conj_id"))
-        return SwitchState(self.desired_flows(), classified, decided)
+        return _state_of(self.installed.values(), self.desired_flows())
 
     # ---- a whole switch, read back -----------------------------------------
-    def plan_resync(self, changed, have_flows, have_groups, breathe=lambda: None):
+    def plan_resync(self, changed, have_flows, have_groups, breathe=lambda: None, mark=None):
         """The plan that corrects a switch read back (``have_flows``: the
-        FlowDescs of dvn's flows on it; ``have_groups``: {group id:
-        GroupDesc} of dvn's groups) to every unit, ``changed`` ones as given.
-        Flows that are right are never touched, and neither are flows or
-        groups outside dvn's cookie space and group-id range, whichever the
-        caller read: they are other apps' (flow.is_dvn_cookie, lb.is_dvn_group)."""
-        have_flows = [d for d in have_flows if is_dvn_cookie(d.cookie)]
+        FlowDescs of dvn's flows on it, or a function that reads them;
+        ``have_groups``: {group id: GroupDesc} of dvn's groups) to every
+        unit, ``changed`` ones as given. Flows that are right are never
+        touched, and neither are flows or groups outside dvn's cookie space
+        and group-id range, whichever the caller read: they are other apps'
+        (flow.is_dvn_cookie, lb.is_dvn_group).
+
+        With the switch's ``mark`` (a Mark), a switch whose mark carries the
+        digest of every desired flow and that has as many of dvn's flows as
+        that (and its mark) is confirmed as it is, its flows not read. (What
+        that cannot see: someone who changed one of dvn's flows' actions
+        behind its back, keeping its cookie.)"""
         have_groups = {gid: g for gid, g in have_groups.items() if is_dvn_group(gid)}
         units = dict(self.units)
         units.update(changed)
@@ -313,8 +374,26 @@ class SwitchTable:
                 want_groups[gid] = ofwire.in_switch_order(group, have_groups[gid])
         for gid in set(have_groups) - set(want_groups):
             last.append(_group_delete(gid, "group %d (on the switch, not desired)" % gid))
-        have = {(d.table_id, d.priority, d.match_key): d for d in have_flows}
+        digest = 0
+        for wkey, flow in desired.items():
+            digest += digest_item(wkey, flow.cookie)
+        digest &= _DIGEST_BITS
         change = Change(first)
+        want_mark = mark_flow(digest)
+        if mark is not None and mark.cookie == want_mark.cookie and mark.count == len(desired) + 1:
+            change.rest += last
+            return Plan(change, desired, want_groups, lambda: _state_of(desired.values()),
+                        whole=True, digest=digest, read=False)
+        if callable(have_flows):
+            have_flows = have_flows()
+        have, have_mark = {}, None
+        for d in have_flows:
+            if not is_dvn_cookie(d.cookie):
+                continue
+            if d.table_id == MARK_TABLE and d.priority == 0 and d.match_key == b"":
+                have_mark = d.cookie
+                continue
+            have[(d.table_id, d.priority, d.match_key)] = d
         for wkey, desc in have.items():
             if wkey not in desired:
                 change.rest.append((ofwire.encode_delete_strict_raw(desc.table_id, desc.priority, desc.raw_match),
@@ -324,17 +403,20 @@ class SwitchTable:
             desc = have.get(wkey)
             if desc is None or desc.cookie != flow.cookie:
                 change.add(flow, desc is None)
+        if have_mark != want_mark.cookie:
+            change.rest.append(self._mark_message(digest))
         change.rest += last
         classify = pipeline.table_id("classify")
         return Plan(change, desired, want_groups, lambda: SwitchState(
             desired.values(), {ofwire.in_port_of(d.match_key) for d in have.values() if d.table_id == classify},
             {ofwire.field_of(d.match_key, "conj_id") for d in have.values() if d.table_id in _FIREWALL_IDS}),
-            whole=True)
+            whole=True, digest=digest)
 
     # ---- after the switch took it, or did not --------------------------------
     def commit(self, plan, changed):
         """The switch has taken ``plan``: it holds what the plan says, and the
         ``changed`` units are dvn's."""
+        self.digest = plan.digest
         if plan.whole:
             self.installed = {k: f for k, f in plan.flows.items() if f is not None}
             self.groups = {g: grp for g, grp in plan.groups.items() if grp is not None}

@@ -6,13 +6,14 @@ says, and what OVS reports back in a flow-desc reply must decode to the same
 keys and cookies the reconciler compares.
 """
 
+import re
 import socket
 import struct
 
 import pytest
 
-from flows import lb, ofwire, pipeline
-from flows.flow import (CT_EST, CT_INV, CT_TRK, FlowSet, PORT, conjunction, ct, ct_clear, make_flow,
+from flows import lb, ofwire, pipeline, reconcile
+from flows.flow import (DVN_COOKIE, DVN_COOKIE_MASK, CT_EST, CT_INV, CT_TRK, FlowSet, PORT, conjunction, ct, ct_clear, make_flow,
                         match, output)
 from flows.l2 import compile_node
 from flows.model import Member, Monitor
@@ -95,12 +96,19 @@ class RawSwitch:
         assert not errors
         return {gid: desc for r in replies for gid, desc in ofwire.decode_group_desc_reply(r).items()}
 
-    def read_flows(self):
+    def read_flows(self, cookie=0, cookie_mask=0, table_id=ofwire.OFPTT_ALL):
         x = self.next_xid()
-        self.sock.sendall(ofwire.flow_desc_request(x))
+        self.sock.sendall(ofwire.flow_desc_request(x, cookie, cookie_mask, table_id))
         errors, replies = self.until(x)
         assert not errors
         return [d for r in replies for d in ofwire.decode_flow_desc_reply(r)]
+
+    def count_flows(self, cookie=0, cookie_mask=0):
+        x = self.next_xid()
+        self.sock.sendall(ofwire.aggregate_request(x, cookie, cookie_mask))
+        errors, replies = self.until(x)
+        assert not errors
+        return ofwire.decode_aggregate_reply(replies[0])
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +148,23 @@ def test_ovs_prints_what_render_says_and_reports_the_same_keys(switch):
     have = {(d.table_id, d.priority, d.match_key): d.cookie for d in descs}
     want = {ofwire.wire_key(f): f.cookie for f in flows}
     assert have == want
+
+
+def test_the_mark_reads_back_alone_and_the_count_is_ovs_own(switch):
+    ovs, sw = switch
+    mark = reconcile.mark_flow(0x123456789ABCDEF)
+    other = make_flow("l2_lookup", 77, match(metadata=97), PORT, "q", actions=(output(5),))._replace(cookie=0x42)
+    assert sw.bundle([ofwire.encode_flow_mod(mark, ofwire.ADD), ofwire.encode_flow_mod(other, ofwire.ADD)]) == []
+    marks = sw.read_flows(DVN_COOKIE, DVN_COOKIE_MASK, reconcile.MARK_TABLE)
+    assert [(d.cookie, d.priority, d.match_key) for d in marks] == [(mark.cookie, 0, b"")]
+    out = ovs.run("ovs-ofctl", "-O", "OpenFlow15", "dump-aggregate", "br-int", "cookie=0x8000000000000000/0x8000000000000000")
+    assert sw.count_flows(DVN_COOKIE, DVN_COOKIE_MASK) == int(re.search(r"flow_count=(\d+)", out).group(1))
+    assert sw.count_flows() == sw.count_flows(DVN_COOKIE, DVN_COOKIE_MASK) + 1   # the other app's flow
+    # a change's mark overwrites the last one
+    assert sw.bundle([ofwire.encode_flow_mod(reconcile.mark_flow(7), ofwire.ADD)]) == []
+    assert [d.cookie for d in sw.read_flows(DVN_COOKIE, DVN_COOKIE_MASK, reconcile.MARK_TABLE)] == [
+        reconcile.mark_flow(7).cookie]
+    assert sw.bundle([ofwire.encode_flow_mod(f, ofwire.DELETE_STRICT) for f in (reconcile.mark_flow(7), other)]) == []
 
 
 def test_delete_strict_of_a_reported_match_removes_exactly_that_flow(switch):

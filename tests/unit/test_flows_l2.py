@@ -259,3 +259,9 @@ def test_no_encryption_no_ipsec_pairs_and_one_encrypted_port_pairs_its_node_with
     assert secure_pairs(encrypted()) == set()
     assert secure_pairs(encrypted("a2")) == {("hv1", "hv2"), ("hv2", "hv3")}   # net-a: hv1, hv2, hv3
     assert secure_pairs(encrypted("b2")) == {("hv1", "hv2")}                   # net-b: hv1, hv2
+
+
+def test_no_compiled_flow_is_in_the_table_of_the_switchs_mark():
+    # The mark (flows/reconcile.py) is the one flow there: a compiled flow at
+    # its identity would be taken for it.
+    assert all(f.table != "mark" for hv in ("hv1", "hv2", "hv3") for f in compile_node(small_topology(), hv))

@@ -144,6 +144,16 @@ def resync_plan(table, fake):
     return table.plan_resync({}, fake.read_flows(), fake.read_groups())
 
 
+def mark_of(fake):
+    """What the controller reads of a switch before a resync: its mark and its count of dvn's flows."""
+    marks = [e.desc.cookie for k, e in fake.flows.items() if k[0] == reconcile.MARK_TABLE]
+    return reconcile.Mark(marks[0] if marks else None, len(fake.read_flows(DVN_COOKIE, DVN_COOKIE_MASK)))
+
+
+def must_not_read():
+    raise AssertionError("the switch's flows were read although its mark confirms it")
+
+
 @SETTINGS
 @given(pair=st.one_of(pairs(), st.tuples(states(), states())), lanes=st.sampled_from([0, 3]))
 def test_a_change_applied_then_resynced_sends_nothing(pair, lanes):
@@ -158,6 +168,65 @@ def test_a_change_applied_then_resynced_sends_nothing(pair, lanes):
     # and a controller that starts afresh with the same wishes finds nothing to do
     fresh = reconcile.SwitchTable()
     assert not fresh.plan_resync(after, fake.read_flows(), fake.read_groups()).change
+
+
+@SETTINGS
+@given(pair=st.one_of(pairs(), st.tuples(states(), states())), lanes=st.sampled_from([0, 3]))
+def test_a_switch_whose_mark_is_right_is_confirmed_without_reading_its_flows(pair, lanes):
+    before, after = pair
+    table, fake = synced(before)
+    plan = table.plan_change(changes(before, after))
+    send(FakeConn(fake), plan, lanes)
+    table.commit(plan, changes(before, after))
+    # a controller that starts afresh: the mark confirms the switch as it is
+    fresh = reconcile.SwitchTable()
+    plan = fresh.plan_resync(after, must_not_read, fake.read_groups(), mark=mark_of(fake))
+    assert not plan.read and not plan.change
+    fresh.commit(plan, after)
+    assert fresh.installed == table.installed and fresh.flow_count() == len(fake.flows)
+    # and goes on from there as the first one would have
+    assert not fresh.plan_resync({}, fake.read_flows(), fake.read_groups()).change
+
+
+@SETTINGS
+@given(pair=pairs(), data=st.data())
+def test_a_switch_changed_behind_dvns_back_is_read_and_corrected(pair, data):
+    before, after = pair
+    table, fake = synced(before)
+    plan = table.plan_change(changes(before, after))
+    send(FakeConn(fake), plan)
+    table.commit(plan, changes(before, after))
+    others = sorted(k for k in fake.flows if k[0] != reconcile.MARK_TABLE)
+    if not others:
+        return
+    del fake.flows[data.draw(st.sampled_from(others))]   # (ovs-ofctl del-flows of one of dvn's flows)
+    fresh = reconcile.SwitchTable()
+    plan = fresh.plan_resync(after, fake.read_flows, fake.read_groups(), mark=mark_of(fake))
+    assert plan.read and plan.change
+    send(FakeConn(fake), plan)
+    fresh.commit(plan, after)
+    assert not resync_plan(fresh, fake).change
+    assert fresh.installed == table.installed
+
+
+@SETTINGS
+@given(pair=pairs())
+def test_lanes_in_but_not_the_main_bundle_the_mark_does_not_confirm(pair):
+    before, after = dict(pair[0], filler=filler_unit(0)), dict(pair[1], filler=filler_unit(1))
+    table, fake = synced(before)
+    plan = table.plan_change(changes(before, after))
+    shares = reconcile.bundles(plan.change, 3, plan.state, lane_min=1)
+    for share in shares[1:]:
+        if share:
+            FakeConn(fake).bundle(share)
+    table.forget()          # (the main bundle was refused)
+    plan = table.plan_resync(changes(before, after), fake.read_flows, fake.read_groups(), mark=mark_of(fake))
+    if any(shares[1:]):     # the switch holds flows of a change its mark does not name
+        assert plan.read
+    send(FakeConn(fake), plan)
+    table.commit(plan, changes(before, after))
+    assert not resync_plan(table, fake).change
+    assert mark_of(fake).cookie == reconcile.mark_flow(table.digest).cookie
 
 
 @SETTINGS
@@ -235,7 +304,7 @@ def test_lanes_never_carry_a_flow_that_acts_before_the_main_bundle(pair):
     by_key = {(ofwire.wire_key(f), f.cookie): f for f in old_flows + [f for f in plan.flows.values() if f]}
 
     def between():
-        flows = [by_key[(k, e.desc.cookie)] for k, e in fake.flows.items()]
+        flows = [by_key[(k, e.desc.cookie)] for k, e in fake.flows.items() if k[0] != reconcile.MARK_TABLE]
         assert behaviour(flows, old_groups) == old_behaviour
 
     send(FakeConn(fake), plan, lanes=3, between=between)
@@ -341,7 +410,7 @@ def test_units_that_want_two_verdicts_at_one_identity_are_a_conflict_sent_once()
     table, fake = synced({"base": base_unit()})
     units = {("grp", 1): reconcile.Unit(1, FlowSet([allow]), {}), ("grp", 2): reconcile.Unit(2, FlowSet([deny]), {})}
     plan = table.plan_change(units)
-    sent = [ctx for _m, ctx in plan.change.messages()]
+    sent = [ctx for _m, ctx in plan.change.messages() if ctx.table != "mark"]
     assert sent == [deny]   # the switch fails closed
     conflicts = table.take_conflicts()
     assert [set(c.flows) for c in conflicts] == [{allow, deny}]

@@ -9,6 +9,7 @@ Called in the store client's green thread: nothing here blocks.
 """
 
 import collections
+import collections.abc
 import json
 import logging
 
@@ -55,6 +56,43 @@ def _load_balancer(row):
     return LoadBalancer(str(row.uuid), row.tenant, str(row.network.uuid), row.vip_address, row.protocol,
                         row.protocol_port, row.group_id, members,
                         json.loads(persistence)["persistence_timeout"] if persistence else 0, mon)
+
+
+class _Bindings(collections.abc.Mapping):
+    """port id -> (system id, ofport or None), worked out when asked: a
+    compile of one network on one node asks for that network's ports, not
+    for the whole fleet's (which a dict built per compile would cost)."""
+
+    def __init__(self, port_node, local_ofports, system_id):
+        self.port_node, self.local_ofports, self.system_id = port_node, local_ofports, system_id
+        self.own = local_ofports.get(system_id, {}) if system_id else {}
+
+    def __getitem__(self, port_id):
+        if port_id in self.own:
+            return self.system_id, self.own[port_id]
+        node = self.port_node[port_id]
+        return node, self.local_ofports.get(node, {}).get(port_id)
+
+    def items(self):
+        """(A plain iteration, not a view: the compiler only iterates it.)"""
+        system_id, own, ofports = self.system_id, self.own, self.local_ofports
+        for port_id, ofport in own.items():
+            yield port_id, (system_id, ofport)
+        for port_id, node in self.port_node.items():
+            if port_id not in own:
+                yield port_id, (node, ofports.get(node, {}).get(port_id))
+
+    def __contains__(self, port_id):
+        return port_id in self.own or port_id in self.port_node
+
+    def __iter__(self):
+        yield from self.own
+        for port_id in self.port_node:
+            if port_id not in self.own:
+                yield port_id
+
+    def __len__(self):
+        return sum(1 for _ in self)
 
 
 def _secure_part(port, node):
@@ -127,13 +165,8 @@ class Model:
         is plugged into it first: its ports get their flows as soon as the
         node reports them, before their bindings are in the store (which is
         what the other nodes go by)."""
-        bindings = {}
-        for port_id, node in self.port_node.items():
-            ofport = self.local_ofports.get(node, {}).get(port_id)
-            bindings[port_id] = (node, ofport)
-        for port_id, ofport in self.local_ofports.get(system_id, {}).items() if system_id else ():
-            bindings[port_id] = (system_id, ofport)
-        return Topology(networks=self.networks, ports=self.ports, bindings=bindings,
+        return Topology(networks=self.networks, ports=self.ports,
+                        bindings=_Bindings(self.port_node, self.local_ofports, system_id),
                         tunnels=self.tunnel_ofports, net_ports=self.net_ports, groups=self.groups,
                         lbs=self.lbs, net_lbs=self.net_lbs, secure_tunnels=self.secure_ofports,
                         encrypt_pairs=self.encrypt_pairs, group_ports=self.group_ports)

@@ -26,6 +26,7 @@ CSR_KEY, CERT_KEY, CA_KEY, CERT_FOR_KEY = "dvn-csr", "dvn-cert", "dvn-ca", "dvn-
 CERTIFIED_KEY = "dvn-certified"   # Node external_ids in the store: the digest of the request dvn signed
 RECORD_WAIT_S = 60  # the longest bindings wait for their nodes' switches' compiles and bundles before they are written
 BINDING_WINDOW_S = 0.02  # bindings that nodes report this close together are written together
+FEW_BINDINGS = 10   # a write of this few bindings (a port plugged) waits for nothing
 BINDINGS_PER_WRITE = 2000  # port bindings in one transaction of the store
 BIG_WRITE = 1000    # a write of this many bindings holds the hub for a while: it waits for every switch
 
@@ -74,6 +75,7 @@ class Nodes:
         self.mesh_dirty = False                        # the mesh is to be looked at again
         self.bindings_wanted = set()                   # nodes whose port bindings the store is behind on
         self.bindings_writing = False                  # the binding writer runs
+        self._bindings_written = 0.0                   # when it last wrote (monotonic)
 
     def node_state(self, session):
         """dvn's state of a session (a new session of a node starts afresh)."""
@@ -206,21 +208,23 @@ class Nodes:
         transactions of BINDINGS_PER_WRITE), so the store sends one update,
         and each node's switch gets one change, however many nodes plugged
         ports meanwhile (not one per node: N nodes binding their ports cost
-        N changes a node, N^2 in all). A node's own flows do not wait for the
-        store (topology()): its switch's compile and bundle go first, not for
-        long; and a large write (python-ovs holds the hub for seconds on one)
-        waits for every switch, so no bundle stops coming in."""
+        N changes a node, N^2 in all). The first report after a quiet
+        window is written at once, and a write of FEW_BINDINGS (a port
+        plugged) waits for nothing: the other nodes go by the store. A
+        larger one waits for its nodes' switches (their own flows do not
+        wait for the store, topology()), and a large one (python-ovs holds
+        the hub for seconds on one) for every switch, so no bundle stops
+        coming in."""
         try:
             while self.bindings_wanted:
-                eventlet.sleep(BINDING_WINDOW_S)
+                quiet = time.monotonic() - self._bindings_written
+                eventlet.sleep(max(0.0, BINDING_WINDOW_S - quiet))
                 nodes, self.bindings_wanted = self.bindings_wanted, set()
                 deadline = time.monotonic() + RECORD_WAIT_S
-                while time.monotonic() < deadline and any(self._switch_busy(n) for n in nodes):
-                    eventlet.sleep(0.01)
-                changes = {}
-                for system_id in nodes:
-                    if system_id in self.sessions:
-                        changes.update(self._binding_changes(system_id))
+                if len(self._binding_changes_of(nodes)) > FEW_BINDINGS:
+                    while time.monotonic() < deadline and any(self._switch_busy(n) for n in nodes):
+                        eventlet.sleep(0.01)
+                changes = self._binding_changes_of(nodes)
                 if len(changes) >= BIG_WRITE:
                     while time.monotonic() < deadline and (self.compiling or self._sending()):
                         eventlet.sleep(0.05)
@@ -234,8 +238,16 @@ class Nodes:
                         self.bindings_wanted |= nodes
                         eventlet.sleep(1)
                         break
+                self._bindings_written = time.monotonic()
         finally:
             self.bindings_writing = False
+
+    def _binding_changes_of(self, nodes):
+        changes = {}
+        for system_id in nodes:
+            if system_id in self.sessions:
+                changes.update(self._binding_changes(system_id))
+        return changes
 
     def node_closed(self, session):
         system_id = session.system_id

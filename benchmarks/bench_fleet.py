@@ -120,7 +120,7 @@ class LogCount:
 
     def store_failures(self):
         text = self.text()
-        return {"bindings not recorded": text.count("bindings not recorded"),
+        return {"bindings not recorded": len(re.findall(r"port bindings of \d+ nodes not recorded", text)),
                 "IPsec keys not created": text.count("not created"),
                 "timeouts": text.count("Timeout")}
 

@@ -24,11 +24,8 @@ LOG = logging.getLogger(__name__)
 
 CSR_KEY, CERT_KEY, CA_KEY, CERT_FOR_KEY = "dvn-csr", "dvn-cert", "dvn-ca", "dvn-cert-for"
 CERTIFIED_KEY = "dvn-certified"   # Node external_ids in the store: the digest of the request dvn signed
-RECORD_WAIT_S = 60  # the longest bindings wait for their nodes' switches' compiles and bundles before they are written
 BINDING_WINDOW_S = 0.02  # bindings that nodes report this close together are written together
-FEW_BINDINGS = 10   # a write of this few bindings (a port plugged) waits for nothing
 BINDINGS_PER_WRITE = 2000  # port bindings in one transaction of the store
-BIG_WRITE = 1000    # a write of this many bindings holds the hub for a while: it waits for every switch
 
 
 def _now_ms():
@@ -76,6 +73,7 @@ class Nodes:
         self.bindings_wanted = set()                   # nodes whose port bindings the store is behind on
         self.bindings_writing = False                  # the binding writer runs
         self._bindings_written = 0.0                   # when it last wrote (monotonic)
+        self.bindings_in_write = set()                 # nodes whose bindings the writer is writing
 
     def node_state(self, session):
         """dvn's state of a session (a new session of a node starts afresh)."""
@@ -209,26 +207,18 @@ class Nodes:
         and each node's switch gets one change, however many nodes plugged
         ports meanwhile (not one per node: N nodes binding their ports cost
         N changes a node, N^2 in all). The first report after a quiet
-        window is written at once, and a write of FEW_BINDINGS (a port
-        plugged) waits for nothing: the other nodes go by the store. A
-        larger one waits for its nodes' switches (their own flows do not
-        wait for the store, topology()), and a large one (python-ovs holds
-        the hub for seconds on one) for every switch, so no bundle stops
-        coming in."""
+        window is written at once. Nothing waits for the switches: a node's
+        own flows do not wait for the store (topology()), and bindings
+        written while the switches still compile their own ports reach the
+        other nodes in the same compile (the scheduler takes every unit
+        marked by then), not in a second round after it."""
         try:
             while self.bindings_wanted:
                 quiet = time.monotonic() - self._bindings_written
                 eventlet.sleep(max(0.0, BINDING_WINDOW_S - quiet))
                 nodes, self.bindings_wanted = self.bindings_wanted, set()
-                deadline = time.monotonic() + RECORD_WAIT_S
-                if len(self._binding_changes_of(nodes)) > FEW_BINDINGS:
-                    while time.monotonic() < deadline and any(self._switch_busy(n) for n in nodes):
-                        eventlet.sleep(0.01)
-                changes = self._binding_changes_of(nodes)
-                if len(changes) >= BIG_WRITE:
-                    while time.monotonic() < deadline and (self.compiling or self._sending()):
-                        eventlet.sleep(0.05)
-                items = sorted(changes.items())
+                self.bindings_in_write = nodes
+                items = sorted(self._binding_changes_of(nodes).items())
                 for b in range(0, len(items), BINDINGS_PER_WRITE):
                     try:
                         self.nb.set_port_bindings(dict(items[b:b + BINDINGS_PER_WRITE]))
@@ -239,8 +229,10 @@ class Nodes:
                         eventlet.sleep(1)
                         break
                 self._bindings_written = time.monotonic()
+                self.bindings_in_write = set()
         finally:
             self.bindings_writing = False
+            self.bindings_in_write = set()
 
     def _binding_changes_of(self, nodes):
         changes = {}

@@ -87,7 +87,6 @@ class SwitchConn:
         self._waiters = {}
         self._watched = {}  # xid -> error list, for messages without a reply of their own
         self._bundles = []  # _Watch of each bundle being sent: its messages' xids, their errors
-        self.sending = 0    # bundles whose messages are still being handed to os-ken
         self.gone = False   # the connection closed: requests fail at once
         self._bundle_id = 0
         self.on_packet_in = None  # called with the raw message, in the receive thread
@@ -306,14 +305,10 @@ class SwitchConn:
         dp.xid = (dp.xid + len(messages)) & 0xFFFFFFFF
         self._bundles.append(watch)
         try:
-            self.sending += 1
-            try:
-                self.send(itertools.chain(
-                    [ofwire.bundle_open(bid, open_xid)],
-                    (ofwire.bundle_add(bid, inner, (watch.first + i) & 0xFFFFFFFF)
-                     for i, (inner, _context) in enumerate(messages))))
-            finally:
-                self.sending -= 1
+            self.send(itertools.chain(
+                [ofwire.bundle_open(bid, open_xid)],
+                (ofwire.bundle_add(bid, inner, (watch.first + i) & 0xFFFFFFFF)
+                 for i, (inner, _context) in enumerate(messages))))
             # OVS leaves a refused message out of the bundle and would commit
             # the rest: make sure none was refused before committing.
             self.barrier(wait)

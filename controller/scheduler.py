@@ -41,20 +41,6 @@ class Scheduler:
         switch = self.switches.get(system_id)
         return bool((switch is not None and switch.pending) or any(s == system_id for s, _u in self.dirty))
 
-    def _switch_busy(self, system_id):
-        """Flows for the node's switch are being compiled, are about to be,
-        or are being sent."""
-        switch = self.switches.get(system_id)
-        return bool(self._queued(system_id) or (switch is not None and (switch.running or self._conns_sending(switch))))
-
-    def _conns_sending(self, switch):
-        conns = [switch.conn] + self._lanes_of(switch) if switch.conn else []
-        return any(c.sending for c in conns)
-
-    def _sending(self):
-        """A bundle is being sent to some switch."""
-        return any(self._conns_sending(s) for s in list(self.switches.values()))
-
     def _worker(self):
         while True:
             self._wake.wait()
@@ -102,7 +88,8 @@ class Scheduler:
     def switch_state(self, system_id):
         """A node's br-int as dvn sees it: connected, its state (switch.State),
         synced (it holds what dvn last sent), pending (changes not sent yet,
-        its tunnel mesh included),
+        its tunnel mesh included, or its ports' bindings not yet in the store,
+        which the other nodes' flows go by),
         and how many flows and groups dvn has put there."""
         switch = self.switches.get(system_id)
         if switch is None:
@@ -110,7 +97,8 @@ class Scheduler:
                     "flows": 0, "groups": 0, "lanes": 0}
         node = self.node_states.get(system_id)  # its tunnel ports are on br-int too
         pending = bool(switch.running or self._wake.ready() or self.sg_dirty or self.lb_dirty
-                       or self._queued(system_id) or self.mesh_dirty or (node is not None and node.mesh_running))
+                       or self._queued(system_id) or self.mesh_dirty or (node is not None and node.mesh_running)
+                       or system_id in self.bindings_wanted or system_id in self.bindings_in_write)
         return {"connected": switch.conn is not None, "state": switch.state.value, "synced": switch.synced,
                 "pending": pending,
                 "flows": switch.table.flow_count(), "groups": len(switch.table.groups),

@@ -59,7 +59,6 @@ class Switches:
         self.switches = {}                             # system id -> Switch
         self.lane_ports = set(lane_ports)              # local OpenFlow ports whose connections are lanes
         self.lanes = {}                                # datapath id -> {os-ken Datapath: SwitchConn}
-        self.compiling = 0                             # switches whose units are being compiled now
         self.merge_conflicts = 0                       # identities units wanted different flows at (logged)
 
     def switch_connected(self, datapath):
@@ -213,11 +212,7 @@ class Switches:
             switch.state = State.RESYNCING
         with self._compile_slots:
             started = time.monotonic()
-            self.compiling += 1
-            try:
-                changed = self._compile_units(switch, units)
-            finally:
-                self.compiling -= 1
+            changed = self._compile_units(switch, units)
             switch.last_compile_s = time.monotonic() - started
         if switch.conn is None:   # it went while its units compiled: its reconnect resyncs it whole
             return

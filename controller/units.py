@@ -13,7 +13,7 @@ PORT_UNIT = "port"  # ("port", port id): one local port's firewall flows
 GROUP_UNIT = "grp"  # ("grp", security group id): one group's rules on a node
 BREATHE_S = 0.05   # the longest a compile or an encoding runs before it lets the other green threads in
 COMPILE_SLOTS = 2   # switches compiled at once (two: one long compile never holds up every other)
-HEAVY_SLOTS = 4     # switches read back, or sent a large change, at once
+HEAVY_SLOTS = 16    # switches read back, or sent a large change, at once
 HEAVY_CHANGE = 1000  # flow and group changes from which a send is large (controller/scheduler.py)
 
 

@@ -4,6 +4,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -207,18 +208,23 @@ def dvn_lab(tag, octet, api_port, state=None, extra=()):
     machine at 192.168.<octet>.1, reached by the hypervisors over the underlay.
     Yields (lab, dvn); tears everything down after, the store included."""
     from tests.netlab import Lab
+    made = state is None   # (a state directory of its own goes with it; the caller's stays)
     state = state or tempfile.mkdtemp(prefix="dvn-%s-" % tag)
     ctl = "192.168.%d.1" % octet
     Lab.cleanup_stale(tag)
-    with Lab(tag) as lab:
-        lab.underlay("192.168.%d.0/24" % octet)
-        lab.controller_uplink(ctl + "/24")
-        dvn = DvnServer(state, api_port=api_port, listen_ip=ctl, extra=extra).start()
-        try:
-            yield lab, dvn
-        finally:
-            dvn.stop()
-            dvn.stop_store()
+    try:
+        with Lab(tag) as lab:
+            lab.underlay("192.168.%d.0/24" % octet)
+            lab.controller_uplink(ctl + "/24")
+            dvn = DvnServer(state, api_port=api_port, listen_ip=ctl, extra=extra).start()
+            try:
+                yield lab, dvn
+            finally:
+                dvn.stop()
+                dvn.stop_store()
+    finally:
+        if made:
+            shutil.rmtree(state, ignore_errors=True)
 
 
 def add_joined_hv(lab, dvn, name, ip, enable_dummy=False):

@@ -74,9 +74,8 @@ class Scheduler:
         so a slow or dead switch never holds up the others)."""
         try:
             while switch.pending:
-                units, switch.pending = switch.pending, set()
                 try:
-                    self._sync_node(switch.system_id, units)
+                    self._sync_node(switch)
                 except Exception:
                     LOG.exception("switch of node %s: unexpected error; full resync in 1 s",
                                   switch.system_id)

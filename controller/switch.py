@@ -203,14 +203,20 @@ class Switches:
             changed[unit] = reconcile.Unit(view, new_flows, groups_)
         return changed
 
-    def _sync_node(self, system_id, units):
+    def _sync_node(self, switch):
+        """Compile the switch's pending units and send the difference. The
+        units are taken once a compile slot is had: what is marked while the
+        switch waits for one (the other nodes' bindings, in an import) joins
+        the same compile and the same bundle."""
+        system_id = switch.system_id
         if not self._ready(system_id):
+            switch.pending = set()   # (a switch that becomes ready is synced whole)
             return
-        switch = self.switches[system_id]
-        if not switch.synced:
-            units = {ALL}
-            switch.state = State.RESYNCING
         with self._compile_slots:
+            units, switch.pending = switch.pending, set()
+            if not switch.synced:
+                units = {ALL}
+                switch.state = State.RESYNCING
             started = time.monotonic()
             changed = self._compile_units(switch, units)
             switch.last_compile_s = time.monotonic() - started

@@ -47,7 +47,7 @@ VIP_TABLE = table_id("vip_lb")
 BULK_PORT = 5001
 BULK_VIP = "10.2.99.1"
 CLIENT_IP, SERVER_IP = "10.2.0.11", "10.2.0.12"
-BUNDLE = re.compile(r"^(\S+ \S+) INFO controller\.\w+: switch of node \w+: (\d+) flow changes in one bundle "
+BUNDLE = re.compile(r"^(\S+ \S+) INFO controller\.\w+: switch of node \w+: (\d+) flow changes in (?:one bundle|one flow_mod) "
                     r"\(\d+ units, compile ([\d.]+) s, bundle ([\d.]+) s\)", re.M)
 
 

@@ -62,7 +62,7 @@ def main():
                 if time.monotonic() - t0 > 30:
                     raise RuntimeError("rule flows did not arrive")
             total.append((time.monotonic() - t0) * 1000)
-            m = re.findall(r"(\d+) flow changes in one bundle \(\d+ units, compile ([\d.]+) s",
+            m = re.findall(r"(\d+) flow changes in (?:one bundle|one flow_mod) \(\d+ units, compile ([\d.]+) s",
                            dvn.log()[mark:])
             changes.append(sum(int(c) for c, _ in m))
             compile_ms.append(sum(float(t) for _, t in m) * 1000)

@@ -119,7 +119,7 @@ class FlowWatch:
         self.proc.wait()
 
 BUNDLE = re.compile(r"^(\S+ \S+) INFO controller\.\w+: switch of node \S+: (\d+) flow changes in "
-                    r"(?:one bundle|bundles over (\d+) connections) "
+                    r"(?:one bundle|one flow_mod|bundles over (\d+) connections) "
                     r"\((\d+) units, compile ([\d.]+) s, bundle ([\d.]+) s\)")
 SYNC = re.compile(r"^(\S+ \S+) INFO controller\.\w+: switch of node \S+ in sync: (\d+) flows, (\d+) changed "
                   r"\(compile ([\d.]+) s, (?:read\+diff|confirmed by its mark) ([\d.]+) s, bundle ([\d.]+) s\)"

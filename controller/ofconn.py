@@ -324,6 +324,28 @@ class SwitchConn:
             self._waiters.pop(open_xid, None)
         return bid, wait
 
+    def apply(self, messages):
+        """Send ``messages`` (as for bundle()) one by one, not in a bundle,
+        and a barrier: one round trip where a bundle takes two. Each message
+        takes effect alone, so this is for a change whose messages need not
+        act together (one flow and the switch's mark). Raises SwitchError,
+        with the contexts of the refused messages, if any was refused; the
+        others are applied."""
+        dp = self.datapath
+        watch = _Watch((dp.xid + 1) & 0xFFFFFFFF, len(messages))
+        dp.xid = (dp.xid + len(messages)) & 0xFFFFFFFF
+        self._bundles.append(watch)
+        try:
+            self.send(inner[:4] + ((watch.first + i) & 0xFFFFFFFF).to_bytes(4, "big") + inner[8:]
+                      for i, (inner, _context) in enumerate(messages))
+            self.barrier()
+            refused = [(messages[(rec[0] - watch.first) & 0xFFFFFFFF][1], rec) for rec in watch.errors]
+        finally:
+            self._bundles.remove(watch)
+        if refused:
+            raise SwitchError("switch %s refused %d message(s) of a change" % (self._name(), len(refused)),
+                              refused)
+
     def commit(self, staged):
         bid, wait = staged
         xid = self.next_xid()

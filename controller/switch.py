@@ -290,6 +290,11 @@ class Switches:
         conn = switch.conn
         if conn is None:
             raise SwitchError("switch of node %s went before its change was sent" % switch.system_id)
+        single = reconcile.alone(plan.change)
+        if single is not None:   # one round trip, where a bundle takes two
+            conn.apply([single])
+            conn.send(plan.change.messages()[-1][0])   # the mark, once its flow is in
+            return "one flow_mod"
         lanes = [] if switch.lanes_failed else self._lanes_of(switch)
         switch.lanes_failed = False
         shares = reconcile.bundles(plan.change, len(lanes), plan.state)

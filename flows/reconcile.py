@@ -157,6 +157,18 @@ class Plan(NamedTuple):
     read: bool = True  # (a resync) its flows were read back, not confirmed by its mark
 
 
+def alone(change):
+    """The one flow message of a change that is that and the switch's mark,
+    or None. Such a change needs no bundle: one flow_mod takes effect
+    atomically on its own, and the mark may follow once the flow is in (a
+    mark that never came is caught at the next resync, by its digest)."""
+    msgs = change.messages()
+    if len(msgs) == 2 and isinstance(msgs[0][1], Flow) and msgs[0][1].table != "mark" \
+            and isinstance(msgs[1][1], Flow) and msgs[1][1].table == "mark":
+        return msgs[0]
+    return None
+
+
 def spread(early, rest, lanes):
     """Share a change out over a switch's main connection and ``lanes`` more:
     [messages of the main connection, then those of each lane]. ``rest``

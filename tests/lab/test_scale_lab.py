@@ -84,7 +84,7 @@ def test_a_rule_added_to_a_group_recompiles_that_group_only(sc):
     wait_in_sync(sc.api, ["hv1"])
     assert "tp_dst=%d" % tport in sc.hv.ofctl("dump-flows", "br-int", "tcp,tp_dst=%d" % tport), \
         "the rule's flows not on br-int once dvn said in sync"
-    bundles = re.findall(r"flow changes in one bundle \((\d+) units", sc.dvn.log()[mark:])
+    bundles = re.findall(r"flow changes in (?:one bundle|one flow_mod) \((\d+) units", sc.dvn.log()[mark:])
     assert bundles == ["1"]
     # (the next test's restart shows that it is what a whole recompile gives)
 

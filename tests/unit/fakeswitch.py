@@ -216,6 +216,17 @@ class FakeConn:
     def bundle(self, messages):
         self.commit(self.stage(messages))
 
+    def apply(self, messages):
+        """Messages one by one, not bundled (SwitchConn.apply)."""
+        for inner, context in messages:
+            try:
+                self.switch.receive(inner)
+            except Refused as exc:
+                raise BundleRefused(context, exc) from exc
+
+    def send(self, data):
+        self.switch.receive(data)
+
 
 class BundleRefused(SwitchError):
     def __init__(self, context, refusal):

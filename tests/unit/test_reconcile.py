@@ -118,8 +118,14 @@ def changes(before, after):
 
 
 def send(conn, plan, lanes=0, between=None):
-    """Send a plan as the controller does: the lanes' bundles first, then
-    the main one; ``between()`` runs when only the lanes' are in."""
+    """Send a plan as the controller does: one flow and the switch's mark
+    without a bundle, the mark once the flow is in; else the lanes' bundles
+    first, then the main one; ``between()`` runs when only the lanes' are in."""
+    single = reconcile.alone(plan.change)
+    if single is not None:
+        conn.apply([single])
+        conn.send(plan.change.messages()[-1][0])
+        return
     shares = reconcile.bundles(plan.change, lanes, plan.state, lane_min=1)
     for share in shares[1:]:
         if share:
@@ -262,6 +268,7 @@ def test_a_refusal_mid_bundle_leaves_the_switch_as_it_was(pair, data):
     else:
         raise AssertionError("the switch took a bundle it refused")
     assert fake.snapshot() == was
+    assert mark_of(fake).cookie == reconcile.mark_flow(table.digest).cookie   # (its mark too)
     table.forget()
     # the controller then resyncs: the switch ends as wanted
     fake.refuse = None
@@ -402,6 +409,32 @@ def test_a_new_clause_of_a_conjunction_the_switch_decides_waits_for_the_main_bun
                            (conjunction(2, 2, 2),))
     assert new_clause in [ctx for _m, ctx in main]
     assert new_clause not in [ctx for share in lanes for _m, ctx in share]
+
+
+def test_a_change_of_one_flow_goes_without_a_bundle_and_its_mark_after_it():
+    table, fake = synced({"base": base_unit()})
+    plan = table.plan_change({("port", 1): port_unit(1, 0)})
+    assert reconcile.alone(plan.change) is None          # a port's flows act together: a bundle
+    send(FakeConn(fake), plan)
+    table.commit(plan, {("port", 1): port_unit(1, 0)})
+    extra = make_flow("l2_lookup", 90, match(metadata=7), NETWORK, "n7", actions=(output(9),))
+    unit = reconcile.Unit("n7", FlowSet([extra]), {})
+    plan = table.plan_change({"n7": unit})
+    single = reconcile.alone(plan.change)
+    assert single is not None and single[1] == extra
+    fake.refuse = lambda msg: msg[8:] == single[0][8:]
+    try:
+        send(FakeConn(fake), plan)
+    except BundleRefused:
+        pass
+    else:
+        raise AssertionError("the switch took a flow it refused")
+    assert mark_of(fake).cookie == reconcile.mark_flow(table.digest).cookie   # the mark did not go
+    fake.refuse = None
+    send(FakeConn(fake), plan)
+    table.commit(plan, {"n7": unit})
+    assert mark_of(fake).cookie == reconcile.mark_flow(table.digest).cookie
+    assert not resync_plan(table, fake).change
 
 
 def test_units_that_want_two_verdicts_at_one_identity_are_a_conflict_sent_once():

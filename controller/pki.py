@@ -1,4 +1,4 @@
-"""dvn's certificate authority for the IPsec mesh.
+"""dvn's certificate authority: the IPsec mesh's, and the one that admits nodes.
 
 The CA's key and certificate live in dvn's state directory (the key readable
 by dvn only). A node makes its own key, which never leaves it, and a
@@ -9,15 +9,18 @@ nodes' certificates and this CA (its `pki_ca` mode). The `openssl` command
 does the cryptography.
 """
 
+import datetime
+import ipaddress
 import os
 import re
 import secrets
 import tempfile
 
-from ovsdb.pki import PkiError, node_request
+from ovsdb.pki import PkiError, ca_hash, fingerprint, node_request
 from ovsdb.pki import openssl as _openssl
 
 __all__ = ["Ca", "PkiError", "node_request"]   # the last two from ovsdb.pki, for the CA's users
+
 
 CA_KEY, CA_CERT = "ca-key.pem", "ca-cert.pem"
 DAYS = 825
@@ -55,3 +58,63 @@ class Ca:
             return _openssl("x509", "-req", "-in", f.name, "-CA", self.cert, "-CAkey", self.key,
                             "-set_serial", str(secrets.randbits(63)), "-days", str(DAYS), "-sha256").decode()
 
+
+    # ---- with the cryptography library: admission and dvn's own certificates ----
+    def _load(self):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        with open(self.key, "rb") as f:
+            key = serialization.load_pem_private_key(f.read(), None)
+        with open(self.cert, "rb") as f:
+            return key, x509.load_pem_x509_certificate(f.read())
+
+    def hash(self):
+        """``sha256:<hex>`` of the CA's public key (SubjectPublicKeyInfo): what `dvn join --ca-hash` pins."""
+        return ca_hash(self.pem())
+
+    def _issue(self, subject, public_key, sans, usages, days):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.x509.oid import ExtendedKeyUsageOID
+        ca_key, ca_cert = self._load()
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder()
+                .subject_name(subject).issuer_name(ca_cert.subject).public_key(public_key)
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=days))
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([{"client": ExtendedKeyUsageOID.CLIENT_AUTH,
+                                                       "server": ExtendedKeyUsageOID.SERVER_AUTH}[u]
+                                                      for u in usages]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        return cert
+
+    def admit(self, request, name, days=DAYS):
+        """The certificate of node ``name`` for ``request`` (a parsed, signature-checked
+        x509.CertificateSigningRequest whose common name is ``name``): /O=dvn/CN=<name>,
+        the name also as a DNS name, for TLS clients and servers. Returns the
+        cryptography certificate."""
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+        subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dvn"),
+                             x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        return self._issue(subject, request.public_key(), [x509.DNSName(name)], ("client", "server"), days)
+
+
+def _signed_by(cert, ca_cert):
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except Exception:  # (InvalidSignature, ValueError, TypeError: not this CA's, whatever the cause)
+        return False
+    return True
+
+
+def pem(cert):
+    """A cryptography certificate as PEM text."""
+    from cryptography.hazmat.primitives import serialization
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+__all__ += ["fingerprint", "pem"]

@@ -16,11 +16,13 @@ import re
 import secrets
 import tempfile
 
-from ovsdb.pki import PkiError, ca_hash, fingerprint, node_request
+from ovsdb.pki import PkiError, ca_hash, fingerprint, node_request, write_private
 from ovsdb.pki import openssl as _openssl
 
 __all__ = ["Ca", "PkiError", "node_request"]   # the last two from ovsdb.pki, for the CA's users
 
+SERVER_CERT, SERVER_KEY = "tls-cert.pem", "tls-key.pem"   # dvn's own, in the state directory
+RENEW_DAYS = 30    # a server certificate this close to its end is made again at start
 
 CA_KEY, CA_CERT = "ca-key.pem", "ca-cert.pem"
 DAYS = 825
@@ -101,6 +103,41 @@ class Ca:
         subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dvn"),
                              x509.NameAttribute(NameOID.COMMON_NAME, name)])
         return self._issue(subject, request.public_key(), [x509.DNSName(name)], ("client", "server"), days)
+
+    def server_certificate(self, state_dir, names):
+        """(certificate path, key path) of dvn's own TLS certificate for ``names``
+        (host names and IP addresses its clients reach it by), made by this CA
+        in ``state_dir``; made again when the names change or its end is near."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        cert_path, key_path = os.path.join(state_dir, SERVER_CERT), os.path.join(state_dir, SERVER_KEY)
+        sans = []
+        for name in sorted(set(names)):
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+            except ValueError:
+                sans.append(x509.DNSName(name))
+        if os.path.exists(cert_path) and os.path.exists(key_path):
+            with open(cert_path, "rb") as f:
+                old = x509.load_pem_x509_certificate(f.read())
+            _ca_key, ca_cert = self._load()
+            have = old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            left = old.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
+            if (set(have) == set(sans) and left > datetime.timedelta(days=RENEW_DAYS)
+                    and old.issuer == ca_cert.subject and _signed_by(old, ca_cert)):
+                return cert_path, key_path
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "dvn"),
+                             x509.NameAttribute(NameOID.COMMON_NAME, "dvn controller")])
+        cert = self._issue(subject, key.public_key(), sans, ("server", "client"), DAYS)
+        write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()).decode())
+        with open(cert_path + ".new", "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        os.replace(cert_path + ".new", cert_path)
+        return cert_path, key_path
 
 
 def _signed_by(cert, ca_cert):

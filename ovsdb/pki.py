@@ -83,3 +83,11 @@ def new_key_and_request(name):
                                 serialization.NoEncryption()).decode()
     return key_pem, csr.public_bytes(serialization.Encoding.PEM).decode()
 
+
+def write_private(path, text):
+    """Write ``text`` to ``path``, readable by its owner only, replacing it whole."""
+    tmp = path + ".new"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -160,12 +160,15 @@ class DvnServer:
         raise AssertionError("%r did not appear %d time(s) in the dvn log in %d s" % (text, count, timeout))
 
 
-def join(hv, controller_ip, encap_ip, of_port=6653, ovsdb_port=6640, extra=()):
-    """Run `dvn join` inside a lab hypervisor (``extra``: more options)."""
+def join(hv, controller_ip, encap_ip, of_port=6653, ovsdb_port=6640, extra=(), wait=0, check=True):
+    """Run `dvn join` inside a lab hypervisor (``extra``: more options). By
+    default it does not wait for the node's sessions (``wait``: seconds it
+    may), as the labs and benchmarks wait for what they need themselves."""
     return hv.run(sys.executable, "-m", "controller.cli", "join",
                   "--controller", controller_ip, "--encap-ip", encap_ip,
                   "--system-id", hv.name, "--datapath-type", "netdev",
-                  "--openflow-port", str(of_port), "--ovsdb-port", str(ovsdb_port), *extra)
+                  "--openflow-port", str(of_port), "--ovsdb-port", str(ovsdb_port), "--wait", str(wait), *extra,
+                  check=check)
 
 
 def wait_until(predicate, timeout=10, interval=0.1, what="condition"):

@@ -33,6 +33,7 @@ MAX_BACKOFF_MS = 1000
 LANES = 3                  # more OpenFlow connections, for large changes (dvn serve --openflow-lanes)
 LANE_KEY = "dvn-lane"      # Controller external_ids: which lane
 INACTIVITY_PROBE_MS = 5000
+VSWITCHD_WAIT_S = 10       # `--wait 0` still waits this long for ovs-vswitchd to apply the join
 PROTOCOLS = ["OpenFlow10", "OpenFlow13", "OpenFlow14", "OpenFlow15"]
 
 
@@ -154,14 +155,16 @@ def system_id_of(db=None, given=None):
     return ovs["external_ids"]["system-id"]
 
 
-def join_status(api, of_target, db_target):
+def join_status(api, of_target, db_target, sessions=True):
     """What is still missing on this node for the join, in one line (None:
-    nothing): ovs-vswitchd's applying the change, br-int's controller
-    session, the OVSDB manager session."""
+    nothing): ovs-vswitchd's applying the change, and (``sessions``) br-int's
+    controller session and the OVSDB manager session."""
     ovs = api.db_list("Open_vSwitch", columns=["next_cfg", "cur_cfg"]).execute(check_error=True)[0]
     if ovs["cur_cfg"] < ovs["next_cfg"]:
         return ("ovs-vswitchd has not applied the configuration: is it running? (the configuration is written "
                 "and applies when it runs)")
+    if not sessions:
+        return None
     missing = []
     ctl = [c for c in api.db_list("Controller", columns=["target", "is_connected", "status"]).execute(
         check_error=True) if c["target"] == of_target]
@@ -183,7 +186,7 @@ def join_status(api, of_target, db_target):
     return "; ".join(missing) or None
 
 
-def wait_joined(of_target, db_target, db=None, timeout=30.0, admitted=None):
+def wait_joined(of_target, db_target, db=None, timeout=30.0, admitted=None, sessions=True):
     """Wait until join_status finds nothing missing and ``admitted()`` (if
     given) says (True, _); JoinError naming what is still missing after
     ``timeout`` seconds."""
@@ -191,7 +194,7 @@ def wait_joined(of_target, db_target, db=None, timeout=30.0, admitted=None):
     try:
         deadline = time.monotonic() + timeout
         while True:
-            missing = join_status(api, of_target, db_target)
+            missing = join_status(api, of_target, db_target, sessions)
             if missing is None and admitted is not None:
                 ok, why = admitted()
                 missing = None if ok else why
@@ -286,6 +289,8 @@ def _cmd_join(args):
                                     args.openflow_lanes, tls=tls)
         if args.wait > 0:
             wait_joined(of_target, db_target, args.db, args.wait, admitted)
+        else:   # as join always did: until ovs-vswitchd has applied it (br-int exists)
+            wait_joined(of_target, db_target, args.db, VSWITCHD_WAIT_S, sessions=False)
         print("joined: OpenFlow %s, OVSDB manager %s%s%s" % (
             of_target, db_target, ", certificate %s" % tls[1] if tls else "",
             "" if args.wait > 0 else " (not waited for)"))
@@ -329,7 +334,8 @@ def register(subparsers):
                         "/etc/openvswitch/dvn)")
     p.add_argument("--wait", type=float, default=30.0, metavar="S",
                    help="seconds to wait for the node's sessions to dvn to be up (and, with a token, for dvn "
-                        "to take the node); 0: do not wait (default 30)")
+                        "to take the node); 0: wait only for ovs-vswitchd to apply the change, at most %d s "
+                        "(default 30)" % VSWITCHD_WAIT_S)
     p.add_argument("--ipsec-pki", metavar="DIR",
                    help="get a certificate from dvn's CA for the IPsec mesh; this node's key stays in DIR")
     p.add_argument("--pki-timeout", type=float, default=60.0, metavar="S")

@@ -162,8 +162,9 @@ class DvnServer:
 
 def join(hv, controller_ip, encap_ip, of_port=6653, ovsdb_port=6640, extra=(), wait=0, check=True):
     """Run `dvn join` inside a lab hypervisor (``extra``: more options). By
-    default it does not wait for the node's sessions (``wait``: seconds it
-    may), as the labs and benchmarks wait for what they need themselves."""
+    default it waits only for ovs-vswitchd to apply it, not for the node's
+    sessions (``wait``: seconds it may), as the labs and benchmarks wait for
+    what they need themselves."""
     return hv.run(sys.executable, "-m", "controller.cli", "join",
                   "--controller", controller_ip, "--encap-ip", encap_ip,
                   "--system-id", hv.name, "--datapath-type", "netdev",

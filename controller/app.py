@@ -64,9 +64,16 @@ class DvnOpenFlow(app_manager.OSKenApp):
         from os_ken.lib import hub
 
         host = self.CONF.ofp_listen_host
+        ssl_args = {}
+        if self.CONF.ctl_privkey and self.CONF.ctl_cert:   # OpenFlow over TLS: the lanes too, as os-ken's listener
+            import ssl
+            ssl_args = {"ssl_ctx": ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), "keyfile": self.CONF.ctl_privkey,
+                        "certfile": self.CONF.ctl_cert}
+            if self.CONF.ca_certs:
+                ssl_args.update(cert_reqs=ssl.CERT_REQUIRED, ca_certs=self.CONF.ca_certs)
         for port in sorted(self.core.lane_ports):
             try:
-                server = hub.StreamServer((host, port), of_controller.datapath_connection_factory)
+                server = hub.StreamServer((host, port), of_controller.datapath_connection_factory, **ssl_args)
             except OSError as exc:  # a lane is only faster: dvn works without it
                 LOG.warning("OpenFlow lane port %s:%d not opened (%s): switches get one lane fewer",
                             host, port, exc)
@@ -81,11 +88,35 @@ class DvnOpenFlow(app_manager.OSKenApp):
         # No table-miss flow here: br-int runs fail_mode=secure and dvn owns
         # every flow in its cookie space; the core reconciles the switch once
         # it knows its node.
-        self.core.switch_connected(ev.msg.datapath)
+        datapath = ev.msg.datapath
+        why = self._refusal(datapath)
+        if why is not None:
+            LOG.warning("OpenFlow connection from %s refused: %s", datapath.address, why)
+            datapath.dvn_refused = True
+            datapath.close()
+            return
+        self.core.switch_connected(datapath)
+
+    def _refusal(self, datapath):
+        """Why a switch on a TLS connection may not be dvn's (None: it may): its
+        certificate must be one dvn admitted and has not revoked, and name the
+        node whose datapath id the switch has (`dvn join` derives it from the name)."""
+        trust = getattr(self.dvn, "trust", None)
+        getpeercert = getattr(datapath.socket, "getpeercert", None)
+        if trust is None or getpeercert is None:
+            return None
+        from ovsdb.join import datapath_id
+        name, why = trust.allowed(getpeercert(binary_form=True) or b"")
+        if name is None:
+            return why
+        if datapath.id != int(datapath_id(name), 16):
+            return "the certificate of node %s on a switch with another node's datapath id %016x" % (
+                name, datapath.id)
+        return None
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [DEAD_DISPATCHER])
     def _state_change(self, ev):
-        if ev.datapath.id is not None:
+        if ev.datapath.id is not None and not getattr(ev.datapath, "dvn_refused", False):
             self.core.switch_disconnected(ev.datapath)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])

@@ -33,9 +33,25 @@ def _token(args):
     raise CliError("no token: give --token, or set DVN_TOKEN or DVN_TOKEN_FILE")
 
 
+def connection(url, ca_file=None, timeout=30):
+    """An HTTP(S) connection to dvn's API at ``url``; https verifies dvn's
+    certificate against ``ca_file`` (dvn's CA: --ca-file, DVN_CA_FILE), else
+    against the system's CAs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https":
+        import ssl
+        try:
+            ctx = ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise CliError("cannot read the CA file %s: %s" % (ca_file, exc))
+        return http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout, context=ctx)
+    if parts.scheme != "http":
+        raise CliError("--url %s: give http://HOST:PORT or https://HOST:PORT" % url)
+    return http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+
+
 def request(args, method, path, body=None, timeout=30):
-    url = urllib.parse.urlsplit(args.url)
-    conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=timeout)
+    conn = connection(args.url, args.ca_file, timeout)
     headers = {"Authorization": "Bearer %s" % _token(args)}
     data = None
     if body is not None:
@@ -311,6 +327,10 @@ def cmd_import(args):
 
 
 def cmd_node(args):
+    if args.action == "revoke":
+        return cmd_revoke_node(args)
+    if args.action == "certificates":
+        return _print(args, request(args, "GET", "/v1/certificates"), CERT_COLS)
     if args.action == "list":
         return _print(args, request(args, "GET", "/v1/nodes"), NODE_COLS)
     if args.action == "show":
@@ -318,7 +338,53 @@ def cmd_node(args):
     request(args, "DELETE", "/v1/nodes/%s" % args.system_id)
 
 
-def cmd_token(args):
+def cmd_revoke_node(args):
+    revoked = request(args, "POST", "/v1/nodes/%s/revoke" % args.system_id)
+    if args.json:
+        return _print(args, revoked, [])
+    print("node %s revoked: its certificate%s %s refused from now on" % (
+        revoked["node"], "s" if len(revoked["revoked"]) > 1 else "", ", ".join(revoked["revoked"])))
+    return 0
+
+
+TOKEN_COLS = ["id", "node", "uses", "used", "expires_at", "revoked", "usable", "description"]
+CERT_COLS = ["node", "serial", "fingerprint", "not_after", "token", "revoked"]
+
+
+def cmd_join_token(args):
+    """Join tokens (docs/join.md), through the API: create, list, show, revoke."""
+    if args.action == "create" and args.nb:   # the old form of `dvn api-token create`
+        return cmd_api_token(args)
+    if args.action == "create":
+        body = _optional({}, node=args.node, ttl=args.ttl, uses=args.uses, description=args.description)
+        made = request(args, "POST", "/v1/join-tokens", body)
+        if args.json:
+            return _print(args, made, [])
+        print(made["token"])
+        hint = " --ca-hash %s" % made["ca_hash"] if made.get("ca_hash") else ""
+        print("# shown once. On the node: dvn join --api-url %s --token %s%s --controller HOST --encap-ip IP%s"
+              % (args.url, made["token"], hint, " --system-id %s" % made["node"] if made["node"] else ""),
+              file=sys.stderr)
+        return 0
+    if args.action == "list":
+        return _print(args, request(args, "GET", "/v1/join-tokens"), TOKEN_COLS)
+    if args.action == "show":
+        return _print(args, request(args, "GET", "/v1/join-tokens/%s" % args.id), TOKEN_COLS)
+    return _print(args, request(args, "POST", "/v1/join-tokens/%s/revoke" % args.id), TOKEN_COLS)
+
+
+def cmd_ca_hash(args):
+    """The hash `dvn join --ca-hash` pins, from a CA file (on the controller host)."""
+    from ovsdb.pki import ca_hash
+    try:
+        with open(args.ca_cert) as f:
+            print(ca_hash(f.read()))
+    except (OSError, ValueError) as exc:
+        raise CliError("cannot read a certificate from %s: %s" % (args.ca_cert, exc))
+    return 0
+
+
+def cmd_api_token(args):
     from controller.api import create_token
     from ovsdb.nb import Northbound
     nb = Northbound(args.nb).start()
@@ -335,6 +401,9 @@ def parser():
     ap = argparse.ArgumentParser(prog="dvn", description="dvn: distributed virtual networking for Open vSwitch")
     ap.add_argument("--url", default=os.environ.get("DVN_URL", "http://127.0.0.1:8080"))
     ap.add_argument("--token", default=os.environ.get("DVN_TOKEN"))
+    ap.add_argument("--ca-file", default=os.environ.get("DVN_CA_FILE"),
+                    help="the CA that signed dvn's API certificate, for an https --url (default: $DVN_CA_FILE, "
+                         "else the system's CAs)")
     ap.add_argument("--json", action="store_true", help="print JSON")
     sub = ap.add_subparsers(dest="command", required=True)
     serve.register(sub)
@@ -469,15 +538,37 @@ def parser():
     ndsub.add_parser("list")
     for action in ("show", "delete"):
         ndsub.add_parser(action).add_argument("system_id")
+    ndsub.add_parser("revoke", help="refuse the node's certificates from now on").add_argument("system_id")
+    ndsub.add_parser("certificates", help="the certificates dvn's CA issued to nodes")
     node.set_defaults(func=cmd_node)
 
-    tok = sub.add_parser("token", help="API tokens (on the controller host)")
+    tok = sub.add_parser("token", help="join tokens, which admit nodes (docs/join.md)")
     tsub = tok.add_subparsers(dest="action", required=True)
-    t = tsub.add_parser("create", help="create a token; it is printed once")
+    t = tsub.add_parser("create", help="create a join token; it is printed once")
+    t.add_argument("--node", help="the one node name (system-id) it admits (default: any new name)")
+    t.add_argument("--ttl", type=int, metavar="S", help="seconds until it expires (default 86400)")
+    t.add_argument("--uses", type=int, metavar="N", help="how many nodes it admits (default 1)")
+    t.add_argument("--description")
+    t.add_argument("--nb", help=argparse.SUPPRESS)        # the old `dvn token create --nb`: an API token
+    t.add_argument("--tenant", help=argparse.SUPPRESS)
+    t.add_argument("--admin", action="store_true", help=argparse.SUPPRESS)
+    tsub.add_parser("list")
+    for action in ("show", "revoke"):
+        tsub.add_parser(action).add_argument("id", help="the token's id (the part before the dot)")
+    tok.set_defaults(func=cmd_join_token)
+
+    api_tok = sub.add_parser("api-token", help="API tokens (on the controller host)")
+    asub = api_tok.add_subparsers(dest="action", required=True)
+    t = asub.add_parser("create", help="create an API token; it is printed once")
     t.add_argument("--nb", required=True, help="the northbound store, e.g. unix:/var/lib/dvn/nb.sock")
     t.add_argument("--tenant")
     t.add_argument("--admin", action="store_true")
-    tok.set_defaults(func=cmd_token)
+    api_tok.set_defaults(func=cmd_api_token)
+
+    cah = sub.add_parser("ca-hash", help="the hash of dvn's CA that `dvn join --ca-hash` pins")
+    cah.add_argument("ca_cert", nargs="?", default=os.path.join(os.environ.get("DVN_STATE_DIR", "/var/lib/dvn"),
+                                                                 "ca-cert.pem"))
+    cah.set_defaults(func=cmd_ca_hash)
     return ap
 
 

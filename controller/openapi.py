@@ -10,7 +10,7 @@ cannot say); 409 is a clash with what the store has.
 
 import re
 
-from controller.api.schemas import IMPORT_ITEMS, NAME, QUERY, SCHEMAS, UUID, ref
+from controller.api.schemas import IMPORT_ITEMS, NAME, QUERY, SCHEMAS, TOKEN_ID, UUID, ref
 
 STRING, INTEGER, BOOLEAN = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
 
@@ -67,6 +67,27 @@ VIEWS = {
                                             "synced": BOOLEAN, "pending": BOOLEAN,
                                             "flows": INTEGER, "groups": INTEGER, "lanes": INTEGER}}},
                  required=["system_id", "hostname", "encap_ip", "state", "last_seen"]),
+    "JoinToken": _obj({"id": TOKEN_ID, "node": _nullable(STRING), "description": STRING, "created_at": STRING,
+                       "expires_at": STRING, "uses": INTEGER, "used": INTEGER, "revoked": BOOLEAN,
+                       "usable": BOOLEAN}),
+    "JoinTokenCreated": _obj({"id": TOKEN_ID, "node": _nullable(STRING), "description": STRING,
+                              "created_at": STRING, "expires_at": STRING, "uses": INTEGER, "used": INTEGER,
+                              "revoked": BOOLEAN, "usable": BOOLEAN,
+                              "token": dict(STRING, description="the token (id.secret): shown this once"),
+                              "ca_hash": dict(STRING, description="sha256 of the CA's public key, for "
+                                                                  "`dvn join --ca-hash`")},
+                             required=["id", "token", "expires_at", "uses", "used", "revoked"]),
+    "CaCertificate": _obj({"certificate": dict(STRING, description="PEM"),
+                           "ca_hash": dict(STRING, description="sha256:<hex> of the CA's SubjectPublicKeyInfo "
+                                                               "(DER)")}),
+    "Enrolled": _obj({"node": STRING, "certificate": STRING, "ca_certificate": STRING, "serial": STRING,
+                      "fingerprint": STRING}),
+    "Enrollment": _obj({"node": STRING, "admitted": BOOLEAN,
+                        "state": {"enum": ["up", "down", None],
+                                  "description": "the node's OVSDB session as dvn records it (null: never up)"}}),
+    "NodeCertificate": _obj({"node": STRING, "serial": STRING, "fingerprint": STRING, "not_after": STRING,
+                             "issued_at": STRING, "token": STRING, "revoked": BOOLEAN}),
+    "RevokedNode": _obj({"node": STRING, "revoked": _list(STRING)}),
     "RotatedKeys": _obj({"system_id": STRING, "rotated": INTEGER,
                          "versions": {"type": "object", "additionalProperties": INTEGER}}),
     "ImportResult": {"type": "object", "additionalProperties": False, "properties": {
@@ -135,6 +156,26 @@ OPERATIONS = {
     ("POST", "/v1/nodes/{id}/rotate-keys"): (
         "New pre-shared keys for the node's IPsec tunnels (admin; keys are never returned)", None, 200,
         "RotatedKeys", [], (403, 409)),
+    ("POST", "/v1/nodes/{id}/revoke"): (
+        "Revoke a node: every certificate issued to it is refused from now on (admin)", None, 200, "RevokedNode",
+        [], (403,)),
+    ("GET", "/v1/certificates"): ("The certificates dvn's CA issued to admitted nodes (admin)", None, 200,
+                                  _list(ref("NodeCertificate")), [], (403,)),
+    ("GET", "/v1/join-tokens"): ("List join tokens, without their secrets (admin)", None, 200,
+                                 _list(ref("JoinToken")), [], (403,)),
+    ("POST", "/v1/join-tokens"): ("Create a join token; its secret is in this answer only (admin)",
+                                  "JoinTokenCreate", 201, "JoinTokenCreated", [], (403,)),
+    ("GET", "/v1/join-tokens/{id}"): ("Show a join token (admin)", None, 200, "JoinToken", [], (403,)),
+    ("POST", "/v1/join-tokens/{id}/revoke"): ("Revoke a join token: it admits no more nodes (admin)", None, 200,
+                                              "JoinToken", [], (403,)),
+    ("GET", "/v1/ca"): ("dvn's CA certificate and its hash (no token needed; check the hash against one you "
+                        "trust before you trust the certificate)", None, 200, "CaCertificate", [], (503,)),
+    ("POST", "/v1/enroll"): (
+        "Admit a node: a join token and the node's certificate request give its certificate from dvn's CA (no "
+        "bearer token: the join token is in the body)", "Enroll", 201, "Enrolled", [], (403, 422, 503)),
+    ("GET", "/v1/enrollment"): (
+        "The calling node's admission, known by its TLS client certificate (dvn serve --tls)", None, 200,
+        "Enrollment", [], (401, 403)),
     ("POST", "/v1/import"): (
         "Create a tenant's networks, security groups, rules, ports and load balancers from one document, in one "
         "transaction (body up to 64 MiB)", "Import", 201, "ImportResult", [], (409, 422)),
@@ -157,9 +198,13 @@ def _ref(schema):
     return ref(schema) if isinstance(schema, str) else schema
 
 
+PUBLIC = ("/v1/openapi.json", "/v1/ca", "/v1/enroll", "/v1/enrollment")   # no bearer token
+PATH_PARAMETERS = (("/v1/nodes", STRING), ("/v1/join-tokens", TOKEN_ID))   # else an id (a node: its system-id)
+
+
 def _statuses(method, path, request, query, extra):
     out = set(extra)
-    if path != "/v1/openapi.json":
+    if path not in PUBLIC:
         out.add(401)
     if request or query:
         out.add(400)
@@ -196,12 +241,12 @@ def document(routes):
     for method, path, _handler in routes:
         summary, request, status, response, query, extra = OPERATIONS[(method, path)]
         op = {"summary": summary, "operationId": "%s %s" % (method.lower(), path), "responses": {}}
-        if path != "/v1/openapi.json":
+        if path not in PUBLIC:
             op["security"] = [{"bearer": []}]
         params = [{"name": q, "in": "query", "required": False, "schema": QUERY[q]} for q in query]
         for name in re.findall(r"\{(\w+)\}", path):
-            params.append({"name": name, "in": "path", "required": True,
-                           "schema": STRING if path.startswith("/v1/nodes") else UUID})
+            schema = next((s for prefix, s in PATH_PARAMETERS if path.startswith(prefix + "/")), UUID)
+            params.append({"name": name, "in": "path", "required": True, "schema": schema})
         if params:
             op["parameters"] = params
         if request:

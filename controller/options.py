@@ -47,6 +47,14 @@ OPTS = [
                help="How IPsec tunnels authenticate: pre-shared keys, or certificates from dvn's CA."),
     cfg.BoolOpt("stop_nb", default=False,
                 help="Stop the embedded northbound store when dvn stops."),
+    cfg.BoolOpt("tls", default=False,
+                help="Serve the REST API over HTTPS with a certificate from dvn's CA (in state_dir), which "
+                     "also admits nodes that join with a token. OpenFlow over TLS is os-ken's own: its "
+                     "ctl_privkey, ctl_cert and ca_certs options (dvn's lanes follow them)."),
+    cfg.StrOpt("tls_cert", help="The REST API's certificate (implies tls; default: one from dvn's CA)."),
+    cfg.StrOpt("tls_key", help="The key of tls_cert."),
+    cfg.ListOpt("tls_names", default=[],
+                help="More host names and addresses for the certificate dvn's CA gives dvn."),
 ]
 
 
@@ -73,4 +81,5 @@ def settings(conf):
     return Settings(state_dir=opts.state_dir, nb=opts.nb or None, api_listen=opts.api_listen or None,
                     ovsdb_listen=opts.ovsdb_listen, openflow_port=conf.ofp_tcp_listen_port or 6653,
                     openflow_lanes=opts.openflow_lanes, log_rate=opts.log_rate, identity_option=identity,
-                    ipsec_auth=opts.ipsec_auth, stop_nb=opts.stop_nb)
+                    ipsec_auth=opts.ipsec_auth, stop_nb=opts.stop_nb, tls=opts.tls, tls_cert=opts.tls_cert,
+                    tls_key=opts.tls_key, tls_names=tuple(opts.tls_names))

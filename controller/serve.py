@@ -48,6 +48,10 @@ class Settings:
     identity_option: fields.GeneveOption = fields.IDENTITY
     ipsec_auth: str = "psk"                  # "psk" or "ca"
     stop_nb: bool = False                    # stop the embedded store when dvn stops
+    tls: bool = False                        # the REST API and OpenFlow over TLS, certificates from dvn's CA
+    tls_cert: Optional[str] = None           # the REST API's certificate and key (default: one from dvn's CA)
+    tls_key: Optional[str] = None
+    tls_names: tuple = ()                    # more names and addresses for dvn's own certificate
 
 
 class Dvn:
@@ -59,6 +63,8 @@ class Dvn:
         self.settings = settings
         self.nb, self.core, self.listener = nb, core, listener
         self.api_address, self.api_thread = api_address, api_thread
+        self.trust = None         # controller.trust.Trust: is a node's certificate allowed (with TLS)
+        self.openflow_tls = None  # (key, certificate, CA certificate) paths of OpenFlow over TLS, or None
 
     def stop(self):
         """Stop listening and talking to the store; switches keep their flows."""
@@ -99,6 +105,11 @@ def start(settings):
     if settings.ipsec_auth == "ca":
         from controller.pki import Ca
         ca = Ca(state_dir).ensure()
+    admit_ca = tls = None
+    if settings.tls or settings.tls_cert:
+        from controller.pki import Ca
+        admit_ca = ca or Ca(state_dir).ensure()
+        tls = admit_ca.server_certificate(state_dir, tls_names(settings))
     port = settings.openflow_port
     lane_ports = [port + i for i in range(1, settings.openflow_lanes + 1)] if port else []
     core = Core(nb, log_rate=settings.log_rate, log_burst=settings.log_rate,
@@ -111,17 +122,70 @@ def start(settings):
     listener.start()
     LOG.info("node OVSDB listener on %s:%d", ovsdb_host, ovsdb_port)
     dvn = Dvn(settings, nb, core, listener)
+    if tls is not None:
+        from controller.trust import Trust
+        dvn.trust = Trust(nb, admit_ca)
+        dvn.openflow_tls = (tls[1], tls[0], admit_ca.cert)
+        LOG.info("dvn's CA: %s (join with --ca-hash %s)", admit_ca.cert, admit_ca.hash())
 
     if settings.api_listen:
         api_host, api_port = _hostport(settings.api_listen, "127.0.0.1")
         api_sock = eventlet.listen((api_host, api_port))
+        protocol = eventlet.wsgi.HttpProtocol
+        if tls is not None:
+            ctx = api_tls_context(settings.tls_cert or tls[0], settings.tls_key or tls[1], admit_ca.cert)
+            # The handshake happens in each connection's own green thread, not in the accept loop.
+            api_sock = ctx.wrap_socket(api_sock, server_side=True, do_handshake_on_connect=False)
+            protocol = _peer_cert_protocol()
         app = api_mod.make_app(nb, stats=core.rule_stats, events=core.events, lb_stats=core.lb_stats,
-                               switch_state=core.switch_state, plugged=core.plugged_addresses)
+                               switch_state=core.switch_state, plugged=core.plugged_addresses, ca=admit_ca)
         dvn.api_address = (api_host, api_sock.getsockname()[1])
         dvn.api_thread = eventlet.spawn(eventlet.wsgi.server, api_sock, app, log=logging.getLogger("dvn.http"),
-                                        log_output=False)
-        LOG.info("REST API on http://%s:%d/v1", *dvn.api_address)
+                                        log_output=False, protocol=protocol)
+        LOG.info("REST API on %s://%s:%d/v1", "https" if tls else "http", *dvn.api_address)
     return dvn
+
+
+def tls_names(settings):
+    """The names and addresses dvn's own certificate is for: this host's name,
+    the loopback, the listeners' addresses and ``settings.tls_names``."""
+    import socket
+    names = {"localhost", "127.0.0.1", socket.gethostname()} | set(settings.tls_names)
+    for listen in (settings.api_listen, settings.ovsdb_listen):
+        host = _hostport(listen, "")[0] if listen else ""
+        if host and host not in ("0.0.0.0", "::"):
+            names.add(host)
+    return sorted(names)
+
+
+def api_tls_context(cert, key, ca_cert):
+    """The REST API's TLS: dvn's certificate; a client may present one of dvn's
+    CA (a node asking for its own enrollment), and needs none otherwise."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.load_verify_locations(ca_cert)
+    return ctx
+
+
+def _peer_cert_protocol():
+    """eventlet.wsgi's protocol, handing the app the TLS client's certificate (DER), if any."""
+    import eventlet.wsgi
+    from controller.api.trust import PEER_CERT
+
+    class PeerCertProtocol(eventlet.wsgi.HttpProtocol):
+        def get_environ(self, *args, **kwargs):
+            env = super().get_environ(*args, **kwargs)
+            try:
+                der = self.connection.getpeercert(binary_form=True)
+            except (AttributeError, ValueError):
+                der = None
+            if der:
+                env[PEER_CERT] = der
+            return env
+    return PeerCertProtocol
 
 
 def serve(args):
@@ -136,10 +200,16 @@ def serve(args):
     logging.getLogger("os_ken").setLevel(max(logging.INFO, LOG.getEffectiveLevel()))
 
     of_host, of_port = _hostport(args.openflow_listen, "0.0.0.0")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("dvn serve: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
     dvn = start(Settings(state_dir=args.state_dir, nb=args.nb, api_listen=args.api_listen,
                          ovsdb_listen=args.ovsdb_listen, openflow_port=of_port,
                          openflow_lanes=args.openflow_lanes, log_rate=args.log_rate,
-                         identity_option=args.identity_option, ipsec_auth=args.ipsec_auth, stop_nb=args.stop_nb))
+                         identity_option=args.identity_option, ipsec_auth=args.ipsec_auth, stop_nb=args.stop_nb,
+                         tls=args.tls, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                         tls_names=tuple(args.tls_name or ()) + ((of_host,) if of_host not in ("0.0.0.0", "::")
+                                                                 else ())))
 
     from os_ken import cfg  # os-ken keeps its own ConfigOpts
     from os_ken.base import app_manager
@@ -150,16 +220,24 @@ def serve(args):
     cfg.CONF.set_override("ofp_tcp_listen_port", of_port)
     cfg.CONF.set_override("echo_request_interval", 5)
     cfg.CONF.set_override("maximum_unreplied_echo_requests", 3)
+    if dvn.openflow_tls is not None:
+        # os-ken then listens with TLS only, and requires a certificate of dvn's CA.
+        key, cert, ca_cert = dvn.openflow_tls
+        cfg.CONF.set_override("ofp_ssl_listen_port", of_port)
+        cfg.CONF.set_override("ctl_privkey", key)
+        cfg.CONF.set_override("ctl_cert", cert)
+        cfg.CONF.set_override("ca_certs", ca_cert)
     manager = app_manager.AppManager.get_instance()
     manager.load_apps(["controller.app"])
     contexts = manager.create_contexts()
     contexts["dvn"] = dvn  # controller.app then uses this dvn, not one from os-ken's configuration
     manager.instantiate_apps(**contexts)
-    LOG.info("OpenFlow listener on %s:%d", of_host, of_port)
-    api = "API http://%s:%d/v1, " % dvn.api_address if dvn.api_address else ""
+    tls = dvn.openflow_tls is not None
+    LOG.info("OpenFlow listener on %s:%d%s", of_host, of_port, " (TLS)" if tls else "")
+    api = "API %s://%s:%d/v1, " % (("https" if tls else "http",) + dvn.api_address) if dvn.api_address else ""
     ovsdb_host, ovsdb_port = _hostport(args.ovsdb_listen, "0.0.0.0")
-    print("dvn: serving (%sOpenFlow %s:%d, OVSDB %s:%d)" % (api, of_host, of_port, ovsdb_host, ovsdb_port),
-          flush=True)
+    print("dvn: serving (%sOpenFlow%s %s:%d, OVSDB %s:%d)" % (api, " over TLS" if tls else "", of_host, of_port,
+                                                              ovsdb_host, ovsdb_port), flush=True)
 
     done = eventlet.event.Event()
     install_stop_signals(done)
@@ -251,6 +329,15 @@ def register(subparsers):
                    help="how IPsec tunnels authenticate: pre-shared keys dvn makes per node pair, or "
                         "certificates dvn's CA signs for nodes that joined with --ipsec-pki (pairs where "
                         "a node has none use a key)")
+    p.add_argument("--tls", action="store_true",
+                   help="serve the REST API over HTTPS and OpenFlow over TLS, with certificates from dvn's CA "
+                        "(made in --state-dir); nodes join with a token (docs/join.md). The OVSDB listener "
+                        "stays plain TCP for now")
+    p.add_argument("--tls-cert", metavar="PEM", help="the REST API's certificate (implies --tls; default: one "
+                                                      "from dvn's CA for this host's names and --tls-name)")
+    p.add_argument("--tls-key", metavar="PEM", help="the key of --tls-cert")
+    p.add_argument("--tls-name", action="append", metavar="NAME",
+                   help="one more host name or address for dvn's own certificate (repeat)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--stop-nb", action="store_true",
                    help="stop the embedded northbound store on exit (default: leave it running)")

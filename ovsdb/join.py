@@ -5,13 +5,23 @@ Join is one transaction: the node's identity (system-id, tunnel IP), br-int
 controller, and dvn as an OVSDB manager of the node. Both connections are
 opened by the node, so a node behind NAT joins as well as any other. With
 fail_mode=secure the flows stay when dvn is away.
+
+With a join token (`--token T --ca-hash sha256:H`, ovsdb/enroll.py) the
+node first gets its certificate from dvn's CA, and its OpenFlow
+connections are `ssl:` targets with that certificate (`ovs-vsctl set-ssl`).
+Then `dvn join` waits, bounded, until ovs-vswitchd has applied the change,
+br-int's controller and the OVSDB manager are connected and (with a token)
+dvn has taken the node's session; else it says in one line what is missing.
 """
 
 import hashlib
+import logging
 import os
 import socket
+import time
 
 from ovsdbapp.backend.ovs_idl import connection
+from ovsdbapp.backend.ovs_idl import transaction as idl_transaction
 from ovsdbapp.schema.open_vswitch import impl_idl
 
 from ovsdb.node import BRIDGE, ENCAP_IP_KEY, PEER_KEY
@@ -23,6 +33,7 @@ MAX_BACKOFF_MS = 1000
 LANES = 3                  # more OpenFlow connections, for large changes (dvn serve --openflow-lanes)
 LANE_KEY = "dvn-lane"      # Controller external_ids: which lane
 INACTIVITY_PROBE_MS = 5000
+VSWITCHD_WAIT_S = 10       # `--wait 0` still waits this long for ovs-vswitchd to apply the join
 PROTOCOLS = ["OpenFlow10", "OpenFlow13", "OpenFlow14", "OpenFlow15"]
 
 
@@ -49,11 +60,25 @@ def datapath_id(system_id):
     return "d0" + digest[:14]
 
 
+class _Transaction(idl_transaction.Transaction):
+    """Asks ovs-vswitchd to apply the change (next_cfg), without waiting for
+    it inside the commit as ovsdbapp's does: a node whose vswitchd is not
+    running gets its configuration, and `dvn join` says that vswitchd is
+    missing (wait_joined), not a timeout with a traceback."""
+
+    def pre_commit(self, txn):
+        self.api._ovs.increment("next_cfg")
+        txn.expected_ifaces = set()   # (ovsdbapp's add_br records the interfaces it expects there)
+
+
 class _NodeDb(impl_idl.OvsdbIdl):
     """ovsdbapp keeps its connection on the class (one per process); dvn keeps
     it on the instance, so two joins in one process talk to their own nodes."""
 
     ovsdb_connection = None
+
+    def create_transaction(self, check_error=False, log_errors=True, **kwargs):
+        return _Transaction(self, self.ovsdb_connection, check_error=check_error, log_errors=log_errors)
 
 
 def _api(db, timeout=10):
@@ -61,24 +86,27 @@ def _api(db, timeout=10):
     return _NodeDb(connection.Connection(idl, timeout=timeout))
 
 
-def _target(controller, port):
+def _target(controller, port, scheme="tcp"):
     host = controller
     if ":" in host and not host.startswith("["):
         host = "[%s]" % host  # IPv6 literal
-    return "tcp:%s:%d" % (host, port)
+    return "%s:%s:%d" % (scheme, host, port)
 
 
 def join(controller, encap_ip, system_id=None, db=None, datapath_type=None,
-         of_port=OPENFLOW_PORT, db_port=OVSDB_PORT, lanes=LANES):
+         of_port=OPENFLOW_PORT, db_port=OVSDB_PORT, lanes=LANES, tls=None):
     """Configure this node to be managed by the dvn at ``controller``: br-int's
     controller on ``of_port``, and ``lanes`` more OpenFlow connections on the
-    ports after it (dvn spreads large changes over them)."""
+    ports after it (dvn spreads large changes over them). ``tls``: (key,
+    certificate, CA) paths: the OpenFlow connections are ssl: targets with
+    them. The OVSDB manager stays tcp: (dvn's node listener is plain TCP)."""
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in encap_ip else socket.AF_INET, encap_ip)
     except OSError:
         raise JoinError("--encap-ip %r is not an IP address" % encap_ip)
     api = _api(db or default_db())
-    of_target, db_target = _target(controller, of_port), _target(controller, db_port)
+    of_scheme = "ssl" if tls else "tcp"
+    of_target, db_target = _target(controller, of_port, of_scheme), _target(controller, db_port)
     ovs = api.db_list("Open_vSwitch", columns=["_uuid", "external_ids", "manager_options"]).execute(check_error=True)[0]
     ext = {ENCAP_IP_KEY: encap_ip, "hostname": socket.gethostname()}
     if system_id:
@@ -97,16 +125,86 @@ def join(controller, encap_ip, system_id=None, db=None, datapath_type=None,
         ctls = [txn.add(api.db_create("Controller", target=of_target, max_backoff=MAX_BACKOFF_MS,
                                       inactivity_probe=INACTIVITY_PROBE_MS))]
         for lane in range(1, lanes + 1):
-            ctls.append(txn.add(api.db_create("Controller", target=_target(controller, of_port + lane),
+            ctls.append(txn.add(api.db_create("Controller", target=_target(controller, of_port + lane, of_scheme),
                                               max_backoff=MAX_BACKOFF_MS, inactivity_probe=INACTIVITY_PROBE_MS,
                                               external_ids={LANE_KEY: str(lane)})))
         txn.add(api.db_set("Bridge", BRIDGE, ("controller", ctls)))
+        if tls:
+            key, cert, ca = tls
+            ssl_row = txn.add(api.db_create("SSL", private_key=key, certificate=cert, ca_cert=ca))
+            txn.add(api.db_set("Open_vSwitch", ovs["_uuid"], ("ssl", ssl_row)))
         if not managers:
             mgr = txn.add(api.db_create("Manager", target=db_target, max_backoff=MAX_BACKOFF_MS,
                                         inactivity_probe=INACTIVITY_PROBE_MS))
             txn.add(api.db_add("Open_vSwitch", ovs["_uuid"], "manager_options", mgr))
     api.ovsdb_connection.stop()
     return of_target, db_target
+
+
+def system_id_of(db=None, given=None):
+    """The node's name: ``given`` (--system-id), else its external_ids:system-id."""
+    if given:
+        return given
+    api = _api(db or default_db())
+    try:
+        ovs = api.db_list("Open_vSwitch", columns=["external_ids"]).execute(check_error=True)[0]
+    finally:
+        api.ovsdb_connection.stop()
+    if not ovs["external_ids"].get("system-id"):
+        raise JoinError("this node has no external_ids:system-id; give --system-id")
+    return ovs["external_ids"]["system-id"]
+
+
+def join_status(api, of_target, db_target, sessions=True):
+    """What is still missing on this node for the join, in one line (None:
+    nothing): ovs-vswitchd's applying the change, and (``sessions``) br-int's
+    controller session and the OVSDB manager session."""
+    ovs = api.db_list("Open_vSwitch", columns=["next_cfg", "cur_cfg"]).execute(check_error=True)[0]
+    if ovs["cur_cfg"] < ovs["next_cfg"]:
+        return ("ovs-vswitchd has not applied the configuration: is it running? (the configuration is written "
+                "and applies when it runs)")
+    if not sessions:
+        return None
+    missing = []
+    ctl = [c for c in api.db_list("Controller", columns=["target", "is_connected", "status"]).execute(
+        check_error=True) if c["target"] == of_target]
+    if not ctl or not ctl[0]["is_connected"]:
+        status = ctl[0]["status"] if ctl else {}
+        missing.append("br-int's OpenFlow controller %s is not connected (%s)" % (
+            of_target, status.get("last_error") or status.get("state") or "no session"))
+    mgr = [m for m in api.db_list("Manager", columns=["target", "is_connected", "status"]).execute(
+        check_error=True) if m["target"] == db_target]
+    if not mgr or not mgr[0]["is_connected"]:
+        status = mgr[0]["status"] if mgr else {}
+        if not status:
+            missing.append("the OVSDB manager %s is not connected, and this node's ovsdb-server says nothing of "
+                           "it: does it serve its Manager table (--remote=db:Open_vSwitch,Open_vSwitch,"
+                           "manager_options)?" % db_target)
+        else:
+            missing.append("the OVSDB manager %s is not connected (%s)" % (
+                db_target, status.get("last_error") or status.get("state") or "no session"))
+    return "; ".join(missing) or None
+
+
+def wait_joined(of_target, db_target, db=None, timeout=30.0, admitted=None, sessions=True):
+    """Wait until join_status finds nothing missing and ``admitted()`` (if
+    given) says (True, _); JoinError naming what is still missing after
+    ``timeout`` seconds."""
+    api = _api(db or default_db())
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = join_status(api, of_target, db_target, sessions)
+            if missing is None and admitted is not None:
+                ok, why = admitted()
+                missing = None if ok else why
+            if missing is None:
+                return
+            if time.monotonic() > deadline:
+                raise JoinError("not joined after %.0f s: %s" % (timeout, missing))
+            time.sleep(0.2)
+    finally:
+        api.ovsdb_connection.stop()
 
 
 def enroll(cert_dir, db=None, timeout=60.0):
@@ -170,15 +268,39 @@ def leave(controller=None, db=None, db_port=OVSDB_PORT):
 
 
 def _cmd_join(args):
+    """One line, whatever happens: what was joined, or why not (exit 2)."""
+    from ovsdb import enroll as token_enroll
+    logging.getLogger().addHandler(logging.NullHandler())   # ovsdbapp's own logs are not for this terminal
     try:
+        tls = admitted = None
+        if args.token or args.ca_hash:
+            if not (args.token and args.ca_hash):
+                raise JoinError("--token and --ca-hash go together")
+            url = args.api_url or "https://%s:8080" % (
+                "[%s]" % args.controller if ":" in args.controller else args.controller)
+            name = system_id_of(args.db, args.system_id)
+            ca_pem = token_enroll.fetch_ca(url, args.ca_hash)
+            tls = token_enroll.enroll(url, ca_pem, args.token, name, args.pki_dir or token_enroll.default_dir())
+
+            def admitted():
+                return token_enroll.admission(url, tls)
         of_target, db_target = join(args.controller, args.encap_ip, args.system_id, args.db,
                                     args.datapath_type, args.openflow_port, args.ovsdb_port,
-                                    args.openflow_lanes)
-        print("joined: OpenFlow %s, OVSDB manager %s" % (of_target, db_target))
+                                    args.openflow_lanes, tls=tls)
+        if args.wait > 0:
+            wait_joined(of_target, db_target, args.db, args.wait, admitted)
+        else:   # as join always did: until ovs-vswitchd has applied it (br-int exists)
+            wait_joined(of_target, db_target, args.db, VSWITCHD_WAIT_S, sessions=False)
+        print("joined: OpenFlow %s, OVSDB manager %s%s%s" % (
+            of_target, db_target, ", certificate %s" % tls[1] if tls else "",
+            "" if args.wait > 0 else " (not waited for)"))
         if args.ipsec_pki:
             print("IPsec certificate from dvn's CA: %s" % enroll(args.ipsec_pki, args.db, args.pki_timeout))
-    except JoinError as exc:
+    except (JoinError, token_enroll.EnrollError) as exc:
         print("dvn join: %s" % exc)
+        return 2
+    except Exception as exc:  # (ovsdbapp's and python-ovs's: one line, not a traceback)
+        print("dvn join: %s: %s" % (type(exc).__name__, " ".join(str(exc).split())[:300] or "no detail"))
         return 2
     return 0
 
@@ -202,6 +324,18 @@ def register(subparsers):
                    help="N more OpenFlow connections to dvn, on the ports after --openflow-port "
                         "(default %d; dvn serve --openflow-lanes must say the same)" % LANES)
     p.add_argument("--ovsdb-port", type=int, default=OVSDB_PORT)
+    p.add_argument("--token", help="a join token from `dvn token create` (docs/join.md): the node gets its "
+                                   "certificate from dvn's CA and joins over TLS")
+    p.add_argument("--ca-hash", metavar="sha256:HEX",
+                   help="the pin of dvn's CA (sha256 of its SubjectPublicKeyInfo, `dvn ca-hash`); with --token")
+    p.add_argument("--api-url", metavar="URL", help="dvn's REST API (default https://CONTROLLER:8080)")
+    p.add_argument("--pki-dir", metavar="DIR",
+                   help="where this node's key, certificate and dvn's CA go (default $OVS_SYSCONFDIR/dvn, "
+                        "/etc/openvswitch/dvn)")
+    p.add_argument("--wait", type=float, default=30.0, metavar="S",
+                   help="seconds to wait for the node's sessions to dvn to be up (and, with a token, for dvn "
+                        "to take the node); 0: wait only for ovs-vswitchd to apply the change, at most %d s "
+                        "(default 30)" % VSWITCHD_WAIT_S)
     p.add_argument("--ipsec-pki", metavar="DIR",
                    help="get a certificate from dvn's CA for the IPsec mesh; this node's key stays in DIR")
     p.add_argument("--pki-timeout", type=float, default=60.0, metavar="S")

@@ -21,13 +21,25 @@ class ApiError(Exception):
 
 
 class Client:
-    """A small REST client over a real socket."""
+    """A small REST client over a real socket (HTTPS, verifying the server
+    against ``ca_file``, when one is given; ``cert``: (certificate, key) of a
+    TLS client)."""
 
-    def __init__(self, port, token, host="127.0.0.1"):
+    def __init__(self, port, token, host="127.0.0.1", ca_file=None, cert=None):
         self.host, self.port, self.token = host, port, token
+        self.ca_file, self.cert = ca_file, cert
+
+    def connection(self, timeout):
+        if self.ca_file is None:
+            return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        if self.cert is not None:
+            ctx.load_cert_chain(*self.cert)
+        return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=ctx)
 
     def request(self, method, path, body=None, timeout=30):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        conn = self.connection(timeout)
         headers = {"Authorization": "Bearer %s" % self.token}
         data = None
         if body is not None:
@@ -61,10 +73,11 @@ class Client:
 class DvnServer:
     """`dvn serve` as a child process; kill it, start it again on the same state."""
 
-    def __init__(self, state_dir, api_port, listen_ip, of_port=6653, ovsdb_port=6640, extra=()):
+    def __init__(self, state_dir, api_port, listen_ip, of_port=6653, ovsdb_port=6640, extra=(), api_host="127.0.0.1"):
         self.state_dir = state_dir
         self.extra = list(extra)  # more `dvn serve` options
-        self.api_port = api_port
+        self.api_host, self.api_port = api_host, api_port
+        self.tls = "--tls" in self.extra      # then the API is https, its certificate from dvn's CA
         self.listen_ip = listen_ip
         self.of_port, self.ovsdb_port = of_port, ovsdb_port
         self.log_path = os.path.join(state_dir, "dvn.log")
@@ -74,7 +87,7 @@ class DvnServer:
     def command(self):
         return [sys.executable, "-m", "controller.serve",
                 "--state-dir", self.state_dir,
-                "--api-listen", "127.0.0.1:%d" % self.api_port,
+                "--api-listen", "%s:%d" % (self.api_host, self.api_port),
                 "--openflow-listen", "%s:%d" % (self.listen_ip, self.of_port),
                 "--ovsdb-listen", "%s:%d" % (self.listen_ip, self.ovsdb_port),
                 "--log-file", self.log_path] + self.extra
@@ -108,8 +121,17 @@ class DvnServer:
         with open(os.path.join(self.state_dir, "admin.token")) as f:
             return f.read().strip()
 
+    @property
+    def ca_file(self):
+        return os.path.join(self.state_dir, "ca-cert.pem")
+
+    @property
+    def url(self):
+        return "%s://%s:%d" % ("https" if self.tls else "http", self.api_host, self.api_port)
+
     def client(self, token=None):
-        return Client(self.api_port, token or self.admin_token)
+        return Client(self.api_port, token or self.admin_token, host=self.api_host,
+                      ca_file=self.ca_file if self.tls else None)
 
     def kill(self, sig=signal.SIGKILL):
         if self.proc is not None and self.proc.poll() is None:
@@ -139,12 +161,16 @@ class DvnServer:
         raise AssertionError("%r did not appear %d time(s) in the dvn log in %d s" % (text, count, timeout))
 
 
-def join(hv, controller_ip, encap_ip, of_port=6653, ovsdb_port=6640, extra=()):
-    """Run `dvn join` inside a lab hypervisor (``extra``: more options)."""
+def join(hv, controller_ip, encap_ip, of_port=6653, ovsdb_port=6640, extra=(), wait=0, check=True):
+    """Run `dvn join` inside a lab hypervisor (``extra``: more options). By
+    default it waits only for ovs-vswitchd to apply it, not for the node's
+    sessions (``wait``: seconds it may), as the labs and benchmarks wait for
+    what they need themselves."""
     return hv.run(sys.executable, "-m", "controller.cli", "join",
                   "--controller", controller_ip, "--encap-ip", encap_ip,
                   "--system-id", hv.name, "--datapath-type", "netdev",
-                  "--openflow-port", str(of_port), "--ovsdb-port", str(ovsdb_port), *extra)
+                  "--openflow-port", str(of_port), "--ovsdb-port", str(ovsdb_port), "--wait", str(wait), *extra,
+                  check=check)
 
 
 def wait_until(predicate, timeout=10, interval=0.1, what="condition"):
@@ -203,9 +229,10 @@ def wait_resynced(dvn, api, nodes, before, timeout=60):
 
 
 @contextlib.contextmanager
-def dvn_lab(tag, octet, api_port, state=None, extra=()):
+def dvn_lab(tag, octet, api_port, state=None, extra=(), api_on_underlay=False):
     """A lab whose underlay is 192.168.<octet>.0/24, with dvn running on this
-    machine at 192.168.<octet>.1, reached by the hypervisors over the underlay.
+    machine at 192.168.<octet>.1, reached by the hypervisors over the underlay
+    (its REST API too, with ``api_on_underlay``; else on the loopback).
     Yields (lab, dvn); tears everything down after, the store included."""
     from tests.netlab import Lab
     made = state is None   # (a state directory of its own goes with it; the caller's stays)
@@ -216,7 +243,8 @@ def dvn_lab(tag, octet, api_port, state=None, extra=()):
         with Lab(tag) as lab:
             lab.underlay("192.168.%d.0/24" % octet)
             lab.controller_uplink(ctl + "/24")
-            dvn = DvnServer(state, api_port=api_port, listen_ip=ctl, extra=extra).start()
+            dvn = DvnServer(state, api_port=api_port, listen_ip=ctl, extra=extra,
+                            api_host=ctl if api_on_underlay else "127.0.0.1").start()
             try:
                 yield lab, dvn
             finally:

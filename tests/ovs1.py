@@ -10,7 +10,9 @@ class SingleOvs:
 
     count = 0
 
-    def __init__(self, path):
+    def __init__(self, path, vswitchd=True, managers=True):
+        self.vswitchd = vswitchd    # False: ovsdb-server alone
+        self.managers = managers    # False: an ovsdb-server that does not serve its Manager table
         self.dir = str(path)
         self.ns = "dvn-t%d-%d" % (os.getpid(), SingleOvs.count)
         SingleOvs.count += 1
@@ -25,12 +27,13 @@ class SingleOvs:
         subprocess.run(["ip", "netns", "add", self.ns], check=True)
         subprocess.run(["ip", "-n", self.ns, "link", "set", "lo", "up"], check=True)
         self.run("ovsdb-tool", "create", self.dir + "/conf.db", "/usr/share/openvswitch/vswitch.ovsschema")
+        managers = ["--remote=db:Open_vSwitch,Open_vSwitch,manager_options"] if self.managers else []
         self.run("ovsdb-server", self.dir + "/conf.db", "-vconsole:off", "--remote=punix:" + self.dir + "/db.sock",
-                 "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
-                 "--pidfile", "--detach", "--no-chdir", "--log-file")
+                 *managers, "--pidfile", "--detach", "--no-chdir", "--log-file")
         self.run("ovs-vsctl", "--no-wait", "init")
-        self.run("ovs-vswitchd", self.db, "-vconsole:off", "--pidfile", "--detach", "--no-chdir",
-                 "--log-file", "--disable-system")
+        if self.vswitchd:
+            self.run("ovs-vswitchd", self.db, "-vconsole:off", "--pidfile", "--detach", "--no-chdir",
+                     "--log-file", "--disable-system")
 
     def stop(self):
         for name in ("ovs-vswitchd", "ovsdb-server"):

@@ -22,6 +22,7 @@ from controller.api.networks import Networks
 from controller.api.nodes import Nodes
 from controller.api.ports import Ports
 from controller.api.security_groups import SecurityGroups, criteria_column
+from controller.api.trust import TrustedNodes
 from controller.validation import Problem, conflict, invalid
 from ovsdb.nb import Conflict, NbError, Timeout
 
@@ -52,9 +53,12 @@ def too_deep(value, limit):
     return False
 
 
-class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Import):
-    def __init__(self, nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None):
+class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, TrustedNodes, Import):
+    def __init__(self, nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None, ca=None):
+        from controller import trust
         self.nb = nb
+        self.ca = ca          # dvn's CA (controller.pki.Ca), which admits nodes; None: no admissions here
+        self.trust = trust.Trust(nb, ca)
         self.stats = stats    # rule_stats(group id, rule id) of the running controller, if any
         self.lb_stats = lb_stats  # lb_stats(load balancer id) of the running controller, if any
         self.switch_state = switch_state  # switch_state(system id) of the running controller, if any
@@ -96,9 +100,21 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Import)
             ("GET", r"/v1/nodes/{id}", self.show_node),
             ("DELETE", r"/v1/nodes/{id}", self.delete_node),
             ("POST", r"/v1/nodes/{id}/rotate-keys", self.rotate_keys),
+            ("POST", r"/v1/nodes/{id}/revoke", self.revoke_node),
+            ("GET", r"/v1/certificates", self.list_certificates),
+            ("GET", r"/v1/join-tokens", self.list_join_tokens),
+            ("POST", r"/v1/join-tokens", self.create_join_token),
+            ("GET", r"/v1/join-tokens/{id}", self.show_join_token),
+            ("POST", r"/v1/join-tokens/{id}/revoke", self.revoke_join_token),
+            ("GET", r"/v1/ca", self.show_ca),
+            ("POST", r"/v1/enroll", self.enroll),
+            ("GET", r"/v1/enrollment", self.show_enrollment),
             ("POST", r"/v1/import", self.import_document),
             ("GET", r"/v1/openapi.json", self.openapi),
         ]
+        # No bearer token: the document, the CA's certificate, an enrollment (its
+        # join token is in its body) and a node's own enrollment (its certificate).
+        self.public = {self.openapi, self.show_ca, self.enroll, self.show_enrollment}
         self._compiled = [(m, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", p) + "$"), p, h)
                           for m, p, h in self.routes]
 
@@ -131,7 +147,7 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Import)
             if method != req.method:
                 allowed.append(method)
                 continue
-            if handler != self.openapi:
+            if handler not in self.public:
                 caller = authenticate(self.nb, req)
             else:
                 caller = None
@@ -243,8 +259,8 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Import)
         return 200, document(self.routes)
 
 
-def make_app(nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None):
-    return Api(nb, stats, events, lb_stats, switch_state, plugged)
+def make_app(nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None, ca=None):
+    return Api(nb, stats, events, lb_stats, switch_state, plugged, ca)
 
 
 def main(argv=None):
@@ -259,6 +275,7 @@ def main(argv=None):
     ap.add_argument("--nb", required=True)
     ap.add_argument("--listen", default="127.0.0.1:0")
     ap.add_argument("--admin-token-file")
+    ap.add_argument("--ca-dir", help="dvn's CA (made there if missing), to admit nodes")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     nb = Northbound(args.nb).start()
@@ -276,7 +293,11 @@ def main(argv=None):
         row = nb.get("LoadBalancer", lb_id)
         return {"connections": 0, "switches": 0, "members": {str(m.uuid): 0 for m in row.members} if row else {}}
 
-    app = make_app(nb, stats=rule_stats, events=(), lb_stats=lb_stats)
+    ca = None
+    if args.ca_dir:
+        from controller.pki import Ca
+        ca = Ca(args.ca_dir).ensure()
+    app = make_app(nb, stats=rule_stats, events=(), lb_stats=lb_stats, ca=ca)
     eventlet.wsgi.server(sock, app, log=LOG, log_output=False)
 
 

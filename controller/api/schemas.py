@@ -275,6 +275,28 @@ SCHEMAS["Import"] = {
 SCHEMAS["ImportTop"] = dict(SCHEMAS["Import"], properties=dict(
     SCHEMAS["Import"]["properties"], **{kind: {"type": "array"} for kind in IMPORT_ITEMS}))
 
+# ---- trusted nodes: join tokens and admission (controller/api/trust.py) -----------------
+NODE_NAME = strings(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$",
+                    "a node's name (its system-id): 1 to 253 letters, digits, '.', '_' or '-', starting with a "
+                    "letter or digit")
+TOKEN_ID = strings(r"^[a-z0-9]{6}$", "a join token's id: the 6 characters before its dot")
+SCHEMAS["JoinTokenCreate"] = {
+    "type": "object", "additionalProperties": False, "properties": {
+        "node": dict(NODE_NAME, description="the one node name the token admits (default: any name no "
+                                            "node has been admitted with)"),
+        "ttl": {"type": "integer", "minimum": 1, "maximum": 365 * 24 * 3600, "default": 24 * 3600,
+                "description": "seconds until the token expires (default one day, at most a year)"},
+        "uses": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1,
+                 "description": "how many nodes it may admit (default 1)"},
+        "description": DESCRIPTION},
+    "example": {"node": "hv7", "ttl": 3600, "uses": 1}}
+SCHEMAS["Enroll"] = {
+    "type": "object", "additionalProperties": False, "required": ["token", "csr"], "properties": {
+        "token": strings(r"^[a-z0-9]{6}\.[a-z0-9]{16}$",
+                         "a join token: 6 and 16 characters of a-z and 0-9, joined by a dot"),
+        "csr": {"type": "string", "minLength": 1, "maxLength": 16384,
+                "description": "the node's certificate request (PEM), whose common name is the node's name"}}}
+
 # ---- query parameters ---------------------------------------------------------------
 QUERY = {"name": NAME, "tenant": NAME, "network": UUID, "port": UUID, "rule": UUID,
          "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}

@@ -136,3 +136,41 @@ def test_leave_removes_what_dvn_put_on_the_node(node):
     assert ovs.vsctl("get-manager") == ""
     assert ovs.vsctl("get-controller", "br-int") == ""
     assert tunnel_port_name("n2") not in ovs.vsctl("list-ports", "br-int").split()
+
+
+def _dvn_join(ovs, port, *extra):
+    """`dvn join` in the node's namespace, as a user runs it; (exit code, output)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    res = subprocess.run(["ip", "netns", "exec", ovs.ns, sys.executable, "-m", "controller.cli", "join",
+                          "--controller", "127.0.0.1", "--encap-ip", "10.9.0.1", "--system-id", "n1",
+                          "--datapath-type", "netdev", "--db", ovs.db, "--openflow-port", str(port),
+                          "--ovsdb-port", str(port), "--openflow-lanes", "0", *extra],
+                         cwd=root, env=dict(ovs.env, PYTHONWARNINGS="ignore", PYTHONPATH=root),
+                         capture_output=True, text=True, timeout=60)
+    return res.returncode, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("vswitchd,managers,why", [
+    (False, True, "ovs-vswitchd has not applied the configuration: is it running?"),
+    (True, False, "does it serve its Manager table (--remote=db:Open_vSwitch,Open_vSwitch,manager_options)?"),
+])
+def test_join_says_in_one_line_why_the_node_did_not_join(tmp_path, vswitchd, managers, why):
+    """What a new user met: no vswitchd gave a traceback after 10 s; an
+    ovsdb-server that does not serve its Manager table printed `joined:`."""
+    ovs = SingleOvs(tmp_path, vswitchd=vswitchd, managers=managers)
+    ovs.start()
+    try:
+        code, out = _dvn_join(ovs, 9, "--wait", "2")
+        assert code == 2 and out.count("\n") == 1 and out.startswith("dvn join: not joined after 2 s: "), out
+        assert why in out and "Traceback" not in out
+        assert ovs.vsctl("get-controller", "br-int") == "tcp:127.0.0.1:9"   # the configuration is written
+    finally:
+        ovs.stop()
+
+
+def test_join_waits_for_its_sessions_and_says_it_joined(node):
+    ovs, probe = node
+    code, out = _dvn_join(ovs, probe.port, "--wait", "20")
+    # The probe takes the OVSDB session; nothing answers OpenFlow on its port.
+    assert code == 2 and "br-int's OpenFlow controller tcp:127.0.0.1:%d is not connected" % probe.port in out, out
+    assert "OVSDB manager" not in out

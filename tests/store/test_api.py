@@ -29,7 +29,8 @@ class ApiServer:
         token_file = os.path.join(self.state, "admin.token")
         self.log = open(os.path.join(self.state, "api.log"), "w+")
         self.proc = subprocess.Popen([sys.executable, "-m", "controller.api", "--nb", self.remote,
-                                      "--listen", "127.0.0.1:0", "--admin-token-file", token_file],
+                                      "--listen", "127.0.0.1:0", "--admin-token-file", token_file,
+                                      "--ca-dir", self.state],
                                      cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()
         assert line.startswith("listening"), line
@@ -38,7 +39,7 @@ class ApiServer:
             self.admin_token = f.read().strip()
 
     def token(self, tenant):
-        out = subprocess.run([sys.executable, "-m", "controller.cli", "token", "create", "--nb", self.remote,
+        out = subprocess.run([sys.executable, "-m", "controller.cli", "api-token", "create", "--nb", self.remote,
                               "--tenant", tenant], cwd=ROOT, capture_output=True, text=True, check=True)
         return out.stdout.strip()
 

@@ -42,7 +42,7 @@ class LbServer:
         self.remote = "unix:" + os.path.join(self.state, "nb.sock")
 
     def token(self, tenant):
-        out = subprocess.run([sys.executable, "-m", "controller.cli", "token", "create", "--nb", self.remote,
+        out = subprocess.run([sys.executable, "-m", "controller.cli", "api-token", "create", "--nb", self.remote,
                               "--tenant", tenant], cwd=ROOT, capture_output=True, text=True, check=True)
         return out.stdout.strip()
 

@@ -27,11 +27,14 @@ def test_every_option_reaches_the_settings(tmp_path):
     conf = _conf(tmp_path, "\n".join([
         "[DEFAULT]", "ofp_tcp_listen_port = 7000", "[dvn]", "nb = tcp:192.0.2.5:6641", "state_dir = /srv/dvn", "api_listen =", "ovsdb_listen = 192.0.2.1:6640",
         "openflow_lanes = 2", "log_rate = 7", "identity_option = 0xfff2:0x3", "ipsec_auth = ca", "stop_nb = true",
+        "tls = true", "tls_cert = /etc/dvn/api.pem", "tls_key = /etc/dvn/api-key.pem", "tls_names = dvn.example, 192.0.2.1",
     ]))
     got = options.settings(conf)
     assert got == serve.Settings(state_dir="/srv/dvn", nb="tcp:192.0.2.5:6641", api_listen=None,
                                  ovsdb_listen="192.0.2.1:6640", openflow_port=7000, openflow_lanes=2, log_rate=7,
-                                 identity_option=serve.identity_option("0xfff2:0x3"), ipsec_auth="ca", stop_nb=True)
+                                 identity_option=serve.identity_option("0xfff2:0x3"), ipsec_auth="ca", stop_nb=True,
+                                 tls=True, tls_cert="/etc/dvn/api.pem", tls_key="/etc/dvn/api-key.pem",
+                                 tls_names=("dvn.example", "192.0.2.1"))
     assert (got.identity_option.opt_class, got.identity_option.opt_type) == (0xFFF2, 3)
 
 

@@ -199,7 +199,10 @@ class Switches:
             elif isinstance(unit, tuple):
                 new_flows = acl.compile_group_unit(*view)
             else:
-                new_flows = l2.compile_network(view)
+                old = switch.table.units.get(unit)
+                new_flows = l2.compile_network_change(old.view, old.flows, view) if old is not None else None
+                if new_flows is None:
+                    new_flows = l2.compile_network(view)
             changed[unit] = reconcile.Unit(view, new_flows, groups_)
         return changed
 

@@ -261,6 +261,16 @@ class FlowSet:
             index[flow.key] = flow
         self._flows = index
 
+    @classmethod
+    def of_index(cls, index):
+        """A FlowSet of {identity: flow} as it is (identities known distinct)."""
+        out = cls.__new__(cls)
+        out._flows = index
+        return out
+
+    def items(self):
+        return self._flows.items()
+
     def __iter__(self):
         return iter(self._flows.values())
 

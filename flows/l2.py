@@ -219,21 +219,12 @@ def compile_network(view: NetworkOnNode) -> FlowSet:
         if not lp.encrypt:
             deliver_plain += deliver
 
-    def tunnel_out(*ofports):
-        ofports = [o for o in ofports if o]   # a missing IPsec tunnel: not sent there
-        return (set_field("tun_id", vni),) + tuple(output(o) for o in ofports) if ofports else ()
-
     for rp in view.remote:
-        to = {"metadata": vni, "eth_dst": rp.mac}
-        flows.append(make_flow("l2_lookup", 100, match(**to, **{reg_flags: from_local}), PORT, rp.port_id,
-                               actions=tunnel_out(rp.secure_ofport if rp.encrypt else rp.tunnel_ofport)))
-        if encrypting and not rp.encrypt:
-            flows.append(make_flow("l2_lookup", 101, match(**to, **{reg_flags: encrypted_local}), PORT,
-                                   rp.port_id, actions=tunnel_out(rp.secure_ofport)))
+        flows += _remote_flows(vni, encrypting, rp)
     for ofport, port_id, mac, secure in view.pair_out:
         flows.append(make_flow("l2_lookup", 102, match(metadata=vni, **{reg_flags: from_local,
                                                                         fields.REG_IN_PORT.name: ofport},
-                                                       eth_dst=mac), PORT, port_id, actions=tunnel_out(secure)))
+                                                       eth_dst=mac), PORT, port_id, actions=_tunnel_out(vni, secure)))
     for port_id, mac, ident in view.pair_in:
         flows.append(make_flow("l2_lookup", 111, match(metadata=vni, **{reg_flags: plain_tunnel,
                                                                         fields.REG_IDENTITY.name: ident},
@@ -243,14 +234,55 @@ def compile_network(view: NetworkOnNode) -> FlowSet:
     flows.append(make_flow("l2_lookup", 10, match(metadata=vni, **{reg_flags: from_tunnel}),
                            NETWORK, net, actions=tuple(deliver_plain)))
     flows.append(make_flow("l2_lookup", 10, match(metadata=vni, **{reg_flags: from_local}),
-                           NETWORK, net, actions=tuple(deliver_local) + tunnel_out(*view.flood_tunnels,
+                           NETWORK, net, actions=tuple(deliver_local) + _tunnel_out(vni, *view.flood_tunnels,
                                                                                   *view.secure_flood)))
     if encrypting:
         flows.append(make_flow("l2_lookup", 11, match(metadata=vni, **{reg_flags: secure_tunnel}),
                                NETWORK, net, actions=tuple(deliver_local)))
         flows.append(make_flow("l2_lookup", 11, match(metadata=vni, **{reg_flags: encrypted_local}),
-                               NETWORK, net, actions=tuple(deliver_local) + tunnel_out(*view.all_secure)))
+                               NETWORK, net, actions=tuple(deliver_local) + _tunnel_out(vni, *view.all_secure)))
     return FlowSet(flows)
+
+
+def _remote_flows(vni, encrypting, rp):
+    """A remote port's flows on a node of its network: its MAC to its node's tunnel."""
+    reg_flags = fields.REG_FLAGS.name
+    encrypted_local = (fields.ENCRYPT.value, fields.ENCRYPT.mask | fields.FROM_TUNNEL.mask)
+    to = {"metadata": vni, "eth_dst": rp.mac}
+    flows = [make_flow("l2_lookup", 100, match(**to, **{reg_flags: _mark(fields.FROM_LOCAL)}), PORT, rp.port_id,
+                       actions=_tunnel_out(vni, rp.secure_ofport if rp.encrypt else rp.tunnel_ofport))]
+    if encrypting and not rp.encrypt:
+        flows.append(make_flow("l2_lookup", 101, match(**to, **{reg_flags: encrypted_local}), PORT,
+                               rp.port_id, actions=_tunnel_out(vni, rp.secure_ofport)))
+    return flows
+
+
+def _tunnel_out(vni, *ofports):
+    ofports = [o for o in ofports if o]   # a missing IPsec tunnel: not sent there
+    return (set_field("tun_id", vni),) + tuple(output(o) for o in ofports) if ofports else ()
+
+
+def compile_network_change(old_view, old_flows, view):
+    """compile_network(view), from what ``old_view`` compiled to
+    (``old_flows``), when only its remote ports differ: a port plugged on or
+    unplugged from another node of the network, the common change on most
+    of the network's nodes, makes only that port's flows (a network of a few
+    hundred ports would compile them all again on every node). None when
+    more than that differs."""
+    if old_view is None or old_flows is None or old_view._replace(remote=()) != view._replace(remote=()):
+        return None
+    old_remote, new_remote = set(old_view.remote), set(view.remote)
+    encrypting = any(lp.encrypt for lp in view.local)
+    index = dict(old_flows.items())
+    for rp in old_remote - new_remote:
+        for flow in _remote_flows(view.vni, encrypting, rp):
+            if index.pop(flow.key, None) != flow:
+                return None   # (not its flow there: two ports with one MAC; the whole compile says so)
+    for rp in new_remote - old_remote:
+        for flow in _remote_flows(view.vni, encrypting, rp):
+            if index.setdefault(flow.key, flow) is not flow:
+                return None
+    return FlowSet.of_index(index)
 
 
 def compile_node(topology, system_id) -> FlowSet:
@@ -260,4 +292,4 @@ def compile_node(topology, system_id) -> FlowSet:
 
 
 __all__ = ["LocalPort", "RemotePort", "NetworkOnNode", "NodeBase", "plan_network", "plan_node",
-           "compile_base", "compile_network", "compile_node"]
+           "compile_base", "compile_network", "compile_network_change", "compile_node"]

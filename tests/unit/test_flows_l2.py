@@ -8,7 +8,8 @@ from hypothesis import given, settings
 
 from flows import pipeline
 from flows.flow import FlowError, FlowSet, diff, make_flow, match, output, PORT
-from flows.l2 import compile_base, compile_network, compile_node, plan_network, plan_node
+from flows.l2 import (LocalPort, NetworkOnNode, RemotePort, compile_base, compile_network, compile_network_change,
+                      compile_node, plan_network, plan_node)
 from flows.model import Network, Port, Topology
 from flows.render import render_flowset
 from flows.walk import walk
@@ -265,3 +266,32 @@ def test_no_compiled_flow_is_in_the_table_of_the_switchs_mark():
     # The mark (flows/reconcile.py) is the one flow there: a compiled flow at
     # its identity would be taken for it.
     assert all(f.table != "mark" for hv in ("hv1", "hv2", "hv3") for f in compile_node(small_topology(), hv))
+
+
+# ---- a network's flows from its last ones, when only remote ports changed -------------
+
+def _remote(i, encrypt):
+    return RemotePort("r%d" % i, "02:00:00:00:01:%02x" % i, 100 + i % 3, (200 + i % 3) if i % 2 else 0, encrypt)
+
+
+@st.composite
+def network_views(draw):
+    local = tuple(sorted(LocalPort("l%d" % i, "02:00:00:00:00:%02x" % i, i, draw(st.booleans()))
+                         for i in draw(st.sets(st.integers(1, 4), min_size=1))))
+    remote = tuple(sorted(_remote(i, draw(st.booleans())) for i in draw(st.sets(st.integers(1, 12)))))
+    flood = tuple(sorted(draw(st.sets(st.sampled_from([100, 101, 102])))))
+    return NetworkOnNode("net", 7, local, remote, flood, (), ())
+
+
+@settings(max_examples=200, deadline=None)
+@given(old=network_views(), new=network_views(), only_remote=st.booleans())
+def test_a_change_of_remote_ports_alone_compiles_to_what_a_whole_compile_gives(old, new, only_remote):
+    if only_remote:
+        new = old._replace(remote=new.remote)
+    got = compile_network_change(old, compile_network(old), new)
+    if only_remote:
+        assert got is not None
+    if got is not None:
+        assert got == compile_network(new)
+    if old._replace(remote=()) != new._replace(remote=()):
+        assert got is None

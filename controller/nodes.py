@@ -26,6 +26,7 @@ CSR_KEY, CERT_KEY, CA_KEY, CERT_FOR_KEY = "dvn-csr", "dvn-cert", "dvn-ca", "dvn-
 CERTIFIED_KEY = "dvn-certified"   # Node external_ids in the store: the digest of the request dvn signed
 BINDING_WINDOW_S = 0.02  # bindings that nodes report this close together are written together
 BINDINGS_PER_WRITE = 2000  # port bindings in one transaction of the store
+BINDING_HOLD_S = 2.0  # the longest a compile waits for bindings being written (scheduler: bindings_settled)
 
 
 def _now_ms():
@@ -233,6 +234,15 @@ class Nodes:
         finally:
             self.bindings_writing = False
             self.bindings_in_write = set()
+
+    def bindings_settled(self):
+        """Wait (at most BINDING_HOLD_S) while bindings are to be written or
+        being written: a compile that starts then would miss them, and each
+        switch would compile twice in an import (its own ports, then the
+        other nodes'). A write waited for is one the switches need anyway."""
+        deadline = time.monotonic() + BINDING_HOLD_S
+        while (self.bindings_wanted or self.bindings_in_write) and time.monotonic() < deadline:
+            eventlet.sleep(0.005)
 
     def _binding_changes_of(self, nodes):
         changes = {}

@@ -208,11 +208,10 @@ class Nodes:
         and each node's switch gets one change, however many nodes plugged
         ports meanwhile (not one per node: N nodes binding their ports cost
         N changes a node, N^2 in all). The first report after a quiet
-        window is written at once. Nothing waits for the switches: a node's
-        own flows do not wait for the store (topology()), and bindings
-        written while the switches still compile their own ports reach the
-        other nodes in the same compile (the scheduler takes every unit
-        marked by then), not in a second round after it."""
+        window is written at once. The write waits for no switch; the
+        switches' compiles wait for it instead (bindings_settled), so each
+        compiles its own ports and the other nodes' in one go, not in two
+        rounds."""
         try:
             while self.bindings_wanted:
                 quiet = time.monotonic() - self._bindings_written

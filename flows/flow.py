@@ -56,8 +56,12 @@ class FlowError(Exception):
     """Two different flows with one identity, or a malformed flow."""
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _norm(field, value, mask):
+@functools.lru_cache(maxsize=1 << 17)
+def _item(field, value, mask):
+    """One item of a match, ``(field, value, mask)`` normalized. Cached, so
+    flows that match one field alike (an ethertype, a port's register) share
+    one item: a node with 10,000 ports keeps 100,000 flows of about six
+    items each."""
     width, kind = FIELD_SPECS[field]
     if kind == "mac":
         value = value.lower()
@@ -80,7 +84,7 @@ def _norm(field, value, mask):
             mask = None
         elif value & ~mask:
             raise FlowError("%s=%#x has bits outside its mask %#x" % (field, value, mask))
-    return value, mask
+    return field, value, mask
 
 
 def match(**fields):
@@ -90,8 +94,7 @@ def match(**fields):
         if field not in _ORDER:
             raise FlowError("unknown match field %r" % field)
         value, mask = spec if isinstance(spec, tuple) else (spec, None)
-        value, mask = _norm(field, value, mask)
-        items.append((field, value, mask))
+        items.append(_item(field, value, mask))
     items.sort(key=lambda item: _ORDER[item[0]])
     return tuple(items)
 

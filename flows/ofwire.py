@@ -106,32 +106,49 @@ def _pad8(data):
 XREG_CLASS = 0x8001
 
 
-@functools.lru_cache(maxsize=1 << 18)
+@functools.lru_cache(maxsize=1 << 17)
+def _piece(item):
+    """What one match item adds to a match's TLVs: its TLV, or for a 32-bit
+    register (xreg index, value, mask) shifted into its half of the 64-bit
+    register. Cached per item: items are shared by many flows
+    (flows.flow.match), matches mostly are not, so a match's TLVs are made
+    again when asked (a few microseconds) rather than kept for each of a
+    switch's 100,000 flows."""
+    field, value, mask = item
+    if field.startswith("reg"):
+        n = int(field[3:])
+        shift = 0 if n % 2 else 32
+        m = 0xFFFFFFFF if mask is None else mask
+        return n // 2, value << shift, m << shift
+    return oxm_tlv(field, value, mask)
+
+
 def match_tlvs(match):
     """The OXM TLVs of a match, as OVS reports them in OpenFlow 1.5.
 
     OVS reports the 32-bit registers as halves of the 64-bit packet registers
     (OXM_OF_PKT_REG: reg0 is the high half of xreg0, reg1 the low half), so
     they are encoded that way too and the reported match compares equal."""
-    tlvs, xregs = [], {}
-    for field, value, mask in match:
-        if field.startswith("reg"):
-            n = int(field[3:])
-            shift = 0 if n % 2 else 32
-            m = 0xFFFFFFFF if mask is None else mask
-            v0, m0 = xregs.get(n // 2, (0, 0))
-            xregs[n // 2] = (v0 | value << shift, m0 | m << shift)
-        else:
-            tlvs.append(oxm_tlv(field, value, mask))
-    for x, (value, mask) in sorted(xregs.items()):
-        if mask == 0xFFFFFFFFFFFFFFFF:
-            tlvs.append(struct.pack("!HBBQ", XREG_CLASS, x << 1, 8, value))
-        else:
-            tlvs.append(struct.pack("!HBBQQ", XREG_CLASS, x << 1 | 1, 16, value, mask))
-    return tuple(tlvs)
+    tlvs, xregs = [], None
+    for item in match:
+        piece = _piece(item)
+        if piece.__class__ is bytes:
+            tlvs.append(piece)
+            continue
+        x, value, mask = piece
+        if xregs is None:
+            xregs = {}
+        v0, m0 = xregs.get(x, (0, 0))
+        xregs[x] = (v0 | value, m0 | mask)
+    if xregs:
+        for x, (value, mask) in sorted(xregs.items()):
+            if mask == 0xFFFFFFFFFFFFFFFF:
+                tlvs.append(struct.pack("!HBBQ", XREG_CLASS, x << 1, 8, value))
+            else:
+                tlvs.append(struct.pack("!HBBQQ", XREG_CLASS, x << 1 | 1, 16, value, mask))
+    return tlvs
 
 
-@functools.lru_cache(maxsize=1 << 18)
 def encode_match(match):
     oxms = b"".join(match_tlvs(match))
     return _pad8(struct.pack("!HH", 1, 4 + len(oxms)) + oxms)

@@ -456,6 +456,21 @@ def encode_flow_mod(flow, command, xid=0):
     return data
 
 
+class FlowMod(NamedTuple):
+    """A flow_mod of ``flow`` not encoded yet (``command``: ADD or
+    DELETE_STRICT). A change to a switch is a list of these: each is encoded
+    when it is sent (``bundle_add``), so a change of 100,000 flows is never
+    held encoded all at once, and its encoding goes on while the switch takes
+    in what was sent before."""
+    flow: object
+    command: int
+
+
+def message_bytes(msg):
+    """A message's bytes: ``msg`` itself, or a FlowMod encoded."""
+    return encode_flow_mod(msg.flow, msg.command) if msg.__class__ is FlowMod else msg
+
+
 def encode_delete_strict_raw(table_id, priority, raw_match):
     """Delete exactly the flow a switch reported (its match bytes as they came),
     if its cookie is still in dvn's space: should another app have put a flow
@@ -565,7 +580,9 @@ def bundle_discard(bundle_id, xid):
 
 
 def bundle_add(bundle_id, inner, xid):
-    """Wrap ``inner`` (its xid patched to ``xid``, as OVS requires)."""
+    """Wrap ``inner`` (bytes, or a FlowMod: encoded now), its xid patched to ``xid``, as OVS requires."""
+    if inner.__class__ is FlowMod:
+        inner = encode_flow_mod(inner.flow, inner.command)
     xb = xid.to_bytes(4, "big")
     return (_header(OFPT_BUNDLE_ADD_MESSAGE, 16 + len(inner), xid)
             + struct.pack("!IHH", bundle_id, 0, BUNDLE_FLAGS) + inner[:4] + xb + inner[8:])

@@ -84,7 +84,8 @@ def classified_port(flow):
 
 class Change:
     """The messages of one change to a switch, each an (OpenFlow message,
-    context) pair, by when they may take effect: ``early``, ``verdicts``
+    context) pair (the message: bytes, or an ofwire.FlowMod, encoded as it
+    is sent), by when they may take effect: ``early``, ``verdicts``
     (early if unreached), and ``rest`` (last, in order: group adds and
     changes, flow changes, group deletes). ``classified``: the ofports that
     get a classify flow the switch does not have."""
@@ -94,7 +95,7 @@ class Change:
 
     def add(self, flow, new):
         """An add of ``flow``; ``new``: the switch has no flow with its key."""
-        msg = (ofwire.encode_flow_mod(flow, ofwire.ADD), flow)
+        msg = (ofwire.FlowMod(flow, ofwire.ADD), flow)
         if not new:
             self.rest.append(msg)
         elif may_go_early(flow):
@@ -236,7 +237,7 @@ class SwitchTable:
             if want is None:
                 self.contrib.pop(wkey, None)
                 if have is not None:
-                    change.rest.append((ofwire.encode_flow_mod(have, ofwire.DELETE_STRICT), have))
+                    change.rest.append((ofwire.FlowMod(have, ofwire.DELETE_STRICT), have))
                     flows[wkey] = None
             elif have is None or have.cookie != want.cookie:
                 change.add(want, have is None)

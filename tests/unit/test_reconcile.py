@@ -183,7 +183,7 @@ def test_a_refusal_mid_bundle_leaves_the_switch_as_it_was(pair, data):
     plan = table.plan_change(changes(before, after))
     if not plan.change:
         return
-    victim = data.draw(st.sampled_from(plan.change.messages()))[0]
+    victim = ofwire.message_bytes(data.draw(st.sampled_from(plan.change.messages()))[0])
     fake.refuse = lambda msg: msg[8:] == victim[8:]   # (its xid is the bundle's)
     was = fake.snapshot()
     try:
@@ -281,7 +281,7 @@ def test_units_that_want_one_identity_get_one_merged_flow():
 def test_a_group_that_only_gains_members_is_sent_as_bucket_inserts():
     table, fake = synced({"base": base_unit(), ("lb", 0): lb_unit(0, {1})})
     plan = table.plan_change({("lb", 0): lb_unit(0, {1, 2})})
-    group_msgs = [m for m, ctx in plan.change.messages() if isinstance(ctx, Group)]
+    group_msgs = [ofwire.message_bytes(m) for m, ctx in plan.change.messages() if isinstance(ctx, Group)]
     assert [m[8:10] for m in group_msgs] == [ofwire.OFPGC_INSERT_BUCKET.to_bytes(2, "big")]
     send(FakeConn(fake), plan)
     table.commit(plan, {("lb", 0): lb_unit(0, {1, 2})})
@@ -346,3 +346,12 @@ def test_units_that_want_two_verdicts_at_one_identity_are_a_conflict_sent_once()
     conflicts = table.take_conflicts()
     assert [set(c.flows) for c in conflicts] == [{allow, deny}]
     assert table.take_conflicts() == []
+
+
+def test_flow_messages_are_encoded_as_they_are_sent_not_when_planned():
+    table = reconcile.SwitchTable()
+    plan = table.plan_change({"base": base_unit()})
+    msgs = [m for m, ctx in plan.change.messages() if not isinstance(ctx, Group)]
+    assert msgs and all(isinstance(m, ofwire.FlowMod) for m in msgs)
+    for m in msgs:
+        assert ofwire.bundle_add(7, m, 42) == ofwire.bundle_add(7, ofwire.encode_flow_mod(m.flow, m.command), 42)

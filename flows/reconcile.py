@@ -179,6 +179,35 @@ def bundles(change, lanes, state, lane_min=LANE_MIN):
     return spread(early, rest, lanes)
 
 
+def _want(contrib, wkey, unit, flow):
+    """Record in ``contrib`` (SwitchTable.contrib) that ``unit`` wants
+    ``flow`` at ``wkey``. Most identities are wanted by one unit: a pair,
+    not a dict, for each of a switch's 100,000 flows."""
+    have = contrib.get(wkey)
+    if have is None or (have.__class__ is tuple and have[0] == unit):
+        contrib[wkey] = (unit, flow)
+    elif have.__class__ is tuple:
+        contrib[wkey] = {have[0]: have[1], unit: flow}
+    else:
+        have[unit] = flow
+
+
+def _unwant(contrib, wkey, unit):
+    """``unit`` no longer wants a flow at ``wkey``."""
+    have = contrib.get(wkey)
+    if have is None:
+        return
+    if have.__class__ is tuple:
+        if have[0] == unit:
+            del contrib[wkey]
+        return
+    have.pop(unit, None)
+    if len(have) == 1:
+        contrib[wkey] = next(iter(have.items()))
+    elif not have:
+        del contrib[wkey]
+
+
 def _group_delete(gid, context):
     return ofwire.encode_group_mod(Group(gid, ()), ofwire.OFPGC_DELETE), context
 
@@ -192,13 +221,16 @@ class SwitchTable:
         self.units = {}       # unit -> Unit
         self.installed = {}   # wire key -> Flow
         self.groups = {}      # group id -> Group
-        self.contrib = {}     # wire key -> {unit: Flow}: what each unit wants there
+        self.contrib = {}     # wire key -> what units want there: (unit, Flow) if one does, else {unit: Flow}
         self.conflicts = []   # Conflicts met since the controller last took them
 
     def merged(self, key, contributions):
-        """The one flow the switch gets for the flows units want at one identity."""
+        """The one flow the switch gets for the flows units want at one
+        identity (``contributions``: a value of ``contrib``)."""
         if not contributions:
             return None
+        if contributions.__class__ is tuple:
+            return contributions[1]
         values = iter(contributions.values())
         first = next(values)
         if all(flow == first for flow in values):  # the usual case: units that share a flow (VIPs of a network)
@@ -222,11 +254,11 @@ class SwitchTable:
             d = diff(old.flows, new.flows if new is not None else FlowSet(()))
             for flow in d.delete:
                 wkey = ofwire.wire_key(flow)
-                self.contrib.get(wkey, {}).pop(unit, None)
+                _unwant(self.contrib, wkey, unit)
                 touched.add(wkey)
             for flow in d.add + d.modify:
                 wkey = ofwire.wire_key(flow)
-                self.contrib.setdefault(wkey, {})[unit] = flow
+                _want(self.contrib, wkey, unit, flow)
                 touched.add(wkey)
         first, last, groups = self._group_changes(changed)
         change, flows = Change(first), {}
@@ -272,7 +304,7 @@ class SwitchTable:
 
     def desired_flows(self):
         """Every flow the switch is to have."""
-        return [f for c in self.contrib.values() for f in c.values()]
+        return [f for c in self.contrib.values() for f in ((c[1],) if c.__class__ is tuple else c.values())]
 
     def _state(self):
         """The SwitchState of the switch as dvn left it, and what it is to have."""
@@ -300,7 +332,7 @@ class SwitchTable:
             if entry is None:
                 continue
             for flow in entry.flows:
-                contrib.setdefault(ofwire.wire_key(flow), {})[unit] = flow
+                _want(contrib, ofwire.wire_key(flow), unit, flow)
             want_groups.update(entry.groups)
         self.contrib = contrib
         desired = {wkey: self.merged(wkey, c) for wkey, c in contrib.items()}

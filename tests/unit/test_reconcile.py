@@ -355,3 +355,20 @@ def test_flow_messages_are_encoded_as_they_are_sent_not_when_planned():
     assert msgs and all(isinstance(m, ofwire.FlowMod) for m in msgs)
     for m in msgs:
         assert ofwire.bundle_add(7, m, 42) == ofwire.bundle_add(7, ofwire.encode_flow_mod(m.flow, m.command), 42)
+
+
+def test_a_flow_one_unit_wants_is_kept_as_a_pair_and_shared_ones_as_a_dict():
+    flow = make_flow("out_deliver", 100, match(reg7=5), PORT, "x", (output(5),))
+    one = reconcile.Unit(1, FlowSet([flow]), {})
+    table = reconcile.SwitchTable()
+    table.commit(table.plan_change({"a": one}), {"a": one})
+    wkey = ofwire.wire_key(flow)
+    assert table.contrib[wkey] == ("a", flow)
+    table.commit(table.plan_change({"b": one}), {"b": one})
+    assert table.contrib[wkey] == {"a": flow, "b": flow}
+    plan = table.plan_change({"a": None})
+    assert not plan.change            # "b" still wants it
+    table.commit(plan, {"a": None})
+    assert table.contrib[wkey] == ("b", flow)
+    plan = table.plan_change({"b": None})
+    assert len(plan.change) == 1 and wkey not in table.contrib

@@ -177,7 +177,8 @@ class Model:
                         lbs=self.lbs, net_lbs=self.net_lbs, secure_tunnels=self.secure_ofports,
                         encrypt_pairs=self.encrypt_pairs, group_ports=self.group_ports)
 
-    def _nb_changed(self, table, event, row):
+    def _nb_changed(self, table, event, row, columns=None):
+        """A row of the store changed (``columns``: those an update changed, if known)."""
         if table == "Network":
             net_id = str(row.uuid)
             if event == "delete":
@@ -200,15 +201,21 @@ class Model:
                 if old is not None:
                     self.net_ports[old.network_id].discard(port_id)
             else:
-                network_id = str(row.network.uuid) if hasattr(row.network, "uuid") else str(_opt(row.network))
                 node = _opt(row.node)
-                self.explicit[port_id] = tuple(sorted(str(g.uuid) for g in row.security_groups))
-                self.own_encrypt[port_id] = _opt(row.encrypt) is True
-                port = self._with_groups(Port(
-                    id=port_id, name=row.name, tenant=row.tenant, network_id=network_id,
-                    mac=row.mac, ips=tuple(row.ips), tags=tuple(row.tags), node=node,
-                    port_security=_opt(row.port_security) is not False,
-                    allowed_pairs=tuple(tuple(p.split(",", 1)) for p in sorted(row.allowed_address_pairs))))
+                if old is not None and columns is not None and columns <= {"node"}:
+                    # Only its binding changed (nodes' bindings come in
+                    # thousands at once): the rest of the row is not read again.
+                    port = old._replace(node=node)
+                else:
+                    network_id = str(row.network.uuid) if hasattr(row.network, "uuid") else str(_opt(row.network))
+                    self.explicit[port_id] = tuple(sorted(str(g.uuid) for g in row.security_groups))
+                    self.own_encrypt[port_id] = _opt(row.encrypt) is True
+                    port = self._with_groups(Port(
+                        id=port_id, name=row.name, tenant=row.tenant, network_id=network_id,
+                        mac=row.mac, ips=tuple(row.ips), tags=tuple(row.tags), node=node,
+                        port_security=_opt(row.port_security) is not False,
+                        allowed_pairs=tuple(tuple(p.split(",", 1)) for p in sorted(row.allowed_address_pairs))))
+                network_id = port.network_id
                 self._set_port(port_id, port)
                 self.owners[owner_hash(port_id)] = "port " + port_id
                 if old is not None and old.network_id != network_id:

@@ -67,7 +67,9 @@ class _Idl(connection.OvsdbIdl):
     def notify(self, event, row, updates=None):
         kind = {"create": "create", "update": "update", "delete": "delete"}.get(event)
         if kind is not None:
-            self._on_change(row._table.name, kind, row)
+            # An update's ``updates`` holds the old values of the columns that changed, only those.
+            old = getattr(updates, "_data", None) if kind == "update" else None
+            self._on_change(row._table.name, kind, row, frozenset(old) if old is not None else None)
 
     def run(self):
         changed = super().run()
@@ -86,7 +88,7 @@ class Northbound:
     def __init__(self, remote, timeout=10):
         self.remote = remote
         self.timeout = timeout
-        self._subscribers = []      # [callback, on_error, the first error since the last batch or None]
+        self._subscribers = []      # [callback, on_error, the first error since the last batch or None, columns]
         self.subscriber_errors = 0  # callbacks (and on_error hooks) that raised, since the start
         self.api = None
 
@@ -106,21 +108,26 @@ class Northbound:
     def idl(self):
         return self.api.idl
 
-    def subscribe(self, callback, on_error=None):
+    def subscribe(self, callback, on_error=None, columns=False):
         """Call ``callback(table, kind, row)`` (kind: create, update, delete)
         for every row change, in the IDL thread, once the whole update is in
-        the rows. A callback that raises has missed a change and its model
+        the rows; with ``columns``, ``callback(table, kind, row, changed)``,
+        ``changed`` the names of the columns an update changed (None: not
+        known, or not an update), so that it need not read the others. A callback that raises has missed a change and its model
         may be stale: the error is logged with its traceback and counted
         (``subscriber_errors``), the other subscribers still get the change,
         and after the batch of updates ``on_error(exc)`` is called once
         with the first error, so that the subscriber can recompute from the
         store (``rows``). Without ``on_error`` the log and the count are all."""
-        self._subscribers.append([callback, on_error, None])
+        self._subscribers.append([callback, on_error, None, columns])
 
-    def _changed(self, table, kind, row):
+    def _changed(self, table, kind, row, changed=None):
         for sub in list(self._subscribers):
             try:
-                sub[0](table, kind, row)
+                if sub[3]:
+                    sub[0](table, kind, row, changed)
+                else:
+                    sub[0](table, kind, row)
             except Exception as exc:  # a subscriber's bug must not stop the IDL, nor go unnoticed
                 self.subscriber_errors += 1
                 LOG.exception("northbound subscriber %s failed on %s %s %s%s", _name(sub[0]), kind, table,

@@ -35,3 +35,45 @@ def test_bindings_follow_the_store_but_keep_the_nodes_report():
     view = Bindings(port_node, local, "hv1")
     port_node["p3"] = "hv3"
     assert view["p3"] == ("hv3", None) and view["p1"] == ("hv2", 7) and view["p2"] == ("hv1", 5)
+
+
+class _Model(__import__("controller.model", fromlist=["Model"]).Model):
+    """The model alone: the parts of Core it touches, stubbed."""
+
+    def __init__(self):
+        self._init_model()
+        self.dirty, self.switches, self.sessions, self.iface_bindings = set(), {"hv1": None, "hv2": None}, {}, {}
+        self.local_ofports, self.mesh_dirty = {}, False
+
+    def _kick(self):
+        pass
+
+
+class _Row:
+    """A store row that fails the test when a column it was not given is read."""
+
+    def __init__(self, uuid, **columns):
+        self.__dict__.update(columns, uuid=uuid)
+
+    def __getattr__(self, name):
+        raise AssertionError("column %s read" % name)
+
+
+def _port_row(node):
+    from types import SimpleNamespace
+    return _Row("p1", network=SimpleNamespace(uuid="n1"), node=[node] if node else [], security_groups=[],
+                encrypt=[], name="vm1", tenant="t", mac="02:00:00:00:00:01", ips=["10.0.0.5"], tags=[],
+                port_security=[], allowed_address_pairs=[])
+
+
+def test_a_port_whose_binding_alone_changed_is_moved_without_reading_its_row_again():
+    m = _Model()
+    m._nb_changed("Port", "create", _port_row(None))
+    before = m.ports["p1"]
+    m.dirty.clear()
+    m._nb_changed("Port", "update", _Row("p1", node=["hv1"]), frozenset({"node"}))
+    assert m.ports["p1"] == before._replace(node="hv1") and m.port_node == {"p1": "hv1"}
+    assert ("hv1", "n1") in m.dirty and ("hv1", "acl") in m.dirty and ("hv2", "acl") not in m.dirty
+    # any other change reads the row whole
+    m._nb_changed("Port", "update", _port_row("hv2"), frozenset({"node", "name"}))
+    assert m.ports["p1"] == before._replace(node="hv2")

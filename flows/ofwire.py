@@ -78,6 +78,8 @@ class EncodeError(Exception):
 
 def _value_bytes(field, value, width):
     if isinstance(value, str):
+        if "." in value and ":" not in value:   # IPv4, as flows.flow.match writes it
+            return bytes(map(int, value.split(".")))
         if "." in value or (":" in value and len(value) != 17):
             return ipaddress.ip_address(value).packed
         return bytes(int(b, 16) for b in value.split(":"))

@@ -83,8 +83,7 @@ def main():
 
     flows = [f for units in all_units.values() for fs in units.values() for f in fs][:20000]
     ofwire._cache.clear()
-    ofwire.encode_match.cache_clear()
-    ofwire.match_tlvs.cache_clear()
+    ofwire._piece.cache_clear()
     t0 = time.perf_counter()
     for f in flows:
         ofwire.encode_flow_mod(f, ofwire.ADD)

@@ -58,7 +58,7 @@ class Core(Model, Nodes, Switches, Scheduler, PacketIn, Stats):
 
     # ---- start-up ---------------------------------------------------------
     def start(self):
-        self.nb.subscribe(self._nb_changed, on_error=self._reload)
+        self.nb.subscribe(self._nb_changed, on_error=self._reload, columns=True)
         self._load()
         self._loaded = True
         eventlet.spawn_n(self._worker)

@@ -336,7 +336,7 @@ class SwitchConn:
         dp.xid = (dp.xid + len(messages)) & 0xFFFFFFFF
         self._bundles.append(watch)
         try:
-            self.send(inner[:4] + ((watch.first + i) & 0xFFFFFFFF).to_bytes(4, "big") + inner[8:]
+            self.send(_with_xid(ofwire.message_bytes(inner), (watch.first + i) & 0xFFFFFFFF)
                       for i, (inner, _context) in enumerate(messages))
             self.barrier()
             refused = [(messages[(rec[0] - watch.first) & 0xFFFFFFFF][1], rec) for rec in watch.errors]
@@ -358,6 +358,10 @@ class SwitchConn:
             self._request(xid, ofwire.bundle_discard(staged[0], xid), "a bundle discard")
         except SwitchError:
             pass
+
+
+def _with_xid(msg, xid):
+    return msg[:4] + xid.to_bytes(4, "big") + msg[8:]
 
 
 def bundle_across(main, lanes, shares):

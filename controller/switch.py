@@ -17,7 +17,7 @@ import eventlet
 
 from controller.ofconn import SwitchConn, SwitchError, bundle_across
 from controller.units import ACL, ALL, BASE, GROUP_UNIT, HEAVY_CHANGE, LB_UNIT, PORT_UNIT, Breather
-from flows import acl, l2, lb, reconcile
+from flows import acl, l2, lb, ofwire, reconcile
 from flows.flow import DVN_COOKIE, DVN_COOKIE_MASK, Flow, cookie_category, cookie_owner
 from flows.render import render_flow
 
@@ -297,7 +297,7 @@ class Switches:
         single = reconcile.alone(plan.change)
         if single is not None:   # one round trip, where a bundle takes two
             conn.apply([single])
-            conn.send(plan.change.messages()[-1][0])   # the mark, once its flow is in
+            conn.send(ofwire.message_bytes(plan.change.messages()[-1][0]))   # the mark, once its flow is in
             return "one flow_mod"
         lanes = [] if switch.lanes_failed else self._lanes_of(switch)
         switch.lanes_failed = False

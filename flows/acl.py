@@ -279,9 +279,13 @@ def compile_group(group: GroupOnNode, group_addrs, group_idents) -> list:
     return list(_compile_group(group, addrs, idents))
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=256)
 def _compile_group(group, addrs, idents):
-    """compile_group for hashable inputs: an unchanged group is not compiled again."""
+    """compile_group for hashable inputs: an unchanged group is not compiled
+    again while it is recent (switches that want the same one). Not every
+    group: the controller compiles only views that changed, and a cache of
+    all of them kept their flows twice (before and after the merge of what
+    groups share: 80,000 flows more at 10,000 ports)."""
     group_addrs, group_idents = dict(addrs), dict(idents)
     flows = []
     for rule in group.rules:

@@ -78,6 +78,8 @@ class EncodeError(Exception):
 
 def _value_bytes(field, value, width):
     if isinstance(value, str):
+        if "." in value and ":" not in value:   # IPv4, as flows.flow.match writes it
+            return bytes(map(int, value.split(".")))
         if "." in value or (":" in value and len(value) != 17):
             return ipaddress.ip_address(value).packed
         return bytes(int(b, 16) for b in value.split(":"))
@@ -106,32 +108,49 @@ def _pad8(data):
 XREG_CLASS = 0x8001
 
 
-@functools.lru_cache(maxsize=1 << 18)
+@functools.lru_cache(maxsize=1 << 17)
+def _piece(item):
+    """What one match item adds to a match's TLVs: its TLV, or for a 32-bit
+    register (xreg index, value, mask) shifted into its half of the 64-bit
+    register. Cached per item: items are shared by many flows
+    (flows.flow.match), matches mostly are not, so a match's TLVs are made
+    again when asked (a few microseconds) rather than kept for each of a
+    switch's 100,000 flows."""
+    field, value, mask = item
+    if field.startswith("reg"):
+        n = int(field[3:])
+        shift = 0 if n % 2 else 32
+        m = 0xFFFFFFFF if mask is None else mask
+        return n // 2, value << shift, m << shift
+    return oxm_tlv(field, value, mask)
+
+
 def match_tlvs(match):
     """The OXM TLVs of a match, as OVS reports them in OpenFlow 1.5.
 
     OVS reports the 32-bit registers as halves of the 64-bit packet registers
     (OXM_OF_PKT_REG: reg0 is the high half of xreg0, reg1 the low half), so
     they are encoded that way too and the reported match compares equal."""
-    tlvs, xregs = [], {}
-    for field, value, mask in match:
-        if field.startswith("reg"):
-            n = int(field[3:])
-            shift = 0 if n % 2 else 32
-            m = 0xFFFFFFFF if mask is None else mask
-            v0, m0 = xregs.get(n // 2, (0, 0))
-            xregs[n // 2] = (v0 | value << shift, m0 | m << shift)
-        else:
-            tlvs.append(oxm_tlv(field, value, mask))
-    for x, (value, mask) in sorted(xregs.items()):
-        if mask == 0xFFFFFFFFFFFFFFFF:
-            tlvs.append(struct.pack("!HBBQ", XREG_CLASS, x << 1, 8, value))
-        else:
-            tlvs.append(struct.pack("!HBBQQ", XREG_CLASS, x << 1 | 1, 16, value, mask))
-    return tuple(tlvs)
+    tlvs, xregs = [], None
+    for item in match:
+        piece = _piece(item)
+        if piece.__class__ is bytes:
+            tlvs.append(piece)
+            continue
+        x, value, mask = piece
+        if xregs is None:
+            xregs = {}
+        v0, m0 = xregs.get(x, (0, 0))
+        xregs[x] = (v0 | value, m0 | mask)
+    if xregs:
+        for x, (value, mask) in sorted(xregs.items()):
+            if mask == 0xFFFFFFFFFFFFFFFF:
+                tlvs.append(struct.pack("!HBBQ", XREG_CLASS, x << 1, 8, value))
+            else:
+                tlvs.append(struct.pack("!HBBQQ", XREG_CLASS, x << 1 | 1, 16, value, mask))
+    return tlvs
 
 
-@functools.lru_cache(maxsize=1 << 18)
 def encode_match(match):
     oxms = b"".join(match_tlvs(match))
     return _pad8(struct.pack("!HH", 1, 4 + len(oxms)) + oxms)
@@ -439,6 +458,21 @@ def encode_flow_mod(flow, command, xid=0):
     return data
 
 
+class FlowMod(NamedTuple):
+    """A flow_mod of ``flow`` not encoded yet (``command``: ADD or
+    DELETE_STRICT). A change to a switch is a list of these: each is encoded
+    when it is sent (``bundle_add``), so a change of 100,000 flows is never
+    held encoded all at once, and its encoding goes on while the switch takes
+    in what was sent before."""
+    flow: object
+    command: int
+
+
+def message_bytes(msg):
+    """A message's bytes: ``msg`` itself, or a FlowMod encoded."""
+    return encode_flow_mod(msg.flow, msg.command) if msg.__class__ is FlowMod else msg
+
+
 def encode_delete_strict_raw(table_id, priority, raw_match):
     """Delete exactly the flow a switch reported (its match bytes as they came),
     if its cookie is still in dvn's space: should another app have put a flow
@@ -548,7 +582,9 @@ def bundle_discard(bundle_id, xid):
 
 
 def bundle_add(bundle_id, inner, xid):
-    """Wrap ``inner`` (its xid patched to ``xid``, as OVS requires)."""
+    """Wrap ``inner`` (bytes, or a FlowMod: encoded now), its xid patched to ``xid``, as OVS requires."""
+    if inner.__class__ is FlowMod:
+        inner = encode_flow_mod(inner.flow, inner.command)
     xb = xid.to_bytes(4, "big")
     return (_header(OFPT_BUNDLE_ADD_MESSAGE, 16 + len(inner), xid)
             + struct.pack("!IHH", bundle_id, 0, BUNDLE_FLAGS) + inner[:4] + xb + inner[8:])

@@ -114,7 +114,8 @@ def classified_port(flow):
 
 class Change:
     """The messages of one change to a switch, each an (OpenFlow message,
-    context) pair, by when they may take effect: ``early``, ``verdicts``
+    context) pair (the message: bytes, or an ofwire.FlowMod, encoded as it
+    is sent), by when they may take effect: ``early``, ``verdicts``
     (early if unreached), and ``rest`` (last, in order: group adds and
     changes, flow changes, group deletes). ``classified``: the ofports that
     get a classify flow the switch does not have."""
@@ -124,7 +125,7 @@ class Change:
 
     def add(self, flow, new):
         """An add of ``flow``; ``new``: the switch has no flow with its key."""
-        msg = (ofwire.encode_flow_mod(flow, ofwire.ADD), flow)
+        msg = (ofwire.FlowMod(flow, ofwire.ADD), flow)
         if not new:
             self.rest.append(msg)
         elif may_go_early(flow):
@@ -231,6 +232,35 @@ def _state_of(flows, desired=None):
     return SwitchState(flows if desired is None else desired, classified, decided)
 
 
+def _want(contrib, wkey, unit, flow):
+    """Record in ``contrib`` (SwitchTable.contrib) that ``unit`` wants
+    ``flow`` at ``wkey``. Most identities are wanted by one unit: a pair,
+    not a dict, for each of a switch's 100,000 flows."""
+    have = contrib.get(wkey)
+    if have is None or (have.__class__ is tuple and have[0] == unit):
+        contrib[wkey] = (unit, flow)
+    elif have.__class__ is tuple:
+        contrib[wkey] = {have[0]: have[1], unit: flow}
+    else:
+        have[unit] = flow
+
+
+def _unwant(contrib, wkey, unit):
+    """``unit`` no longer wants a flow at ``wkey``."""
+    have = contrib.get(wkey)
+    if have is None:
+        return
+    if have.__class__ is tuple:
+        if have[0] == unit:
+            del contrib[wkey]
+        return
+    have.pop(unit, None)
+    if len(have) == 1:
+        contrib[wkey] = next(iter(have.items()))
+    elif not have:
+        del contrib[wkey]
+
+
 def _group_delete(gid, context):
     return ofwire.encode_group_mod(Group(gid, ()), ofwire.OFPGC_DELETE), context
 
@@ -244,7 +274,7 @@ class SwitchTable:
         self.units = {}       # unit -> Unit
         self.installed = {}   # wire key -> Flow
         self.groups = {}      # group id -> Group
-        self.contrib = {}     # wire key -> {unit: Flow}: what each unit wants there
+        self.contrib = {}     # wire key -> what units want there: (unit, Flow) if one does, else {unit: Flow}
         self.conflicts = []   # Conflicts met since the controller last took them
         self.digest = None    # the digest the switch's mark carries (None: no mark yet)
 
@@ -253,9 +283,12 @@ class SwitchTable:
         return len(self.installed) + (self.digest is not None)
 
     def merged(self, key, contributions):
-        """The one flow the switch gets for the flows units want at one identity."""
+        """The one flow the switch gets for the flows units want at one
+        identity (``contributions``: a value of ``contrib``)."""
         if not contributions:
             return None
+        if contributions.__class__ is tuple:
+            return contributions[1]
         values = iter(contributions.values())
         first = next(values)
         if all(flow == first for flow in values):  # the usual case: units that share a flow (VIPs of a network)
@@ -279,11 +312,11 @@ class SwitchTable:
             d = diff(old.flows, new.flows if new is not None else FlowSet(()))
             for flow in d.delete:
                 wkey = ofwire.wire_key(flow)
-                self.contrib.get(wkey, {}).pop(unit, None)
+                _unwant(self.contrib, wkey, unit)
                 touched.add(wkey)
             for flow in d.add + d.modify:
                 wkey = ofwire.wire_key(flow)
-                self.contrib.setdefault(wkey, {})[unit] = flow
+                _want(self.contrib, wkey, unit, flow)
                 touched.add(wkey)
         first, last, groups = self._group_changes(changed)
         change, flows = Change(first), {}
@@ -295,7 +328,7 @@ class SwitchTable:
             if want is None:
                 self.contrib.pop(wkey, None)
                 if have is not None:
-                    change.rest.append((ofwire.encode_flow_mod(have, ofwire.DELETE_STRICT), have))
+                    change.rest.append((ofwire.FlowMod(have, ofwire.DELETE_STRICT), have))
                     flows[wkey] = None
                     digest -= digest_item(wkey, have.cookie)
             elif have is None or have.cookie != want.cookie:
@@ -313,7 +346,7 @@ class SwitchTable:
     @staticmethod
     def _mark_message(digest):
         mark = mark_flow(digest)
-        return ofwire.encode_flow_mod(mark, ofwire.ADD), mark
+        return ofwire.FlowMod(mark, ofwire.ADD), mark
 
     def _group_changes(self, changed):
         """Group messages for the changed units: (before the flows: adds and
@@ -342,7 +375,7 @@ class SwitchTable:
 
     def desired_flows(self):
         """Every flow the switch is to have."""
-        return [f for c in self.contrib.values() for f in c.values()]
+        return [f for c in self.contrib.values() for f in ((c[1],) if c.__class__ is tuple else c.values())]
 
     def _state(self):
         """The SwitchState of the switch as dvn left it, and what it is to have."""
@@ -372,7 +405,7 @@ class SwitchTable:
             if entry is None:
                 continue
             for flow in entry.flows:
-                contrib.setdefault(ofwire.wire_key(flow), {})[unit] = flow
+                _want(contrib, ofwire.wire_key(flow), unit, flow)
             want_groups.update(entry.groups)
         self.contrib = contrib
         desired = {wkey: self.merged(wkey, c) for wkey, c in contrib.items()}

@@ -20,11 +20,11 @@ def main(remote):
     core = Core(nb)
     changed, failed = core._nb_changed, []
 
-    def buggy(table, event, row):
+    def buggy(table, event, row, columns=None):
         if table == "Port" and row.name == "bad" and not failed:
             failed.append(row.name)
             raise RuntimeError("a bug that misses this change")
-        changed(table, event, row)
+        changed(table, event, row, columns)
     core._nb_changed = buggy
     core.start()
     net = nb.rows("Network")[0]

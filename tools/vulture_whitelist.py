@@ -16,10 +16,13 @@ _._gone               # @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCH
 # oslo.config's entry point (setup.cfg: oslo.config.opts).
 _.list_opts
 
-# python-ovs calls the IDL's notify(event, row, updates); ovsdbapp reads an API's lookup_table.
+# python-ovs calls the IDL's notify(event, row, updates) and a pending request's _process_reply;
+# ovsdbapp reads an API's lookup_table and runs a transaction's do_commit.
 _.notify
 _.updates
 _.lookup_table
+_._process_reply
+_.do_commit
 
 # pytest: hooks, module marks, fixtures asked for by name.
 _.pytest_configure

@@ -91,3 +91,16 @@ def test_without_a_hook_the_error_is_counted_and_a_failing_hook_too(nb):
     _network(nb, "net", 1)
     assert _wait(lambda: nb.subscriber_errors == 3)     # two callbacks, one hook
     assert len(calls) == 1 and isinstance(calls[0], ZeroDivisionError)
+
+
+def test_a_subscriber_may_be_told_which_columns_an_update_changed(nb):
+    seen = []
+    nb.subscribe(lambda table, kind, row, changed: seen.append((table, kind, row.name, changed))
+                 if table == "Network" else None, columns=True)
+    _network(nb, "n1", 7)
+    assert _wait(lambda: seen)
+    assert seen[0] == ("Network", "create", "n1", None)
+    row = next(r for r in nb.rows("Network") if r.name == "n1")
+    nb.transact([nb.api.db_set("Network", row.uuid, ("vni", 8))])
+    assert _wait(lambda: len(seen) == 2)
+    assert seen[1] == ("Network", "update", "n1", frozenset({"vni"}))

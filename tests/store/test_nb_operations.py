@@ -3,16 +3,7 @@
 import pytest
 
 from ovsdb import nb as nbmod
-from ovsdb import nbserver
-from ovsdb.nb import Conflict, Northbound
-
-
-@pytest.fixture
-def nb(tmp_path):
-    store = Northbound(nbserver.start(str(tmp_path))).start()
-    yield store
-    store.stop()
-    nbserver.stop(str(tmp_path))
+from ovsdb.nb import Conflict
 
 
 def test_creates_and_sets_are_in_the_idl_when_the_transaction_returns(nb):

@@ -5,19 +5,6 @@ update is in, so it can recompute from the store. Against a real ovsdb-server.""
 import logging
 import threading
 
-import pytest
-
-from ovsdb import nbserver
-from ovsdb.nb import Northbound
-
-
-@pytest.fixture
-def nb(tmp_path):
-    store = Northbound(nbserver.start(str(tmp_path))).start()
-    yield store
-    store.stop()
-    nbserver.stop(str(tmp_path))
-
 
 def _network(nb, name, vni):
     nb.transact([nb.api.db_create("Network", name=name, tenant="t", vni=vni)])

@@ -133,6 +133,10 @@ class Nodes:
                 self.dirty.add((system_id, net_id))
                 self.dirty.update((system_id, (LB_UNIT, b)) for b in self.net_lbs.get(net_id, ()))
             self.dirty.add((system_id, ACL))
+            # Wanted now, not once the recorder runs: the other switches'
+            # compiles wait for these bindings (bindings_settled) only if
+            # they know of them when they start.
+            self._bindings_soon(system_id)
         for mesh, known in (("plain", self.tunnel_ofports), ("ipsec", self.secure_ofports)):
             tunnels = {peer: o for peer, o in session.tunnels(mesh).items() if o}
             if tunnels != known.get(system_id):
@@ -228,19 +232,31 @@ class Nodes:
                         self.bindings_wanted |= nodes
                         eventlet.sleep(1)
                         break
+                else:
+                    self._until_modelled(items)
                 self._bindings_written = time.monotonic()
                 self.bindings_in_write = set()
         finally:
             self.bindings_writing = False
             self.bindings_in_write = set()
 
-    def bindings_settled(self):
-        """Wait (at most BINDING_HOLD_S) while bindings are to be written or
-        being written: a compile that starts then would miss them, and each
-        switch would compile twice in an import (its own ports, then the
-        other nodes'). A write waited for is one the switches need anyway."""
+    def bindings_settled(self, system_id):
+        """Wait (at most BINDING_HOLD_S) while other nodes' bindings are to
+        be written or being written: a compile of ``system_id``'s switch
+        that starts then would miss them, and each switch would compile
+        twice in an import (its own ports, then the other nodes'). A write
+        waited for is one the switches need anyway; a node's own bindings
+        are not (its own ports compile from what it reported)."""
         deadline = time.monotonic() + BINDING_HOLD_S
-        while (self.bindings_wanted or self.bindings_in_write) and time.monotonic() < deadline:
+        while (self.bindings_wanted | self.bindings_in_write) - {system_id} and time.monotonic() < deadline:
+            eventlet.sleep(0.005)
+
+    def _until_modelled(self, items):
+        """Wait (at most BINDING_HOLD_S) until the model has taken the
+        store's update for bindings just written: the compiles held for
+        them (bindings_settled) must find the other nodes' units marked."""
+        deadline = time.monotonic() + BINDING_HOLD_S
+        while any(self.port_node.get(p) != n for p, n in items if p in self.ports) and time.monotonic() < deadline:
             eventlet.sleep(0.005)
 
     def _binding_changes_of(self, nodes):

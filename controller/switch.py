@@ -215,7 +215,7 @@ class Switches:
         if not self._ready(system_id):
             switch.pending = set()   # (a switch that becomes ready is synced whole)
             return
-        self.bindings_settled()
+        self.bindings_settled(system_id)
         with self._compile_slots:
             units, switch.pending = switch.pending, set()
             if not switch.synced:

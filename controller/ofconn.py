@@ -11,6 +11,7 @@ flows (by cookie) to the core; everything else goes on to os-ken's apps.
 Everything here runs in green threads; nothing blocks the os-ken event loop.
 """
 
+import contextlib
 import itertools
 import logging
 import struct
@@ -72,10 +73,13 @@ class _Waiter:
 
 
 class _Watch:
-    __slots__ = ("first", "count", "errors")
+    __slots__ = ("first", "count", "errors", "refused")
 
     def __init__(self, first, count):
-        self.first, self.count, self.errors = first, count, []
+        self.first, self.count, self.errors, self.refused = first, count, [], []
+
+    def xids(self):
+        return ((self.first + i) & 0xFFFFFFFF for i in range(self.count))
 
 
 class SwitchConn:
@@ -86,7 +90,7 @@ class SwitchConn:
         self.timeout = timeout
         self._waiters = {}
         self._watched = {}  # xid -> error list, for messages without a reply of their own
-        self._bundles = []  # _Watch of each bundle being sent: its messages' xids, their errors
+        self._bundles = []  # _Watch of each block of messages being sent (_watching): their xids, their errors
         self.gone = False   # the connection closed: requests fail at once
         self._bundle_id = 0
         self.on_packet_in = None  # called with the raw message, in the receive thread
@@ -294,33 +298,24 @@ class SwitchConn:
         # through a userspace switch with 10,000 ports one takes 0.1 s.
         open_xid = self.next_xid()
         opened = self._waiters[open_xid] = _Waiter()
-        # The inner messages take a block of xids: a refusal names its
-        # message by its place in the block (no per-message bookkeeping for
-        # bundles of 100,000s).
-        dp = self.datapath
         # (A userspace switch with thousands of ports takes in as few as 1,000
         # flow_mods a second: the waits grow with the bundle.)
         wait = self.timeout + len(messages) / MIN_INTAKE
-        watch = _Watch((dp.xid + 1) & 0xFFFFFFFF, len(messages))
-        dp.xid = (dp.xid + len(messages)) & 0xFFFFFFFF
-        self._bundles.append(watch)
         try:
-            self.send(itertools.chain(
-                [ofwire.bundle_open(bid, open_xid)],
-                (ofwire.bundle_add(bid, inner, (watch.first + i) & 0xFFFFFFFF)
-                 for i, (inner, _context) in enumerate(messages))))
-            # OVS leaves a refused message out of the bundle and would commit
-            # the rest: make sure none was refused before committing.
-            self.barrier(wait)
+            with self._watching(messages) as watch:
+                self.send(itertools.chain(
+                    [ofwire.bundle_open(bid, open_xid)],
+                    (ofwire.bundle_add(bid, inner, xid) for xid, (inner, _context) in zip(watch.xids(), messages))))
+                # OVS leaves a refused message out of the bundle and would commit
+                # the rest: make sure none was refused before committing.
+                self.barrier(wait)
             if not opened.event.ready() or opened.event.wait() != "ok":
                 raise SwitchError("switch %s refused a bundle open" % self._name(), opened.parts)
-            refused = [(messages[(rec[0] - watch.first) & 0xFFFFFFFF][1], rec) for rec in watch.errors]
-            if refused:
+            if watch.refused:
                 self.discard((bid, wait))
                 raise SwitchError("switch %s refused %d message(s) of a bundle" % (
-                    self._name(), len(refused)), refused)
+                    self._name(), len(watch.refused)), watch.refused)
         finally:
-            self._bundles.remove(watch)
             self._waiters.pop(open_xid, None)
         return bid, wait
 
@@ -331,20 +326,28 @@ class SwitchConn:
         act together (one flow and the switch's mark). Raises SwitchError,
         with the contexts of the refused messages, if any was refused; the
         others are applied."""
+        with self._watching(messages) as watch:
+            self.send(ofwire.with_xid(inner, xid) for xid, (inner, _context) in zip(watch.xids(), messages))
+            self.barrier()
+        if watch.refused:
+            raise SwitchError("switch %s refused %d message(s) of a change" % (self._name(), len(watch.refused)),
+                              watch.refused)
+
+    @contextlib.contextmanager
+    def _watching(self, messages):
+        """A block of xids for ``messages`` ((message, context) pairs),
+        watched for errors while in the block: a refusal names its message
+        by its place in the block (no per-message bookkeeping for bundles of
+        100,000s). After it, the watch's ``refused``: [(context, error)]."""
         dp = self.datapath
         watch = _Watch((dp.xid + 1) & 0xFFFFFFFF, len(messages))
         dp.xid = (dp.xid + len(messages)) & 0xFFFFFFFF
         self._bundles.append(watch)
         try:
-            self.send(_with_xid(ofwire.message_bytes(inner), (watch.first + i) & 0xFFFFFFFF)
-                      for i, (inner, _context) in enumerate(messages))
-            self.barrier()
-            refused = [(messages[(rec[0] - watch.first) & 0xFFFFFFFF][1], rec) for rec in watch.errors]
+            yield watch
         finally:
             self._bundles.remove(watch)
-        if refused:
-            raise SwitchError("switch %s refused %d message(s) of a change" % (self._name(), len(refused)),
-                              refused)
+        watch.refused = [(messages[(rec[0] - watch.first) & 0xFFFFFFFF][1], rec) for rec in watch.errors]
 
     def commit(self, staged):
         bid, wait = staged
@@ -358,10 +361,6 @@ class SwitchConn:
             self._request(xid, ofwire.bundle_discard(staged[0], xid), "a bundle discard")
         except SwitchError:
             pass
-
-
-def _with_xid(msg, xid):
-    return msg[:4] + xid.to_bytes(4, "big") + msg[8:]
 
 
 def bundle_across(main, lanes, shares):

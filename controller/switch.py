@@ -9,6 +9,7 @@ resync follows, after a back-off). The diff and the order of the messages
 are flows/reconcile.py's; this module compiles the units and sends.
 """
 
+import contextlib
 import enum
 import logging
 import time
@@ -262,11 +263,9 @@ class Switches:
         self._conflicts(switch)
         if plan.change:
             started = time.monotonic()
+            slot = self._heavy_slots if len(plan.change) >= HEAVY_CHANGE else contextlib.nullcontext()
             try:
-                if len(plan.change) >= HEAVY_CHANGE:
-                    with self._heavy_slots:
-                        over = self._send(switch, plan)
-                else:
+                with slot:
                     over = self._send(switch, plan)
             except SwitchError:
                 table.forget()

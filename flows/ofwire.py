@@ -581,13 +581,17 @@ def bundle_discard(bundle_id, xid):
     return _bundle_ctrl(bundle_id, BUNDLE_DISCARD, xid)
 
 
+def with_xid(msg, xid):
+    """A message (bytes, or a FlowMod: encoded now) with its xid patched to ``xid``."""
+    msg = message_bytes(msg)
+    return msg[:4] + xid.to_bytes(4, "big") + msg[8:]
+
+
 def bundle_add(bundle_id, inner, xid):
     """Wrap ``inner`` (bytes, or a FlowMod: encoded now), its xid patched to ``xid``, as OVS requires."""
-    if inner.__class__ is FlowMod:
-        inner = encode_flow_mod(inner.flow, inner.command)
-    xb = xid.to_bytes(4, "big")
+    inner = with_xid(inner, xid)
     return (_header(OFPT_BUNDLE_ADD_MESSAGE, 16 + len(inner), xid)
-            + struct.pack("!IHH", bundle_id, 0, BUNDLE_FLAGS) + inner[:4] + xb + inner[8:])
+            + struct.pack("!IHH", bundle_id, 0, BUNDLE_FLAGS) + inner)
 
 
 def flow_desc_request(xid, cookie=0, cookie_mask=0, table_id=OFPTT_ALL):

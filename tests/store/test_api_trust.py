@@ -18,7 +18,8 @@ from cryptography import x509
 from controller.pki import fingerprint
 from ovsdb.pki import ca_hash, new_key_and_request
 from tests.dvnproc import Client, wait_until
-from tests.store.test_api import ApiServer, expect_problem
+from tests.store.test_api import ApiServer, acme, admin, expect_problem  # noqa: F401
+# (admin, acme: test_api's client fixtures, on this module's server)
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +28,6 @@ def server(tmp_path_factory):
     srv.acme = srv.token("acme")
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def admin(server):
-    return Client(server.port, server.admin_token)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +72,7 @@ def test_a_bad_token_request_is_400_naming_the_field_and_changes_nothing(admin, 
     assert state(admin) == before
 
 
-def test_join_tokens_are_for_admins(server, admin, public):
-    acme = Client(server.port, server.acme)
+def test_join_tokens_are_for_admins(admin, acme, public):
     before = state(admin)
     for client, status in ((acme, 403), (public, 401)):
         for method, path, body in (("POST", "/v1/join-tokens", {}), ("GET", "/v1/join-tokens", None),

@@ -62,10 +62,12 @@ import math
 import os
 import queue
 import re
+import signal
 import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -76,7 +78,7 @@ from flows import lb
 from flows.flow import cookie_category
 from flows.pipeline import table_id
 from tests import scale
-from tests.dvnproc import add_joined_hv, dvn_lab
+from tests.dvnproc import ROOT, add_joined_hv, dvn_lab
 
 TAG, OCTET, API_PORT = "bscale", 76, 18680   # tests use 61-63, demo 70, other benchmarks 72-75
 HV_IP = "192.168.%d.11" % OCTET
@@ -662,6 +664,20 @@ class Run:
             statistics.median(rule_ms), statistics.median(member_ms)))
 
     # -- the closing check: a restarted dvn finds nothing to change --
+    def memory_sites(self):
+        """What dvn (started with DVN_TRACEMALLOC) still holds, by the line that allocated it."""
+        path = os.environ["DVN_TRACEMALLOC"]
+        if os.path.exists(path):
+            os.unlink(path)
+        os.kill(self.dvn.proc.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + 120
+        while not os.path.exists(path):
+            if time.monotonic() > deadline:
+                raise RuntimeError("dvn wrote no tracemalloc report")
+            time.sleep(0.2)
+        with open(path) as f:
+            self.fig["memory"] = json.load(f)
+
     def restart_check(self):
         self.quiet(120, "dvn idle before the restart check")
         flows, groups = self.hv.flow_count(), group_count(self.hv)
@@ -689,6 +705,8 @@ class Run:
                 if not self.fig.get("timed_out"):
                     self.sanity()
                     self.incremental()
+                    if self.args.tracemalloc:
+                        self.memory_sites()
                     if not self.args.no_restart_check:
                         self.restart_check()
                     finished = True
@@ -785,6 +803,14 @@ def report(figs, args):
             print("  restart check: %s (dvn wants %d flows, switch has %d, %d changes; resync %.1f s: compile %.1f s, "
                   "read+diff %.1f s)" % ("ok" if r["ok"] else "MISMATCH", r["sync"]["flows"], r["switch_flows"],
                                          r["sync"]["changes"], r["s"], r["sync"]["compile"], r["sync"]["read"]))
+        if f.get("memory"):
+            mem = f["memory"]
+            print("  Python memory dvn still holds (tracemalloc, since its start): %.1f MiB, %.1f KiB/port; "
+                  "the largest sites:" % (mem["traced"] / 2**20, mem["traced"] / 1024 / f["bound"]))
+            for site in mem["top"][:15]:
+                print("    %8.1f KiB %7.2f KiB/port %8d blocks  %s" % (
+                    site["bytes"] / 1024, site["bytes"] / 1024 / f["bound"], site["blocks"],
+                    site["where"].replace(ROOT + "/", "")))
         if f.get("problems"):
             print("  dvn log: %d WARNING/ERROR/Traceback lines, the first:" % len(f["problems"]))
             for line in f["problems"][:5]:
@@ -896,7 +922,11 @@ def main():
     ap.add_argument("--tls", choices=("off", "on", "both"), default="off",
                     help="dvn with --tls, the node joined with a token: TLS on the REST API, OpenFlow (every lane) "
                          "and the node's OVSDB session; both: each P plain, then with TLS, and their ratios")
+    ap.add_argument("--tracemalloc", action="store_true",
+                    help="run dvn with tracemalloc (slower: not for timing) and print what it holds per port")
     args = ap.parse_args()
+    if args.tracemalloc:
+        os.environ["DVN_TRACEMALLOC"] = os.path.join(tempfile.mkdtemp(prefix="dvn-mem-"), "tracemalloc.json")
     figs = []
     for p in args.ports:
         for tls in {"off": [False], "on": [True], "both": [False, True]}[args.tls]:

@@ -26,6 +26,14 @@ from flows import fields
 LOG = logging.getLogger("dvn")
 
 DEFAULT_STATE_DIR = "/var/lib/dvn"
+# A switch's OpenFlow connections are probed with an echo every 5 s and
+# dropped after 3 unanswered: a switch that goes silent without closing its
+# connections (its host gone, or, in the lab, its vswitchd, which also carries
+# the node's underlay) is seen gone at most (3 + 1) * 5 s later. One that
+# closes them (a vswitchd killed on a host whose management traffic does not
+# go through it) is seen gone at once.
+ECHO_INTERVAL_S, ECHO_UNANSWERED = 5, 3
+PROBE_BOUND_S = (ECHO_UNANSWERED + 1) * ECHO_INTERVAL_S
 
 
 def _hostport(text, default_host):
@@ -138,7 +146,8 @@ def start(settings):
             api_sock = ctx.wrap_socket(api_sock, server_side=True, do_handshake_on_connect=False)
             protocol = _peer_cert_protocol()
         app = api_mod.make_app(nb, stats=core.rule_stats, events=core.events, lb_stats=core.lb_stats,
-                               switch_state=core.switch_state, plugged=core.plugged_addresses, ca=admit_ca)
+                               switch_state=core.switch_state, plugged=core.plugged_addresses, ca=admit_ca,
+                               metrics=core.metrics)
         dvn.api_address = (api_host, api_sock.getsockname()[1])
         dvn.api_thread = eventlet.spawn(eventlet.wsgi.server, api_sock, app, log=logging.getLogger("dvn.http"),
                                         log_output=False, protocol=protocol)
@@ -219,8 +228,8 @@ def serve(args):
     cfg.CONF(args=[], project="os_ken")
     cfg.CONF.set_override("ofp_listen_host", of_host)
     cfg.CONF.set_override("ofp_tcp_listen_port", of_port)
-    cfg.CONF.set_override("echo_request_interval", 5)
-    cfg.CONF.set_override("maximum_unreplied_echo_requests", 3)
+    cfg.CONF.set_override("echo_request_interval", ECHO_INTERVAL_S)
+    cfg.CONF.set_override("maximum_unreplied_echo_requests", ECHO_UNANSWERED)
     if dvn.openflow_tls is not None:
         # os-ken then listens with TLS only, and requires a certificate of dvn's CA.
         key, cert, ca_cert = dvn.openflow_tls

@@ -19,6 +19,7 @@ import errno
 import http.client
 import json
 import os
+import socket
 import ssl
 import time
 import urllib.parse
@@ -38,9 +39,10 @@ class Unreachable(EnrollError):
     answered, even wrongly, is another EnrollError."""
 
 
-# OSErrors that say nobody answered, as opposed to an answer dvn refused.
+# OSErrors that say nobody answered, as opposed to an answer dvn refused
+# (EAI_AGAIN: no name server yet, as early in a cloud instance's boot).
 _UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.ENETDOWN,
-                       errno.EHOSTDOWN}
+                       errno.EHOSTDOWN, socket.EAI_AGAIN}
 
 
 def default_dir():

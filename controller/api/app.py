@@ -13,6 +13,7 @@ import webob
 
 from controller import validation as v
 from controller.api import schemas
+from controller.api.audit import WRITES, Audit, AuditLog, detail_of
 from controller.api.auth import authenticate, ensure_admin_token
 from controller.api.context import NOUNS, Context
 from controller.api.events import Events
@@ -53,12 +54,13 @@ def too_deep(value, limit):
     return False
 
 
-class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, TrustedNodes, Import):
+class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, TrustedNodes, Import, Audit):
     def __init__(self, nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None, ca=None,
                  metrics=None):
         from controller import trust
         self.nb = nb
         self.metrics = metrics  # the running controller's controller.metrics.Metrics, if any
+        self.audit = AuditLog(nb)
         self.ca = ca          # dvn's CA (controller.pki.Ca), which admits nodes; None: no admissions here
         self.trust = trust.Trust(nb, ca)
         self.stats = stats    # rule_stats(group id, rule id) of the running controller, if any
@@ -113,6 +115,7 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Trusted
             ("GET", r"/v1/enrollment", self.show_enrollment),
             ("POST", r"/v1/import", self.import_document),
             ("GET", r"/v1/openapi.json", self.openapi),
+            ("GET", r"/v1/audit", self.list_audit),
             ("GET", r"/metrics", self.show_metrics),
         ]
         # No bearer token: the document, the CA's certificate, an enrollment (its
@@ -131,11 +134,23 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Trusted
         except Exception:
             LOG.exception("API: unexpected error on %s %s", req.method, req.path)
             resp = self.problem(Problem(500, "Internal error", "an unexpected error; see the dvn log"))
+        if req.method in WRITES and "dvn.caller" in environ:
+            self._audit(req, resp)
         if self.metrics is not None:
             # By the route's pattern, not the path: ids must not make a metric per object.
             route = environ.get("dvn.route", "(none)")
             self.metrics.api_requests.labels(req.method, route, str(resp.status_code)).inc()
         return resp(environ, start_response)
+
+    def _audit(self, req, resp):
+        payload = None
+        if resp.content_type in ("application/json", "application/problem+json") and len(resp.body) < 4096:
+            try:
+                payload = json.loads(resp.body)
+            except ValueError:
+                pass
+        self.audit.record(req.environ["dvn.caller"], req.method, req.path_info, resp.status_code,
+                          detail_of(resp.status_code, payload))
 
     def show_metrics(self, req, caller):
         if not caller.admin:
@@ -168,6 +183,7 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Trusted
                 caller = authenticate(self.nb, req)
             else:
                 caller = None
+            req.environ["dvn.caller"] = caller   # (for the audit log)
             result = handler(req, caller, **m.groupdict())
             if isinstance(result, webob.Response):
                 return result

@@ -184,6 +184,11 @@ OPERATIONS = {
         "Create a tenant's networks, security groups, rules, ports and load balancers from one document, in one "
         "transaction (body up to 64 MiB)", "Import", 201, "ImportResult", [], (409, 422)),
     ("GET", "/v1/openapi.json"): ("This document", None, 200, {"type": "object"}, [], ()),
+    ("POST", "/v1/trace"): ("Walk a packet over the flows dvn installed on its node and, through the tunnel, "
+                            "on the receiving node: its path in dvn's terms (firewall decisions by group and "
+                            "rule, the load-balancer member, the tunnel and identity), and where it was "
+                            "delivered or why it was dropped", "Trace", 200, {"type": "object"}, [],
+                            (404, 422, 503)),
     ("GET", "/v1/audit"): ("The audit log: every API write (who, what, when, result), newest last; an admin sees "
                            "all, a tenant its own calls' (the newest 10,000 are kept)", None, 200, _list(ref("AuditRecord")),
                            ["after", "limit"], ()),

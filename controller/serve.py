@@ -147,7 +147,7 @@ def start(settings):
             protocol = _peer_cert_protocol()
         app = api_mod.make_app(nb, stats=core.rule_stats, events=core.events, lb_stats=core.lb_stats,
                                switch_state=core.switch_state, plugged=core.plugged_addresses, ca=admit_ca,
-                               metrics=core.metrics)
+                               metrics=core.metrics, tracer=core.trace_packet)
         dvn.api_address = (api_host, api_sock.getsockname()[1])
         dvn.api_thread = eventlet.spawn(eventlet.wsgi.server, api_sock, app, log=logging.getLogger("dvn.http"),
                                         log_output=False, protocol=protocol)

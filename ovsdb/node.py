@@ -5,11 +5,16 @@ ovsdb-server dials dvn and keeps the connection up. Over each such connection
 dvn monitors the few tables it needs (the node's identity, br-int, its ports
 and interfaces) and writes the node's tunnel ports.
 
-python-ovs's ``Idl`` only speaks on connections it opened itself (with a
-passive remote it accepts one peer and, measured here, never sends its
-monitor request), so this module speaks the small part of RFC 7047 it needs
-over an accepted socket: ``monitor``, ``update``, ``transact`` and ``echo``.
-It runs in green threads (eventlet) and never blocks the hub.
+python-ovs's ``Idl`` on a passive remote (``ptcp:``) never gets the
+database: its listening socket is blocking, so after its first request it
+waits in accept() for another peer and never reads the answer
+(tests/repro/idl_passive.py shows it, and that a non-blocking listening
+socket cures it); its PassiveStream has no ``pssl:`` at all. os-ken's OVSDB
+manager avoids both by handing an accepted socket to ``ovs.stream.Stream``;
+until the sessions move onto that, this module speaks the small part of
+RFC 7047 it needs over an accepted socket: ``monitor``, ``update``,
+``transact`` and ``echo``. It runs in green threads (eventlet) and never
+blocks the hub.
 """
 
 import errno

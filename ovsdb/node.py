@@ -441,7 +441,6 @@ class NodeSession:
         except Exception:  # a bug upstream must not kill the session
             LOG.exception("node session %s: update handler failed", self.address)
 
-
     def _admitted(self):
         """Whether dvn may see this session: always without ``admit``; else
         once the node states a system-id that ``admit`` accepts its

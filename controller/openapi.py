@@ -180,6 +180,10 @@ OPERATIONS = {
         "Create a tenant's networks, security groups, rules, ports and load balancers from one document, in one "
         "transaction (body up to 64 MiB)", "Import", 201, "ImportResult", [], (409, 422)),
     ("GET", "/v1/openapi.json"): ("This document", None, 200, {"type": "object"}, [], ()),
+    ("GET", "/metrics"): ("The running controller's metrics in Prometheus' text format: switches, lanes and nodes "
+                          "in sync, flows and groups per switch, reconcile latency, bundle sizes, API requests, "
+                          "firewall events, load-balancer members' health, IPsec tunnels (admin)",
+                          None, 200, "text/plain", [], (403, 404)),
 }
 WHY = {400: "the body or a query parameter is not what this document describes (the problem names it)",
        401: "no token, or an unknown one", 403: "the caller may not do this",
@@ -253,6 +257,8 @@ def document(routes):
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(request)}}}
         if response is None:
             op["responses"][str(status)] = {"description": "done"}
+        elif response == "text/plain":
+            op["responses"][str(status)] = {"description": "ok", "content": {"text/plain": {"schema": STRING}}}
         else:
             op["responses"][str(status)] = {"description": "ok", "content": {
                 "application/json": {"schema": _ref(response)}}}

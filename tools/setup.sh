@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     openvswitch-switch openvswitch-vtep openvswitch-ipsec   # OVS 3.1: the switches, the VTEP emulator, IPsec monitor
     iproute2 ethtool iputils-ping curl socat tcpdump openssl procps
+    cloud-init   # only for `cloud-init schema`, which checks docs/cloud-init offline; no service starts
     python3 python3-venv python3-dev gcc
 )
 

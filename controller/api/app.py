@@ -54,9 +54,11 @@ def too_deep(value, limit):
 
 
 class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, TrustedNodes, Import):
-    def __init__(self, nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None, ca=None):
+    def __init__(self, nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None, ca=None,
+                 metrics=None):
         from controller import trust
         self.nb = nb
+        self.metrics = metrics  # the running controller's controller.metrics.Metrics, if any
         self.ca = ca          # dvn's CA (controller.pki.Ca), which admits nodes; None: no admissions here
         self.trust = trust.Trust(nb, ca)
         self.stats = stats    # rule_stats(group id, rule id) of the running controller, if any
@@ -111,6 +113,7 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Trusted
             ("GET", r"/v1/enrollment", self.show_enrollment),
             ("POST", r"/v1/import", self.import_document),
             ("GET", r"/v1/openapi.json", self.openapi),
+            ("GET", r"/metrics", self.show_metrics),
         ]
         # No bearer token: the document, the CA's certificate, an enrollment (its
         # join token is in its body) and a node's own enrollment (its certificate).
@@ -128,7 +131,20 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Trusted
         except Exception:
             LOG.exception("API: unexpected error on %s %s", req.method, req.path)
             resp = self.problem(Problem(500, "Internal error", "an unexpected error; see the dvn log"))
+        if self.metrics is not None:
+            # By the route's pattern, not the path: ids must not make a metric per object.
+            route = environ.get("dvn.route", "(none)")
+            self.metrics.api_requests.labels(req.method, route, str(resp.status_code)).inc()
         return resp(environ, start_response)
+
+    def show_metrics(self, req, caller):
+        if not caller.admin:
+            raise Problem(403, "Forbidden", "metrics are visible to admins only")
+        if self.metrics is None:
+            raise Problem(404, "Not found", "no controller runs with this API: it has no metrics")
+        from controller.metrics import CONTENT_TYPE
+        return webob.Response(status=200, body=self.metrics.render(), content_type=CONTENT_TYPE.split(";")[0],
+                              charset="utf-8")
 
     @staticmethod
     def problem(p):
@@ -140,10 +156,11 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Trusted
 
     def dispatch(self, req):
         allowed = []
-        for method, rx, _pattern, handler in self._compiled:
+        for method, rx, pattern, handler in self._compiled:
             m = rx.match(req.path_info)
             if not m:
                 continue
+            req.environ["dvn.route"] = pattern
             if method != req.method:
                 allowed.append(method)
                 continue
@@ -259,8 +276,8 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Trusted
         return 200, document(self.routes)
 
 
-def make_app(nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None, ca=None):
-    return Api(nb, stats, events, lb_stats, switch_state, plugged, ca)
+def make_app(nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None, ca=None, metrics=None):
+    return Api(nb, stats, events, lb_stats, switch_state, plugged, ca, metrics)
 
 
 def main(argv=None):

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from controller.openapi import OPERATIONS
 from ovsdb import nbserver
-from tests.dvnproc import Client
+from tests.dvnproc import Client, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -269,6 +269,12 @@ def test_twenty_concurrent_creates_of_one_port_name(acme, net):
     assert len([p for p in acme.get("/v1/ports") if p["name"] == "race"]) == 1
 
 
+def test_metrics_are_for_admins_of_a_running_controller(admin, acme):
+    expect_problem(acme, "GET", "/metrics", None, 403, None)
+    # The API alone (no controller behind it) has none; tests/lab/test_l2_lab.py reads a real one.
+    expect_problem(admin, "GET", "/metrics", None, 404, None)
+
+
 def test_nodes_are_admin_only_and_connected_ones_stay(server, admin):
     from ovsdb.nb import Northbound
     nb = Northbound(server.remote).start()
@@ -277,6 +283,8 @@ def test_nodes_are_admin_only_and_connected_ones_stay(server, admin):
         nb.upsert_node("hv8", "host8", "192.0.2.8", "down", 1000)
     finally:
         nb.stop()
+    # (written by another client of the store: the API's copy follows it shortly)
+    wait_until(lambda: len(admin.get("/v1/nodes")) == 2, what="the API to see both nodes")
     assert admin.get("/v1/nodes/hv9") == {"system_id": "hv9", "hostname": "host9", "encap_ip": "192.0.2.9",
                                            "state": "up", "last_seen": 1000}
     expect_problem(admin, "DELETE", "/v1/nodes/hv9", None, 409, "system_id")

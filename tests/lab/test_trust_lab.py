@@ -82,7 +82,7 @@ def ipsec_options(hv, peer):
 def tcp_streams(pcap):
     """{(client, server port): (bytes the client sent, bytes the server sent)} of
     the TCP connections in a pcap of Ethernet frames, each direction in
-    sequence order (retransmissions once)."""
+    sequence order, retransmissions once, up to a gap the capture missed."""
     endian = "<" if struct.unpack("<I", pcap[:4])[0] in (0xA1B2C3D4, 0xA1B23C4D) else ">"
     segments, pos = {}, 24
     while pos + 16 <= len(pcap):
@@ -99,7 +99,13 @@ def tcp_streams(pcap):
             segments.setdefault((src, sport, dst, dport), {})[seq] = payload
     streams = {}
     for (src, sport, dst, dport), by_seq in segments.items():
-        data = b"".join(by_seq[s] for s in sorted(by_seq))   # (sequence numbers do not wrap in a short lab)
+        data, end = b"", None
+        for seq in sorted(by_seq):   # (sequence numbers do not wrap in a short lab)
+            end = seq if end is None else end
+            if seq > end:
+                break
+            data += by_seq[seq][end - seq:]
+            end = max(end, seq + len(by_seq[seq]))
         if dport < sport:   # the client's side
             streams.setdefault((src, sport, dport), [b"", b""])[0] = data
         else:

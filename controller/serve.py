@@ -56,7 +56,7 @@ class Settings:
     identity_option: fields.GeneveOption = fields.IDENTITY
     ipsec_auth: str = "psk"                  # "psk" or "ca"
     stop_nb: bool = False                    # stop the embedded store when dvn stops
-    tls: bool = False                        # the REST API and OpenFlow over TLS, certificates from dvn's CA
+    tls: bool = False                        # the REST API, OpenFlow and OVSDB over TLS, certificates from dvn's CA
     tls_cert: Optional[str] = None           # the REST API's certificate and key (default: one from dvn's CA)
     tls_key: Optional[str] = None
     tls_names: tuple = ()                    # more names and addresses for dvn's own certificate
@@ -125,14 +125,23 @@ def start(settings):
     core.start()
     install_tap()  # before any switch connects: dvn's replies bypass os-ken's parser
 
-    ovsdb_host, ovsdb_port = _hostport(settings.ovsdb_listen, "0.0.0.0")
-    listener = NodeListener(ovsdb_host, ovsdb_port, core.node_update, core.node_closed)
-    listener.start()
-    LOG.info("node OVSDB listener on %s:%d", ovsdb_host, ovsdb_port)
-    dvn = Dvn(settings, nb, core, listener)
+    trust = node_tls = None
     if tls is not None:
         from controller.trust import Trust
-        dvn.trust = Trust(nb, admit_ca)
+        trust = Trust(nb, admit_ca)
+        node_tls = node_tls_context(tls[0], tls[1], admit_ca.cert)
+
+    def admit(session):
+        """A node is who its certificate says, not what its database states."""
+        return trust.allowed(session.peer_cert or b"", session.claimed_id)[1]
+    ovsdb_host, ovsdb_port = _hostport(settings.ovsdb_listen, "0.0.0.0")
+    listener = NodeListener(ovsdb_host, ovsdb_port, core.node_update, core.node_closed, tls=node_tls,
+                            admit=admit if trust else None)
+    listener.start()
+    LOG.info("node OVSDB listener on %s:%d%s", ovsdb_host, ovsdb_port, " (TLS)" if node_tls else "")
+    dvn = Dvn(settings, nb, core, listener)
+    if tls is not None:
+        dvn.trust = trust
         dvn.openflow_tls = (tls[1], tls[0], admit_ca.cert)
         LOG.info("dvn's CA: %s (join with --ca-hash %s)", admit_ca.cert, admit_ca.hash())
 
@@ -175,6 +184,19 @@ def api_tls_context(cert, key, ca_cert):
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
     ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.load_verify_locations(ca_cert)
+    return ctx
+
+
+def node_tls_context(cert, key, ca_cert):
+    """The node OVSDB listener's TLS: dvn's certificate, and the node must
+    present one of dvn's CA (whose name is checked once the node states it).
+    A green context: the handshake waits in the session's green thread."""
+    from eventlet.green import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(ca_cert)
     return ctx
 
@@ -246,8 +268,9 @@ def serve(args):
     LOG.info("OpenFlow listener on %s:%d%s", of_host, of_port, " (TLS)" if tls else "")
     api = "API %s://%s:%d/v1, " % (("https" if tls else "http",) + dvn.api_address) if dvn.api_address else ""
     ovsdb_host, ovsdb_port = _hostport(args.ovsdb_listen, "0.0.0.0")
-    print("dvn: serving (%sOpenFlow%s %s:%d, OVSDB %s:%d)" % (api, " over TLS" if tls else "", of_host, of_port,
-                                                              ovsdb_host, ovsdb_port), flush=True)
+    print("dvn: serving (%sOpenFlow%s %s:%d, OVSDB%s %s:%d)" % (api, " over TLS" if tls else "", of_host, of_port,
+                                                                " over TLS" if tls else "", ovsdb_host, ovsdb_port),
+          flush=True)
 
     done = eventlet.event.Event()
     install_stop_signals(done)
@@ -361,9 +384,9 @@ def register(subparsers):
                         "certificates dvn's CA signs for nodes that joined with --ipsec-pki (pairs where "
                         "a node has none use a key)")
     p.add_argument("--tls", action="store_true",
-                   help="serve the REST API over HTTPS and OpenFlow over TLS, with certificates from dvn's CA "
-                        "(made in --state-dir); nodes join with a token (docs/join.md). The OVSDB listener "
-                        "stays plain TCP for now")
+                   help="serve the REST API over HTTPS, and OpenFlow and the node OVSDB listener over TLS only, "
+                        "with certificates from dvn's CA (made in --state-dir); nodes join with a token "
+                        "(docs/join.md)")
     p.add_argument("--tls-cert", metavar="PEM", help="the REST API's certificate (implies --tls; default: one "
                                                       "from dvn's CA for this host's names and --tls-name)")
     p.add_argument("--tls-key", metavar="PEM", help="the key of --tls-cert")

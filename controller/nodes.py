@@ -431,9 +431,11 @@ class Nodes:
                     self.dirty.add((node, ALL))
                     peers.add(node)
         self.keys_asked = {pair for pair in self.keys_asked if system_id not in pair.split("|")}
-        LOG.warning("node %s revoked: %s; its tunnels leave %d peer%s", system_id,
-                    "sessions ended (%s)" % ", ".join(ended) if ended else "no session was up",
-                    len(peers), "" if len(peers) == 1 else "s")
+        # (A node revoked while away, or found revoked when dvn starts, has nothing to end.)
+        LOG.log(logging.WARNING if ended or peers else logging.DEBUG,
+                "node %s revoked: %s; its tunnels leave %d peer%s", system_id,
+                "sessions ended (%s)" % ", ".join(ended) if ended else "no session was up",
+                len(peers), "" if len(peers) == 1 else "s")
 
     def _end_openflow(self, datapath):
         """Close one OpenFlow connection and forget it now (os-ken's own

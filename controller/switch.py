@@ -66,6 +66,7 @@ class Switches:
         revoked = self._node_of(datapath.id)
         if revoked in self.revoked:   # (over TLS its certificate is refused first: controller.app)
             LOG.warning("OpenFlow connection from %s refused: node %s is revoked", datapath.address, revoked)
+            datapath.dvn_refused = True
             end_connection(datapath)
             return
         if self._is_lane(datapath):

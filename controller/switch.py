@@ -16,7 +16,7 @@ import time
 
 import eventlet
 
-from controller.ofconn import SwitchConn, SwitchError, bundle_across, end_connection
+from controller.ofconn import SwitchConn, SwitchError, bundle_across
 from controller.units import ACL, ALL, BASE, GROUP_UNIT, HEAVY_CHANGE, LB_UNIT, PORT_UNIT, Breather
 from flows import acl, l2, lb, ofwire, reconcile
 from flows.flow import DVN_COOKIE, DVN_COOKIE_MASK, Flow, cookie_category, cookie_owner
@@ -63,12 +63,6 @@ class Switches:
         self.merge_conflicts = 0                       # identities units wanted different flows at (logged)
 
     def switch_connected(self, datapath):
-        revoked = self._node_of(datapath.id)
-        if revoked in self.revoked:   # (over TLS its certificate is refused first: controller.app)
-            LOG.warning("OpenFlow connection from %s refused: node %s is revoked", datapath.address, revoked)
-            datapath.dvn_refused = True
-            end_connection(datapath)
-            return
         if self._is_lane(datapath):
             eventlet.spawn_n(self._lane_connected, datapath)
             return

@@ -342,8 +342,9 @@ def cmd_revoke_node(args):
     revoked = request(args, "POST", "/v1/nodes/%s/revoke" % args.system_id)
     if args.json:
         return _print(args, revoked, [])
-    print("node %s revoked: its certificate%s %s refused from now on" % (
-        revoked["node"], "s" if len(revoked["revoked"]) > 1 else "", ", ".join(revoked["revoked"])))
+    print("node %s revoked: its certificate%s %s refused from now on, %d pair key%s deleted" % (
+        revoked["node"], "s" if len(revoked["revoked"]) > 1 else "", ", ".join(revoked["revoked"]),
+        revoked.get("keys_deleted", 0), "" if revoked.get("keys_deleted", 0) == 1 else "s"))
     return 0
 
 

@@ -87,7 +87,7 @@ VIEWS = {
                                   "description": "the node's OVSDB session as dvn records it (null: never up)"}}),
     "NodeCertificate": _obj({"node": STRING, "serial": STRING, "fingerprint": STRING, "not_after": STRING,
                              "issued_at": STRING, "token": STRING, "revoked": BOOLEAN}),
-    "RevokedNode": _obj({"node": STRING, "revoked": _list(STRING)}),
+    "RevokedNode": _obj({"node": STRING, "revoked": _list(STRING), "keys_deleted": INTEGER}),
     "RotatedKeys": _obj({"system_id": STRING, "rotated": INTEGER,
                          "versions": {"type": "object", "additionalProperties": INTEGER}}),
     "AuditRecord": _obj({"seq": INTEGER, "time": dict(INTEGER, description="ms since the epoch"),
@@ -161,7 +161,8 @@ OPERATIONS = {
         "New pre-shared keys for the node's IPsec tunnels (admin; keys are never returned)", None, 200,
         "RotatedKeys", [], (403, 409)),
     ("POST", "/v1/nodes/{id}/revoke"): (
-        "Revoke a node: every certificate issued to it is refused from now on (admin)", None, 200, "RevokedNode",
+        "Revoke a node: every certificate issued to it is refused from now on, its sessions end, its tunnels go "
+        "and the pre-shared keys of its pairs are deleted (admin)", None, 200, "RevokedNode",
         [], (403,)),
     ("GET", "/v1/certificates"): ("The certificates dvn's CA issued to admitted nodes (admin)", None, 200,
                                   _list(ref("NodeCertificate")), [], (403,)),

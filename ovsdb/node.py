@@ -353,7 +353,7 @@ class NodeSession:
                         "params": [DB, None, {t: {"columns": c} for t, c in MONITORED.items()}]})
             for msg in self._messages():
                 self._dispatch(msg)
-        except (OSError, socket.timeout, ValueError) as exc:
+        except (OSError, socket.timeout, ValueError, EOFError) as exc:   # (EOFError: closed by dvn meanwhile)
             if not self.closed:
                 LOG.info("node session %s ended: %s", self.address, exc)
         finally:

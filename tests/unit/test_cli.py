@@ -1,0 +1,125 @@
+"""The `dvn` command without a server: what its client commands import, its
+shell completion, and the README's commands (tests/store/test_cli.py runs
+every command against a real server)."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from controller import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SERVER_STACK = ("eventlet", "os_ken", "ovs", "ovsdbapp", "webob", "jsonschema", "jsonschema_rs", "greenlet")
+
+
+def _client_commands():
+    """Every client command path (network create, rule list, ...): the leaves of the parser but the server's
+    and the controller host's own commands."""
+    import argparse
+    out = []
+
+    def walk(ap, path):
+        subs = [a for a in ap._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            out.append(path)
+        for action in subs:
+            for name, child in action.choices.items():
+                walk(child, path + [name])
+    walk(cli.parser(), [])
+    return [p for p in out if p[0] not in cli.SERVER_COMMANDS + ("api-token", "ca-hash", "completion")]
+
+
+def test_client_commands_import_nothing_of_the_server_stack():
+    """Each client command's help, and a request (to a port where nothing listens), in one process."""
+    commands = _client_commands()
+    assert ["port", "update"] in commands and ["rule", "list"] in commands and len(commands) > 30
+    script = ("import sys\nfrom controller import cli\n"
+              "for path in %r:\n"
+              "    try:\n"
+              "        cli.main(path + ['--help'])\n"
+              "    except SystemExit as exc:\n"
+              "        assert exc.code == 0, path\n"
+              "assert cli.main(['--url', 'http://127.0.0.1:1', '--token', 't', 'network', 'list']) == 1\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in %r))\n"
+              "print(sorted(m for m in sys.modules if m.startswith(('controller.', 'ovsdb', 'flows'))))\n"
+              % (commands, SERVER_STACK))
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONWARNINGS=""))
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip() == "dvn: cannot reach dvn at http://127.0.0.1:1: [Errno 111] Connection refused"
+    assert out.stdout.strip().splitlines()[-2:] == ["[]", "['controller.cli']"]
+
+
+def test_serve_and_join_get_their_own_parsers_only_when_they_run():
+    usage = subprocess.run([sys.executable, "-m", "controller.cli", "join", "--help"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONWARNINGS=""))
+    assert usage.returncode == 0 and "--encap-ip" in usage.stdout and usage.stderr == ""
+    assert cli._command_word(["--url", "http://x", "--json", "serve", "--help"]) == "serve"
+    assert cli._command_word(["--token", "serve", "network", "list"]) == "network"
+
+
+@pytest.fixture(scope="module")
+def completion(tmp_path_factory):
+    path = tmp_path_factory.mktemp("completion") / "dvn.bash"
+    out = subprocess.run([sys.executable, "-m", "controller.cli", "completion", "bash"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONWARNINGS=""))
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    path.write_text(out.stdout)
+    return path
+
+
+def complete(script, line):
+    """What bash completes for ``line`` (the word being completed is its last, maybe empty)."""
+    words = line.split(" ")
+    program = ("source %s\nCOMP_WORDS=(%s)\nCOMP_CWORD=%d\n_dvn\nprintf '%%s\\n' \"${COMPREPLY[@]}\"\n"
+               % (shlex.quote(str(script)), " ".join(shlex.quote(w) for w in words), len(words) - 1))
+    out = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    return sorted(w for w in out.stdout.splitlines() if w)
+
+
+@pytest.mark.parametrize("line,expected", [
+    ("dvn po", ["port"]),
+    ("dvn se", ["security-group", "serve"]),
+    ("dvn security-group u", ["update"]),
+    ("dvn --json --url http://x network l", ["list"]),
+    ("dvn port update vm1 --add-s", ["--add-security-group"]),
+    ("dvn port create vm1 --network blue --no-port", ["--no-port-security"]),
+    ("dvn rule add web ", ["egress", "ingress"]),
+    ("dvn rule add web ingress --ethertype ", ["IPv4", "IPv6"]),
+    ("dvn lb create www --protocol ", ["tcp", "udp"]),
+    ("dvn network list --js", ["--json"]),
+    ("dvn serve --ipsec-auth ", ["ca", "psk"]),
+    ("dvn join --datapath-type ", ["netdev", "system"]),
+    ("dvn completion ", ["bash"]),
+])
+def test_bash_completes_commands_options_and_choices(completion, line, expected):
+    assert complete(completion, line) == expected
+
+
+def readme_commands():
+    """The `dvn ...` lines of the README's code blocks, as argv lists."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    lines = []
+    for block in re.findall(r"```\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            line = line.split("  #")[0].strip().rstrip("&").strip()
+            if line.startswith("dvn "):
+                lines.append(shlex.split(line)[1:])
+    return lines
+
+
+def test_the_readme_commands_are_commands_of_this_cli():
+    commands = readme_commands()
+    assert any(c[:2] == ["port", "create"] and "--security-group" in c for c in commands)
+    for argv in commands:
+        argv = [os.path.expandvars(a) for a in argv]
+        try:
+            cli.parser(full=cli._command_word(argv) in cli.SERVER_COMMANDS).parse_args(argv)
+        except SystemExit:
+            pytest.fail("the README's `dvn %s` is not a command" % " ".join(argv))

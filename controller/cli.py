@@ -1,7 +1,7 @@
 """The `dvn` command: the controller (`serve`), a node's `join`/`leave`, and a REST client.
 
 The client commands import only the standard library, and only what they
-use: no eventlet, os-ken, ovs or ovsdbapp (tests/unit/test_cli_imports.py),
+use: no eventlet, os-ken, ovs or ovsdbapp (tests/unit/test_cli.py),
 so that they start in a few tens of milliseconds and print no library's
 warnings. `serve`, `join` and `leave` get their parsers from their own
 modules, imported only when one of them is the command (or to write the
@@ -23,7 +23,7 @@ def _command_word(argv):
     return None
 
 
-VALUED_GLOBALS = ("--url", "--token", "--ca-file", "--config")
+VALUED_GLOBALS = ("--url", "--token", "--ca-file", "--config", "--field")
 SERVER_COMMANDS = ("serve", "join", "leave")    # the server stack: imported for these only
 
 
@@ -151,11 +151,14 @@ def _token(args):
 
 
 # ---- HTTP -----------------------------------------------------------------------------------------
-def connection(url, ca_file=None, timeout=30):
-    """An HTTP(S) connection to dvn's API at ``url``; https verifies dvn's
-    certificate against ``ca_file`` (dvn's CA: --ca-file, DVN_CA_FILE), else
-    against the system's CAs."""
-    import http.client
+# One request per connection, written here over a socket: http.client imports
+# the email package, which costs a client command half its start-up.
+class HttpError(Exception):
+    pass
+
+
+def endpoint(url):
+    """(scheme, host, port) of dvn's API at ``url``."""
     parts = urllib.parse.urlsplit(url)
     try:
         port = parts.port
@@ -163,14 +166,71 @@ def connection(url, ca_file=None, timeout=30):
         port = -1
     if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
         raise CliError("--url %s: give http://HOST:PORT or https://HOST:PORT" % url)
-    if parts.scheme == "https":
-        import ssl
-        try:
-            ctx = ssl.create_default_context(cafile=ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise CliError("cannot read the CA file %s: %s" % (ca_file, exc))
-        return http.client.HTTPSConnection(parts.hostname, port or 443, timeout=timeout, context=ctx)
-    return http.client.HTTPConnection(parts.hostname, port or 80, timeout=timeout)
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def _tls_context(ca_file):
+    import ssl
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise CliError("cannot read the CA file %s: %s" % (ca_file, exc))
+
+
+def _dechunk(data):
+    out = []
+    while True:
+        size_line, sep, data = data.partition(b"\r\n")
+        if not sep:
+            raise HttpError("a chunked body ends early")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(data[:size])
+        data = data[size + 2:]
+
+
+def http_call(url, ca_file, method, path, body=None, headers=(), timeout=30):
+    """(status, body bytes) of one HTTP/1.1 request; https verifies dvn's
+    certificate against ``ca_file`` (dvn's CA: --ca-file, DVN_CA_FILE), else
+    against the system's CAs. OSError or HttpError if it does not happen."""
+    import socket
+    scheme, host, port = endpoint(url)
+    context = _tls_context(ca_file) if scheme == "https" else None
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        if context is not None:
+            sock = context.wrap_socket(sock, server_hostname=host)
+        lines = ["%s %s HTTP/1.1" % (method, path), "Host: %s:%d" % ("[%s]" % host if ":" in host else host, port),
+                 "Connection: close", "Accept: application/json", "Content-Length: %d" % len(body or b"")]
+        lines += ["%s: %s" % kv for kv in headers]
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        sock.close()
+    raw = b"".join(chunks)
+    head, sep, payload = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    try:
+        status = int(status_line.split()[1])
+    except (IndexError, ValueError):
+        raise HttpError("not an HTTP answer: %r" % status_line[:80])
+    if not sep:
+        raise HttpError("the answer ends in its headers")
+    fields = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+    if fields.get("transfer-encoding", "").lower() == "chunked":
+        payload = _dechunk(payload)
+    elif "content-length" in fields:
+        length = int(fields["content-length"])
+        if len(payload) < length:
+            raise HttpError("the answer ends %d bytes early" % (length - len(payload)))
+        payload = payload[:length]
+    return status, payload
 
 
 def _problem_text(status, payload, raw):
@@ -186,31 +246,25 @@ def _problem_text(status, payload, raw):
 
 def request(args, method, path, body=None, timeout=30, auth=True):
     """One API call: the answer's JSON, or CliError (a problem, an unreachable server)."""
-    import http.client
     if not getattr(args, "settled", False):
         settle(args)
-    conn = connection(args.url, args.ca_file, timeout)
-    headers = {"Authorization": "Bearer %s" % _token(args)} if auth else {}
+    headers = [("Authorization", "Bearer %s" % _token(args))] if auth else []
     data = None
     if body is not None:
         data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
+        headers.append(("Content-Type", "application/json"))
     try:
-        conn.request(method, path, body=data, headers=headers)
-        resp = conn.getresponse()
-        raw = resp.read()
-    except (OSError, http.client.HTTPException) as exc:
+        status, raw = http_call(args.url, args.ca_file, method, path, data, headers, timeout)
+    except (OSError, HttpError, ValueError) as exc:
         raise CliError("cannot reach dvn at %s: %s" % (args.url, " ".join(str(exc).split()) or type(exc).__name__))
-    finally:
-        conn.close()
     try:
         payload = json.loads(raw) if raw else None
     except ValueError:
         payload = None
-        if resp.status < 400:
-            raise CliError("%s at %s answered %d with no JSON: is it dvn's API?" % (args.url, path, resp.status))
-    if resp.status >= 400:
-        raise CliError(_problem_text(resp.status, payload, raw))
+        if status < 400:
+            raise CliError("%s at %s answered %d with no JSON: is it dvn's API?" % (args.url, path, status))
+    if status >= 400:
+        raise CliError(_problem_text(status, payload, raw))
     return payload
 
 
@@ -839,15 +893,40 @@ def _server_commands(sub, full):
     sub.add_parser("leave", help="disconnect this node from dvn (run on the node)", add_help=False)
 
 
-def parser(full=False):
-    """The whole `dvn` parser; ``full``: with the real parsers of serve, join and leave."""
+class _Sink:
+    """What a command that does not run gets instead of its parser: every call does nothing."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self
+
+
+class _Only:
+    """The subcommands' add_parser that builds one command's parser only (``only``), and
+    a line of help for each other: the parser of every command costs a command's
+    start-up as much as its imports."""
+
+    def __init__(self, subparsers, only):
+        self.sub, self.only = subparsers, only
+
+    def add_parser(self, name, **kw):
+        if self.only is None or name == self.only:
+            return self.sub.add_parser(name, **kw)
+        self.sub.add_parser(name, help=kw.get("help"), add_help=False)
+        return _Sink()
+
+
+def parser(full=False, only=None):
+    """The `dvn` parser: with every command's (``full``, the real parsers of
+    serve, join and leave included), else with command ``only``'s, and a line
+    of help for the others."""
     ap = argparse.ArgumentParser(prog="dvn", description="dvn: distributed virtual networking for Open vSwitch",
                                  epilog=SETTINGS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _connection_options(ap, after=False)
     common = argparse.ArgumentParser(add_help=False)
     _connection_options(common, after=True)
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _server_commands(sub, full)
+    real = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _server_commands(real, full or only in SERVER_COMMANDS)
+    sub = real if full else _Only(real, only or "")
     cmds = _Commands(sub, common)
 
     net = sub.add_parser("network", parents=[common], help="tenant networks")
@@ -1126,7 +1205,7 @@ def main(argv=None):
         import logging
         logging.getLogger().addHandler(logging.NullHandler())
     try:
-        args = parser(full=command in SERVER_COMMANDS).parse_args(argv)
+        args = parser(only=command).parse_args(argv)
         rc = args.func(args)
     except CliError as exc:
         print("dvn: %s" % exc, file=sys.stderr)

@@ -149,6 +149,11 @@ def test_a_port_gets_groups_encryption_port_security_and_address_pairs(dvn, net)
     assert port["security_groups"] == [web["id"]] and port["encrypt"] is True and port["port_security"] is False
     assert sorted((p["ip_address"], p["mac_address"]) for p in port["allowed_address_pairs"]) == [
         ("10.7.0.50/32", port["mac"]), ("10.7.0.64/28", "02:00:00:00:00:99")]   # (no MAC: the port's)
+    assert dvn.ok("port", "show", "vm1", "--field", "id").out == port["id"] + "\n"         # one field, for scripts
+    assert dvn.ok("--field", "ips", "port", "show", "vm1").out == "10.7.0.5\n"
+    assert dvn.ok("port", "list", "--field", "security_groups").out == web["id"] + "\n"    # ids, not names
+    assert "--field nosuch: the answer has allowed_address_pairs, encrypt" in dvn.fails(
+        "port", "show", "vm1", "--field", "nosuch")
     shown = dvn.ok("port", "show", "vm1").out        # names, not ids, for people
     assert re.search(r"^security_groups\s+web$", shown, re.M) and re.search(r"^network\s+clinet$", shown, re.M)
     assert re.search(r"^encrypt\s+True$", shown, re.M)

@@ -5,8 +5,10 @@ every command against a real server)."""
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -29,7 +31,7 @@ def _client_commands():
         for action in subs:
             for name, child in action.choices.items():
                 walk(child, path + [name])
-    walk(cli.parser(), [])
+    walk(cli.parser(full=True), [])
     return [p for p in out if p[0] not in cli.SERVER_COMMANDS + ("api-token", "ca-hash", "completion")]
 
 
@@ -120,6 +122,43 @@ def test_the_readme_commands_are_commands_of_this_cli():
     for argv in commands:
         argv = [os.path.expandvars(a) for a in argv]
         try:
-            cli.parser(full=cli._command_word(argv) in cli.SERVER_COMMANDS).parse_args(argv)
+            cli.parser(only=cli._command_word(argv)).parse_args(argv)
         except SystemExit:
             pytest.fail("the README's `dvn %s` is not a command" % " ".join(argv))
+
+
+@pytest.mark.parametrize("answer,result", [
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"4\r\n[{\"a\r\n7\r\n\": 1}]\n\r\n0\r\n\r\n", [{"a": 1}]),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n{\"a\": 2}", {"a": 2}),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 90\r\n\r\n{\"a\": 2}", "ends 82 bytes early"),
+    (b"HTTP/1.1 422 Unprocessable\r\nContent-Length: 75\r\n\r\n"
+     b"{\"title\": \"Unprocessable\", \"detail\": \"no such group\", \"field\": \"groups[0]\"}",
+     "422 Unprocessable: no such group (field: groups[0])"),
+    (b"SSH-2.0-OpenSSH_9.2\r\n", "not an HTTP answer"),
+    (b"", "not an HTTP answer"),
+])
+def test_the_http_client_reads_what_a_server_may_answer(answer, result):
+    """Lengths, chunks, a problem, and what is not an answer (one line each; no traceback)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def serve():
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            conn.sendall(answer)
+            conn.close()
+        server = threading.Thread(target=serve)
+        server.start()
+        args = cli.parser(only="network").parse_args(
+            ["network", "list", "--url", "http://127.0.0.1:%d" % listener.getsockname()[1], "--token", "t"])
+        try:
+            got = cli.request(args, "GET", "/v1/networks")
+        except cli.CliError as exc:
+            got = str(exc)
+        server.join()
+    if isinstance(result, str):
+        assert isinstance(got, str) and result in got and "\n" not in got
+    else:
+        assert got == result

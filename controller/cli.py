@@ -65,7 +65,8 @@ INI file like
   token_file = ~/.config/dvn/token      (or: token = ...; keep it private)
   ca_file = ~/.config/dvn/ca.pem
 
-else http://127.0.0.1:8080. --json prints what the API answered, for scripts.
+else http://127.0.0.1:8080. --json prints what the API answered, --field NAME
+one field of it (a line per object), for scripts.
 Shell completion: dvn completion bash > /etc/bash_completion.d/dvn"""
 
 
@@ -118,13 +119,9 @@ def _read_token(path, where):
 
 def settle(args):
     """Fill in args.url, args.ca_file and args.token_source: flags, then the
-    environment, then the config file (read only if something is missing)."""
+    environment, then the config file."""
     env = os.environ
-    conf = None
-    if not (args.url or env.get("DVN_URL")) or not (args.token or env.get("DVN_TOKEN") or env.get("DVN_TOKEN_FILE")) \
-            or args.config:
-        conf = read_config(args)
-    conf = conf or {}
+    conf = read_config(args)
     args.url = args.url or env.get("DVN_URL") or conf.get("url") or DEFAULT_URL
     args.ca_file = args.ca_file or env.get("DVN_CA_FILE") or (
         os.path.expanduser(conf["ca_file"]) if conf.get("ca_file") else None)
@@ -365,7 +362,7 @@ def _optional(body, **fields):
     return body
 
 
-def _query(args, **params):
+def _query(**params):
     """A query string of the given (not None) parameters: '' or '?a=b'."""
     given = {k: v for k, v in params.items() if v is not None}
     return "?" + urllib.parse.urlencode(given) if given else ""
@@ -391,7 +388,7 @@ def cmd_network(args):
         body = _optional({"name": args.name}, tenant=args.tenant, vni=args.vni, cidrs=args.cidr, tags=args.tag)
         return _print(args, request(args, "POST", "/v1/networks", body), NET_COLS)
     if args.action == "list":
-        return _print(args, request(args, "GET", "/v1/networks" + _query(args, tenant=args.tenant)), NET_COLS)
+        return _print(args, request(args, "GET", "/v1/networks" + _query(tenant=args.tenant)), NET_COLS)
     path = "/v1/networks/%s" % _resolve(args, "networks", args.name)
     if args.action == "show":
         return _show(args, request(args, "GET", path), NET_COLS)
@@ -455,7 +452,7 @@ def cmd_port(args):
         return _print(args, _port_for_people(args, made), PORT_ROW)
     if args.action == "list":
         net = _resolve(args, "networks", args.network) if args.network else None
-        ports = request(args, "GET", "/v1/ports" + _query(args, network=net, tenant=args.tenant))
+        ports = request(args, "GET", "/v1/ports" + _query(network=net, tenant=args.tenant))
         return _print(args, _port_for_people(args, ports), PORT_ROW)
     path = "/v1/ports/%s" % _resolve(args, "ports", args.name)
     if args.action == "show":
@@ -501,7 +498,7 @@ def cmd_group(args):
         body = _group_body(args, _optional({"name": args.name}, tenant=args.tenant))
         return _print(args, _group_for_people(args, request(args, "POST", "/v1/security-groups", body)), SG_COLS)
     if args.action == "list":
-        return _print(args, request(args, "GET", "/v1/security-groups" + _query(args, tenant=args.tenant)), SG_COLS)
+        return _print(args, request(args, "GET", "/v1/security-groups" + _query(tenant=args.tenant)), SG_COLS)
     path = "/v1/security-groups/%s" % _resolve(args, "security-groups", args.name)
     if args.action == "show":
         group = request(args, "GET", path)
@@ -607,7 +604,7 @@ def cmd_lb(args):
         return _print(args, made if args.json or args.field else _lb_rows([made]), LB_COLS)
     if args.action == "list":
         net = _resolve(args, "networks", args.network) if args.network else None
-        lbs = request(args, "GET", "/v1/load-balancers" + _query(args, network=net, tenant=args.tenant))
+        lbs = request(args, "GET", "/v1/load-balancers" + _query(network=net, tenant=args.tenant))
         return _print(args, lbs if args.json or args.field else _lb_rows(lbs), LB_COLS)
     path = "/v1/load-balancers/%s" % _resolve(args, "load-balancers", args.name)
     if args.action == "show":
@@ -650,7 +647,8 @@ def cmd_member(args):
     if args.action == "add":
         if args.name and len(args.member) > 1:
             raise CliError("--name names one member: add the others apart")
-        bodies = [_optional(_address_port(m, "member"), weight=args.weight, name=args.name) for m in args.member]
+        bodies = [_optional(_address_port(m, "member"), weight=args.weight, name=args.name,
+                            admin_state_up=args.admin_state_up) for m in args.member]
         return _print(args, request(args, "POST", lb_path + "/members", bodies if len(bodies) > 1 else bodies[0]),
                       MEMBER_COLS)
     if args.action == "list":
@@ -665,7 +663,7 @@ def cmd_member(args):
 # ---- events, import, nodes, tokens, CA --------------------------------------------------------------------
 def cmd_events(args):
     port = _resolve(args, "ports", args.port) if args.port else None
-    query = _query(args, limit=args.limit, port=port, rule=args.rule)
+    query = _query(limit=args.limit, port=port, rule=args.rule)
     return _print(args, request(args, "GET", "/v1/events" + query), EVENT_COLS)
 
 
@@ -1040,6 +1038,10 @@ def parser(full=False, only=None):
     c.add_argument("member", metavar="IP:PORT", nargs="+")
     c.add_argument("--weight", type=int, help="0 to 256 (default 1; 0 takes no new connections)")
     c.add_argument("--name", help="its name (one member only)")
+    state = c.add_mutually_exclusive_group()
+    state.add_argument("--up", dest="admin_state_up", action="store_const", const=True, help="(the default)")
+    state.add_argument("--down", dest="admin_state_up", action="store_const", const=False,
+                       help="added, but taking no connections")
     msub.add("list", help="a pool's members").add_argument("lb", help="load balancer name or id")
     u = msub.add("update", help="change a member's name, weight or admin state")
     u.add_argument("lb", help="load balancer name or id")

@@ -240,8 +240,8 @@ def test_load_balancers_and_members(dvn, net):
     assert updated["session_persistence"] is None and updated["health_monitor"] is None
     added = dvn.json("member", "add", "www2", "10.7.0.12:8080", "10.7.0.12:8081", "--weight", 2)
     assert sorted((m["protocol_port"], m["weight"]) for m in added) == [(8080, 2), (8081, 2)]
-    one = dvn.json("member", "add", "www2", "10.7.0.11:9000", "--name", "nine")
-    assert one["name"] == "nine"
+    one = dvn.json("member", "add", "www2", "10.7.0.11:9000", "--name", "nine", "--down")
+    assert (one["name"], one["admin_state_up"]) == ("nine", False)
     assert len(dvn.json("member", "list", "www2")) == 4
     renamed = dvn.json("member", "update", "www2", "10.7.0.12:8081", "--name", "m2", "--down")
     assert (renamed["name"], renamed["admin_state_up"]) == ("m2", False)

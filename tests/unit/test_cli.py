@@ -162,3 +162,73 @@ def test_the_http_client_reads_what_a_server_may_answer(answer, result):
         assert isinstance(got, str) and result in got and "\n" not in got
     else:
         assert got == result
+
+
+# Each request schema of the API, the command that sends it, and the option of each field whose
+# option is not --FIELD (with - for _); None: the command's positional argument(s).
+BODIES = {
+    "NetworkCreate": ("network create", {"name": None, "cidrs": "--cidr", "tags": "--tag"}),
+    "NetworkUpdate": ("network update", {"name": "--new-name", "tags": "--tag"}),
+    "PortCreate": ("port create", {"name": None, "ips": "--ip", "tags": "--tag", "security_groups": "--security-group",
+                                   "allowed_address_pairs": "--allowed-address"}),
+    "PortUpdate": ("port update", {"name": "--new-name", "tags": "--tag", "security_groups": "--security-group",
+                                   "allowed_address_pairs": "--allowed-address"}),
+    "SecurityGroupCreate": ("security-group create", {"name": None}),
+    "SecurityGroupUpdate": ("security-group update", {"name": "--new-name"}),
+    "RuleCreate": ("rule add", {"direction": None, "port_range_min": "--ports", "port_range_max": "--ports",
+                                "remote_group_id": "--remote-group", "action": "--deny"}),
+    "MemberCreate": ("member add", {"address": None, "protocol_port": None, "admin_state_up": "--down"}),
+    "MemberUpdate": ("member update", {"admin_state_up": "--down"}),
+    "LoadBalancerCreate": ("lb create", {"name": None, "vip_address": "--vip", "protocol_port": "--port",
+                                         "session_persistence": "--affinity", "health_monitor": "--monitor",
+                                         "members": "--member"}),
+    "LoadBalancerUpdate": ("lb update", {"name": "--new-name", "session_persistence": "--affinity",
+                                         "health_monitor": "--monitor"}),
+    "JoinTokenCreate": ("token create", {}),
+    "Import": ("import", {"tenant": "--tenant", "networks": None, "security_groups": None, "ports": None,
+                          "load_balancers": None}),
+}
+MONITOR = {"type": "--monitor", "delay": "--monitor-delay", "timeout": "--monitor-timeout",
+           "max_retries": "--monitor-rise", "max_retries_down": "--monitor-fall", "url_path": "--monitor-path",
+           "expected_codes": "--monitor-codes"}
+LISTS = {"/v1/networks": "network list", "/v1/ports": "port list", "/v1/security-groups": "security-group list",
+         "/v1/load-balancers": "lb list", "/v1/events": "events"}
+
+
+def _leaf(path):
+    import argparse
+    ap = cli.parser(full=True)
+    for word in path.split():
+        action = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+        ap = action.choices[word]
+    options = {o for a in ap._actions for o in a.option_strings}
+    positionals = [a for a in ap._actions if not a.option_strings]
+    return options, positionals
+
+
+@pytest.mark.parametrize("schema", sorted(BODIES))
+def test_every_field_of_every_request_body_has_an_option(schema):
+    from controller.api.schemas import MONITOR as MONITOR_SCHEMA, SCHEMAS
+    command, renamed = BODIES[schema]
+    options, positionals = _leaf(command)
+    for field in SCHEMAS[schema]["properties"]:
+        option = renamed.get(field, "--" + field.replace("_", "-"))
+        if option is None:
+            assert positionals, (command, field)
+        else:
+            assert option in options, "`dvn %s` has no option for %s (%s)" % (command, field, option)
+    if "health_monitor" in SCHEMAS[schema]["properties"]:
+        assert set(MONITOR_SCHEMA["properties"]) == set(MONITOR)
+        assert set(MONITOR.values()) <= options
+
+
+def test_every_query_parameter_of_a_list_has_an_option():
+    from controller.openapi import OPERATIONS
+    for (method, path), operation in OPERATIONS.items():
+        query = operation[4]
+        if method != "GET" or not query:
+            continue
+        options, _ = _leaf(LISTS[path])
+        for param in query:
+            if param != "name":          # (a name is how every command finds an object)
+                assert "--" + param in options, "`dvn %s` has no --%s" % (LISTS[path], param)

@@ -891,6 +891,13 @@ def _server_commands(sub, full):
     sub.add_parser("leave", help="disconnect this node from dvn (run on the node)", add_help=False)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error in one line, with where to look, not the whole usage."""
+
+    def error(self, message):
+        self.exit(2, "%s: %s (see %s --help)\n" % (self.prog, message, self.prog))
+
+
 class _Sink:
     """What a command that does not run gets instead of its parser: every call does nothing."""
 
@@ -917,8 +924,8 @@ def parser(full=False, only=None):
     """The `dvn` parser: with every command's (``full``, the real parsers of
     serve, join and leave included), else with command ``only``'s, and a line
     of help for the others."""
-    ap = argparse.ArgumentParser(prog="dvn", description="dvn: distributed virtual networking for Open vSwitch",
-                                 epilog=SETTINGS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = _Parser(prog="dvn", description="dvn: distributed virtual networking for Open vSwitch",
+                 epilog=SETTINGS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _connection_options(ap, after=False)
     common = argparse.ArgumentParser(add_help=False)
     _connection_options(common, after=True)
@@ -1207,7 +1214,10 @@ def main(argv=None):
         import logging
         logging.getLogger().addHandler(logging.NullHandler())
     try:
-        args = parser(only=command).parse_args(argv)
+        try:
+            args = parser(only=command).parse_args(argv)
+        except SystemExit as exc:    # --help, or a usage error (said)
+            return exc.code
         rc = args.func(args)
     except CliError as exc:
         print("dvn: %s" % exc, file=sys.stderr)

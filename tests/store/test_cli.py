@@ -337,6 +337,10 @@ def test_an_api_problem_is_one_line_with_its_title_detail_and_field(dvn, net):
     (["import", "/nonexistent.json"], "cannot read /nonexistent.json"),
     (["rule", "add", "00000000-0000-0000-0000-000000000000", "ingress", "--ports", "x"], "--ports 'x'"),
     (["member", "add", "00000000-0000-0000-0000-000000000000", "10.0.0.1"], "give IP:PORT"),
+    (["network", "create", "x", "--vni", "abc"],
+     "dvn network create: argument --vni: invalid int value: 'abc' (see dvn network create --help)"),
+    (["port", "shw"], "dvn port: argument action: invalid choice: 'shw'"),
+    ([], "dvn: the following arguments are required: COMMAND (see dvn --help)"),
 ])
 def test_errors_are_one_line_never_a_traceback(dvn, argv, says):
     assert says in dvn.fails(*argv)

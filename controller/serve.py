@@ -80,9 +80,16 @@ class Dvn:
             self.api_thread.kill()
         self.listener.stop()
         self.nb.stop()
+        self.stop_store()
+
+    def stop_store(self, wait=True):
+        """Stop the embedded store (with ``stop_nb``, `dvn serve`'s default): it
+        holds nothing its file does not, and starts again on that file with dvn.
+        ``wait=False``: SIGTERM it and return (from the OS thread that ends a
+        dvn whose stopping took too long)."""
         if not self.settings.nb and self.settings.stop_nb:
             from ovsdb import nbserver
-            nbserver.stop(os.path.abspath(self.settings.state_dir))
+            nbserver.stop(os.path.abspath(self.settings.state_dir), timeout=5 if wait else 0)
 
 
 def start(settings):
@@ -238,7 +245,7 @@ def serve(args):
     dvn = start(Settings(state_dir=args.state_dir, nb=args.nb, api_listen=args.api_listen,
                          ovsdb_listen=args.ovsdb_listen, openflow_port=of_port,
                          openflow_lanes=args.openflow_lanes, log_rate=args.log_rate,
-                         identity_option=args.identity_option, ipsec_auth=args.ipsec_auth, stop_nb=args.stop_nb,
+                         identity_option=args.identity_option, ipsec_auth=args.ipsec_auth, stop_nb=not args.keep_nb,
                          tls=args.tls, tls_cert=args.tls_cert, tls_key=args.tls_key,
                          tls_names=tuple(args.tls_name or ()) + ((of_host,) if of_host not in ("0.0.0.0", "::")
                                                                  else ())))
@@ -273,15 +280,16 @@ def serve(args):
           flush=True)
 
     done = eventlet.event.Event()
-    install_stop_signals(done)
+    install_stop_signals(done, on_deadline=lambda: dvn.stop_store(wait=False))
     done.wait()
     dvn.stop()
     return 0
 
 
-def install_stop_signals(done):
+def install_stop_signals(done, on_deadline=None):
     """SIGTERM and SIGINT send ``done`` (the main green thread waits on it);
-    SIGUSR1 logs every green thread's stack."""
+    SIGUSR1 logs every green thread's stack. ``on_deadline()`` runs before
+    the process ends when stopping takes too long."""
     def _stop(signum, _frame):
         LOG.info("signal %d: stopping (flows stay on the switches)", signum)
         if not done.ready():
@@ -289,7 +297,7 @@ def install_stop_signals(done):
             # A hub busy compiling may not come back to the main green thread
             # soon: an OS thread ends the process if stopping takes too long.
             # Nothing is lost (the store is on disk; switches keep their flows).
-            _deadline(STOP_GRACE_S)
+            _deadline(STOP_GRACE_S, on_deadline)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -299,7 +307,7 @@ def install_stop_signals(done):
 STOP_GRACE_S = 5
 
 
-def _deadline(seconds):
+def _deadline(seconds, last=None):
     import eventlet.patcher
     threading = eventlet.patcher.original("threading")
     time_ = eventlet.patcher.original("time")
@@ -307,6 +315,8 @@ def _deadline(seconds):
     def expire():
         time_.sleep(seconds)
         LOG.warning("not stopped within %d s: exiting now", seconds)
+        if last is not None:
+            last()
         logging.shutdown()
         os._exit(0)
     threading.Thread(target=expire, daemon=True).start()
@@ -393,8 +403,10 @@ def register(subparsers):
     p.add_argument("--tls-name", action="append", metavar="NAME",
                    help="one more host name or address for dvn's own certificate (repeat)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--stop-nb", action="store_true",
-                   help="stop the embedded northbound store on exit (default: leave it running)")
+    p.add_argument("--keep-nb", action="store_true",
+                   help="leave the embedded northbound store running when dvn exits (default: stop it; it is "
+                        "started again, on the same file, with dvn). A store given with --nb is never stopped")
+    p.add_argument("--stop-nb", action="store_true", help=argparse.SUPPRESS)   # the default now
     p.set_defaults(func=serve, monkey_patch=True)
     return p
 

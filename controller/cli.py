@@ -241,8 +241,8 @@ def _problem_text(status, payload, raw):
     return "%d %s" % (status, " ".join(raw.decode(errors="replace").split())[:300])
 
 
-def request(args, method, path, body=None, timeout=30, auth=True):
-    """One API call: the answer's JSON, or CliError (a problem, an unreachable server)."""
+def request(args, method, path, body=None, timeout=30, auth=True, text=False):
+    """One API call: the answer's JSON (``text``: its text), or CliError (a problem, an unreachable server)."""
     if not getattr(args, "settled", False):
         settle(args)
     headers = [("Authorization", "Bearer %s" % _token(args))] if auth else []
@@ -254,6 +254,8 @@ def request(args, method, path, body=None, timeout=30, auth=True):
         status, raw = http_call(args.url, args.ca_file, method, path, data, headers, timeout)
     except (OSError, HttpError, ValueError) as exc:
         raise CliError("cannot reach dvn at %s: %s" % (args.url, " ".join(str(exc).split()) or type(exc).__name__))
+    if text and status < 400:
+        return raw.decode("utf-8", "replace")
     try:
         payload = json.loads(raw) if raw else None
     except ValueError:
@@ -668,6 +670,59 @@ def cmd_events(args):
 
 
 IMPORT_KINDS = ("networks", "security_groups", "ports", "load_balancers")
+AUDIT_COLS = ["seq", "time", "actor", "method", "path", "status", "detail"]
+
+
+def cmd_audit(args):
+    return _print(args, request(args, "GET", "/v1/audit" + _query(after=args.after, limit=args.limit)), AUDIT_COLS)
+
+
+def cmd_metrics(args):
+    sys.stdout.write(request(args, "GET", "/metrics", text=True))
+    return 0
+
+
+def _by(by):
+    if by.get("kind") == "security group":
+        return "security group %s, rule %s (%s)" % (by["security_group"], by["rule"], by["action"])
+    named = [by[k] for k in ("port", "network", "node", "load_balancer") if k in by]
+    return " ".join([by.get("kind", "?")] + named)
+
+
+def cmd_trace(args):
+    """POST /v1/trace: a packet's walk over the flows dvn installed, told in dvn's terms."""
+    proto, _, port = (args.what or "icmp").partition("/")
+    body = {"from_port": _resolve(args, "ports", args.from_port), "dest": args.dest, "protocol": proto}
+    if port:
+        body["port"] = _int(port, "PROTO/PORT")
+    if args.established:
+        body["established"] = True
+    if args.member:
+        body["member"] = args.member
+    out = request(args, "POST", "/v1/trace", body)
+    if args.json or args.field:
+        return _print(args, out, [])
+    print("%s from port %s on %s" % (out["packet"], out["from_port"], out["node"]))
+    if "opened_by" in out:
+        print("  (the connection: %s, %s)" % (out["opened_by"]["packet"], out["opened_by"]["verdict"]))
+    for step in out["path"]:
+        if "tunnel" in step:
+            t = step["tunnel"]
+            print("  %s: tunnel to %s over the %s mesh, VNI %d, identity 0x%x%s" % (
+                step["node"], t["to"], t["mesh"], t["vni"], t["identity"],
+                (": " + t["dropped"]) if "dropped" in t else ""))
+        elif "member" in step:
+            m = step["member"]
+            print("  %s: load balancer %s picks member %s (%s:%d)" % (step["node"], step["load_balancer"], m["id"],
+                                                                       m["address"], m["port"]))
+        elif "table" in step:
+            print("  %s %-16s %s%s" % (step["node"], step["table"], _by(step["by"]),
+                                       " (no flow)" if step.get("miss") else ""))
+    if out["verdict"] == "delivered":
+        print("delivered to " + ", ".join("port %s on %s" % (d["port"], d["node"]) for d in out["delivered"]))
+    else:
+        print("dropped on %s in %s: %s" % (out["dropped"]["node"], out["dropped"]["table"], out["dropped"]["why"]))
+    return 0
 
 
 def cmd_import(args):
@@ -1069,6 +1124,22 @@ def parser(full=False, only=None):
     ev.add_argument("--rule", help="only this rule's (id)")
     ev.add_argument("--limit", type=int, default=50)
     ev.set_defaults(func=cmd_events)
+
+    tr = cmds.add("trace", help="why a packet goes where it goes: its walk over the flows dvn installed")
+    tr.add_argument("from_port", metavar="FROM_PORT", help="the sending port (name or id)")
+    tr.add_argument("dest", metavar="DEST", help="an IPv4 address in its network: a port's or a VIP")
+    tr.add_argument("what", metavar="PROTO[/PORT]", nargs="?", help="icmp (default), tcp/PORT or udp/PORT")
+    tr.add_argument("--established", action="store_true",
+                    help="a reply in a connection DEST opened, not a new connection")
+    tr.add_argument("--member", help="for a VIP: the member the switch's hash would pick (id)")
+    tr.set_defaults(func=cmd_trace)
+
+    au = cmds.add("audit", help="the audit log: every API write, newest last")
+    au.add_argument("--after", type=int, help="only the records after this seq")
+    au.add_argument("--limit", type=int, help="the newest N (default 100, at most 1000)")
+    au.set_defaults(func=cmd_audit)
+
+    cmds.add("metrics", help="the controller's Prometheus metrics (admin)").set_defaults(func=cmd_metrics)
 
     imp = cmds.add("import", help="create a tenant's configuration from one JSON document, all or nothing")
     imp.add_argument("file", help="the document (- for standard input)")

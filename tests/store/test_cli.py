@@ -316,6 +316,30 @@ def test_nodes_tokens_certificates_and_the_ca(admin_dvn, dvn, server, env):
 
 
 # ---- errors -------------------------------------------------------------------------------------------
+def test_the_audit_log_trace_and_metrics(dvn, admin_dvn, net):
+    made = dvn.json("port", "create", "aud1", "--network", "clinet")
+    dvn.ok("port", "delete", "aud1")
+    # (the API writes its records just after answering)
+    for _ in range(100):
+        mine = dvn.json("audit", "--limit", 1000)
+        if any(r["method"] == "DELETE" and r["path"] == "/v1/ports/%s" % made["id"] for r in mine):
+            break
+    rows = [r for r in mine if made["id"] in (r["detail"], r["path"].rpartition("/")[2])]
+    assert [(r["actor"], r["method"], r["status"]) for r in rows] == [("tenant clit", "POST", 201),
+                                                                       ("tenant clit", "DELETE", 204)]
+    table = dvn.ok("audit", "--after", rows[0]["seq"] - 1, "--limit", 2).out
+    assert table.splitlines()[0].split() == ["SEQ", "TIME", "ACTOR", "METHOD", "PATH", "STATUS", "DETAIL"]
+    # This API runs without a controller: nothing to trace over, no metrics (tests/lab: with one).
+    port = dvn.json("port", "create", "tr1", "--network", "clinet", "--ip", "10.7.0.9")
+    dvn("trace", "tr1", "10.7.0.1", "tcp/22")
+    assert dvn.rc != 0 and dvn.err.startswith("dvn: 404 Not found: no controller runs with this API"), dvn.err
+    admin_dvn("metrics")
+    assert admin_dvn.rc != 0 and "404 Not found" in admin_dvn.err and admin_dvn.err.count("\n") == 1
+    dvn("metrics")
+    assert dvn.rc != 0 and "403 Forbidden" in dvn.err
+    dvn.ok("port", "delete", port["id"])
+
+
 def test_an_api_problem_is_one_line_with_its_title_detail_and_field(dvn, net):
     line = dvn.fails("network", "create", "bad", "--cidr", "10.9.0.1/24")
     assert line.startswith("dvn: 400 ") and "(field: cidrs[0])" in line

@@ -189,7 +189,7 @@ MONITOR = {"type": "--monitor", "delay": "--monitor-delay", "timeout": "--monito
            "max_retries": "--monitor-rise", "max_retries_down": "--monitor-fall", "url_path": "--monitor-path",
            "expected_codes": "--monitor-codes"}
 LISTS = {"/v1/networks": "network list", "/v1/ports": "port list", "/v1/security-groups": "security-group list",
-         "/v1/load-balancers": "lb list", "/v1/events": "events"}
+         "/v1/load-balancers": "lb list", "/v1/events": "events", "/v1/audit": "audit"}
 
 
 def _leaf(path):

@@ -503,7 +503,8 @@ class Capture:
     def __init__(self, ns, iface, expr, text=False):
         self.path = tempfile.mktemp(prefix="dvn-cap-", suffix=".txt" if text else ".pcap")
         out = open(self.path, "wb")
-        args = ["ip", "netns", "exec", ns, "tcpdump", "-i", iface, "-n", "-U"]
+        # (--immediate-mode: each packet as it comes, not in blocks of up to a second)
+        args = ["ip", "netns", "exec", ns, "tcpdump", "-i", iface, "-n", "-U", "--immediate-mode"]
         args += ["-l"] if text else ["-w", "-"]
         self.proc = subprocess.Popen(args + [expr], stdout=out, stderr=subprocess.PIPE)
         out.close()
@@ -511,6 +512,15 @@ class Capture:
         while b"listening on" not in self.proc.stderr.readline():
             assert self.proc.poll() is None, "tcpdump did not start"
         time.sleep(0.3)  # not a wait for dvn: tcpdump's capture settling after it said so
+
+    def live(self, probe, tries=20):
+        """Run ``probe`` (traffic this capture sees) until a packet of it is in the
+        file: a loaded machine may start capturing after tcpdump said so."""
+        for _ in range(tries):
+            probe()
+            if os.path.getsize(self.path) > 24:     # (a pcap's header is 24 bytes)
+                return
+        raise AssertionError("tcpdump captured nothing of %d probes" % tries)
 
     def stop(self):
         time.sleep(0.5)  # not a wait for dvn: tcpdump reading what the kernel already captured
@@ -538,6 +548,43 @@ def test_packets_between_hosts_carry_the_senders_identity(fw):
             assert options == [(option.opt_class, option.opt_type, want[sender].to_bytes(8, "big"))], sender
             found[sender] = found.get(sender, 0) + 1
     assert set(found) == set(want), found   # every one of them seen, each with its own identity
+
+
+def test_trace_explains_what_real_packets_did(fw):
+    """dvn trace (walked) against the packets: the allowed connection names the
+    rule and group that let it in and the identity the capture shows on the
+    wire; the refused one says where and why it was dropped."""
+    def trace(port, dest, what, **kw):
+        body = dict({"from_port": fw.ports[port]["id"], "dest": dest, "protocol": what[0], "port": what[1]}, **kw)
+        return fw.api.post("/v1/trace", body)
+
+    cap = Capture(fw.lab.ul, "hv1", "udp")
+    try:
+        cap.live(lambda: fw.vms["x1"].ping("10.0.0.1", count=1, timeout=1))
+        assert can_fetch(fw.vms["cl1"], WEB)                      # cl1 (hv2) -> web1 (hv1) tcp/8080
+    finally:
+        seen = geneve_packets(cap.stop())
+    allowed = trace("cl1", "10.0.0.1", ("tcp", 8080))
+    assert allowed["verdict"] == "delivered" and allowed["delivered"] == [
+        {"node": "hv1", "port": "web1", "port_id": fw.ports["web1"]["id"]}]
+    ingress = [d for d in allowed["decisions"] if d["node"] == "hv1"]
+    assert [(d["by"]["security_group"], d["by"]["rule"], d["decision"]) for d in ingress] == [
+        ("web", fw.http_rule["id"], "allow")]
+    tunnel = [s["tunnel"] for s in allowed["path"] if "tunnel" in s]
+    assert [(t["to"], t["mesh"]) for t in tunnel] == [("hv1", "plain")]
+    wire = {(vni, options[0][2]) for _src, _port, vni, options, inner in seen if inner[6:12] == bytes.fromhex(
+        mac(2).replace(":", ""))}
+    assert wire == {(tunnel[0]["vni"], tunnel[0]["identity"].to_bytes(8, "big"))}   # what the wire carried
+
+    assert not can_fetch(fw.vms["x1"], WEB)
+    refused = trace("x1", "10.0.0.1", ("tcp", 8080))
+    assert refused["verdict"] == "dropped" and refused["delivered"] == []
+    assert (refused["dropped"]["node"], refused["dropped"]["table"]) == ("hv1", "out_acl")
+    assert "no ingress" in refused["dropped"]["why"]
+
+    # Replies of the connection cl1 opened come back; a connection web1 opens to cl1 does not.
+    assert trace("web1", "10.0.0.2", ("tcp", 8080), established=True)["verdict"] == "delivered"
+    assert trace("web1", "10.0.0.2", ("tcp", 8081))["verdict"] == "dropped"
 
 
 FORGE = """
@@ -597,3 +644,4 @@ def test_a_switch_whose_tlv_map_conflicts_gets_no_flow_and_is_reported(fw):
     switch = wait_in_sync(fw.api, ["hv3"], timeout=90)["hv3"]
     assert switch["flows"] > 5 and hv.flow_count() == switch["flows"]
     assert "0xfff1   0x1       8  tun_metadata0" in hv.ofctl("dump-tlv-map", "br-int")
+

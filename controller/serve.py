@@ -136,7 +136,7 @@ def start(settings):
     if tls is not None:
         from controller.trust import Trust
         trust = Trust(nb, admit_ca)
-        node_tls = node_tls_context(tls[0], tls[1], admit_ca.cert)
+        node_tls = tls_context(tls[0], tls[1], admit_ca.cert, nodes_only=True)
 
     def admit(session):
         """A node is who its certificate says, not what its database states."""
@@ -157,7 +157,7 @@ def start(settings):
         api_sock = eventlet.listen((api_host, api_port))
         protocol = eventlet.wsgi.HttpProtocol
         if tls is not None:
-            ctx = api_tls_context(settings.tls_cert or tls[0], settings.tls_key or tls[1], admit_ca.cert)
+            ctx = tls_context(settings.tls_cert or tls[0], settings.tls_key or tls[1], admit_ca.cert)
             # The handshake happens in each connection's own green thread, not in the accept loop.
             api_sock = ctx.wrap_socket(api_sock, server_side=True, do_handshake_on_connect=False)
             protocol = _peer_cert_protocol()
@@ -183,27 +183,20 @@ def tls_names(settings):
     return sorted(names)
 
 
-def api_tls_context(cert, key, ca_cert):
-    """The REST API's TLS: dvn's certificate; a client may present one of dvn's
-    CA (a node asking for its own enrollment), and needs none otherwise."""
-    import ssl
+def tls_context(cert, key, ca_cert, nodes_only=False):
+    """A listener's TLS: dvn's certificate, and a client's checked against
+    dvn's CA. The REST API (default) takes a client without one (a node
+    asking for its own enrollment presents its own); the node OVSDB listener
+    (``nodes_only``) requires one, whose name is checked once the node states
+    it, and is green: its handshake waits in the session's green thread."""
+    if nodes_only:
+        from eventlet.green import ssl
+    else:
+        import ssl
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
-    ctx.verify_mode = ssl.CERT_OPTIONAL
-    ctx.load_verify_locations(ca_cert)
-    return ctx
-
-
-def node_tls_context(cert, key, ca_cert):
-    """The node OVSDB listener's TLS: dvn's certificate, and the node must
-    present one of dvn's CA (whose name is checked once the node states it).
-    A green context: the handshake waits in the session's green thread."""
-    from eventlet.green import ssl
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.verify_mode = ssl.CERT_REQUIRED if nodes_only else ssl.CERT_OPTIONAL
     ctx.load_verify_locations(ca_cert)
     return ctx
 

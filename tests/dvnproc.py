@@ -255,6 +255,16 @@ def dvn_lab(tag, octet, api_port, state=None, extra=(), api_on_underlay=False):
             shutil.rmtree(state, ignore_errors=True)
 
 
+def token_join(dvn, hv, ip, token, ca_hash=None, wait=30, check=True):
+    """`dvn join` with a join token (None: without one) and the pin of dvn's
+    CA (default: the right one), its key and certificate in ``hv``'s pki/."""
+    ca_hash = ca_hash or dvn.client().get("/v1/ca")["ca_hash"]
+    extra = ["--api-url", dvn.url, "--pki-dir", os.path.join(hv.dir, "pki"), "--ca-hash", ca_hash]
+    if token is not None:
+        extra += ["--token", token]
+    return join(hv, dvn.listen_ip, ip, extra=extra, wait=wait, check=check)
+
+
 def add_joined_hv(lab, dvn, name, ip, enable_dummy=False):
     """A hypervisor at ``ip`` on the underlay that has run `dvn join`: with a
     join token of its own when dvn runs with ``--tls`` (its API then on the
@@ -263,9 +273,7 @@ def add_joined_hv(lab, dvn, name, ip, enable_dummy=False):
     lab.seed_neighbors()
     if dvn.tls:
         token = dvn.client().post("/v1/join-tokens", {"node": name, "ttl": 600})["token"]
-        ca_hash = dvn.client().get("/v1/ca")["ca_hash"]
-        join(hv, dvn.listen_ip, ip, extra=["--api-url", dvn.url, "--pki-dir", os.path.join(hv.dir, "pki"),
-                                           "--token", token, "--ca-hash", ca_hash], wait=60)
+        token_join(dvn, hv, ip, token, wait=60)
     else:
         join(hv, dvn.listen_ip, ip)
     return hv

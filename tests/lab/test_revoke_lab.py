@@ -16,9 +16,8 @@ import time
 import pytest
 
 from ovsdb.node import tunnel_port_name
-from tests.dvnproc import dvn_lab, wait_in_sync, wait_until
+from tests.dvnproc import dvn_lab, token_join, wait_in_sync, wait_until
 from tests.lab.test_encryption_lab import tunnel_ports
-from tests.lab.test_trust_lab import token_join
 
 pytestmark = pytest.mark.lab
 
@@ -46,7 +45,7 @@ def rev(tmp_path_factory):
         lab.seed_neighbors()
         for name, ip in HVS.items():
             token = env.api.post("/v1/join-tokens", {"node": name, "ttl": 600})["token"]
-            token_join(env, env.hvs[name], ip, token, wait=60)
+            token_join(env.dvn, env.hvs[name], ip, token, wait=60)
         net = env.api.post("/v1/networks", {"name": "revnet", "tenant": "acme", "cidrs": ["10.68.0.0/24"]})
         env.ports, env.vms = {}, {}
         for i, hv in enumerate(HVS, start=1):
@@ -179,7 +178,7 @@ def test_a_new_token_admits_the_revoked_node_again_with_new_keys(rev):
     before = pair_keys(rev)
     assert sorted(before) == ["hv1|hv2"]    # (the test above revoked hv3)
     token = rev.api.post("/v1/join-tokens", {"node": "hv3", "ttl": 600})["token"]
-    out = token_join(rev, hv3, HVS["hv3"], token, wait=60, check=False)
+    out = token_join(rev.dvn, hv3, HVS["hv3"], token, wait=60, check=False)
     if not out.startswith("joined:"):
         with open(os.path.join(hv3.dir, "ovs-vswitchd.log")) as f:
             raise AssertionError("%s\nhv3's vswitchd said:\n%s" % (out, "".join(f.readlines()[-20:])))

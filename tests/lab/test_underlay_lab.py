@@ -17,6 +17,7 @@ a real strongSwan: its IKE_SA comes up through the NAT on UDP 4500.
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -157,4 +158,76 @@ def test_encrypted_traffic_crosses_the_router_and_the_nat_on_the_ipsec_mesh(ul):
     finally:
         for path in paths:
             ul.api.call("PATCH", path, {"encrypt": False})
+        wait_in_sync(ul.api, NODES)
+
+
+def _ike_sandbox(hv, root):
+    """ovs-monitor-ipsec on ``hv``, and the strongSwan it starts (`ipsec
+    restart`), in the node's network namespace with their own /run and
+    /etc/ipsec* files, bound over the host's in a private mount namespace
+    (as /work/shared/lab/05b does): the host's IPsec files stay as they were.
+    Returns a function that runs a command in that sandbox."""
+    etc = os.path.join(root, "etc")
+    os.makedirs(os.path.join(etc, "ipsec.d"))
+    shutil.copytree("/etc/strongswan.d", os.path.join(etc, "strongswan.d"))
+    for name in ("ipsec.conf", "ipsec.secrets"):
+        with open(os.path.join(etc, name), "w"):
+            pass
+    os.chmod(os.path.join(etc, "ipsec.secrets"), 0o600)
+    with open(os.path.join(etc, "strongswan.d", "zz-lab-log.conf"), "w") as f:
+        f.write("charon {\n filelog {\n  lab {\n   path = %s/charon.log\n   default = 1\n  }\n }\n}\n" % root)
+    binds = " && ".join("mount --bind %s/%s /etc/%s" % (etc, n, n)
+                        for n in ("ipsec.conf", "ipsec.secrets", "strongswan.d", "ipsec.d"))
+    hv.run("sh", "-c", "mount -t tmpfs lab-run /run && %s && exec %s %s --ike-daemon=strongswan -vconsole:off "
+           "--pidfile=%s/monitor.pid --detach --no-chdir --log-file=%s/monitor.log"
+           % (binds, MONITOR, hv.db, root, root))
+    with open(os.path.join(root, "monitor.pid")) as f:
+        pid = f.read().strip()
+
+    def sandbox(*args, timeout=30):
+        return subprocess.run(["nsenter", "-t", pid, "-m", "-n", *args], capture_output=True, text=True,
+                              timeout=timeout).stdout
+    sandbox.pid = int(pid)
+    return sandbox
+
+
+def test_ike_between_a_peer_and_the_nat_node_comes_up_through_the_nat_on_udp_4500(ul, tmp_path):
+    """A real strongSwan on hv1 and on hv3, configured by ovs-monitor-ipsec
+    from the tunnels dvn made: the NAT node starts IKE to its peer, both see
+    the NAT, move to UDP 4500, and authenticate with the pair's key, hv3 by
+    its public address (ipsec_leftid). The ESP SA after it cannot be made
+    here (this kernel has no ESP); on a kernel that has, the GENEVE of the
+    IPsec mesh then crosses the NAT as ESP in UDP 4500."""
+    path = "/v1/ports/%s" % ul.ports["v3"]["id"]
+    boxes = {}
+    try:
+        ul.api.call("PATCH", path, {"encrypt": True})
+        wait_in_sync(ul.api, NODES)
+        conn = "%s-out-" % tunnel_port_name("hv1", "ipsec")    # hv3's connection to hv1
+        for name in ("hv1", "hv3"):
+            boxes[name] = _ike_sandbox(ul.hvs[name], str(tmp_path / name))
+        wait_until(lambda: re.search(r"%s\d+\{.*ROUTED" % conn, boxes["hv3"]("ipsec", "statusall")), timeout=30,
+                   what="strongSwan on hv3 to load the connection ovs-monitor-ipsec made")
+        peer = "%s-in-" % tunnel_port_name("hv3", "ipsec")
+        wait_until(lambda: re.search(r"%s\d+\{.*ROUTED" % peer, boxes["hv1"]("ipsec", "statusall")), timeout=30,
+                   what="strongSwan on hv1 to load its connection to hv3")
+        name = re.search(r"(%s\d+)\{" % conn, boxes["hv3"]("ipsec", "statusall")).group(1)
+        cap = Capture(ul.lab.ul, "hv1", "udp port 500 or udp port 4500", text=True)
+        try:
+            up = boxes["hv3"]("timeout", "20", "ipsec", "up", name, timeout=40)
+        finally:
+            wire = cap.stop().decode()
+        # (strongSwan names the IKE_SA after either of the tunnel's two connections)
+        assert re.search(r"IKE_SA %s-(in|out)-\d+\[\d+\] established between %s\[%s\]\.\.\.%s\[%s\]"
+                         % (tunnel_port_name("hv1", "ipsec"), PRIVATE, PUBLIC, MAIN, MAIN), up), up[-3000:]
+        assert "local host is behind NAT" in up, up[-3000:]
+        assert "authentication of '%s' (myself) with pre-shared key" % PUBLIC in up, up[-3000:]
+        # On hv1's leg: IKE from the public address, then on 4500 both ways.
+        assert "%s.4500 > %s.4500" % (PUBLIC, MAIN) in wire and "%s.4500 > %s.4500" % (MAIN, PUBLIC) in wire, wire
+        assert PRIVATE not in wire
+    finally:
+        for box in boxes.values():
+            box("ipsec", "stop")
+            os.kill(box.pid, signal.SIGTERM)
+        ul.api.call("PATCH", path, {"encrypt": False})
         wait_in_sync(ul.api, NODES)

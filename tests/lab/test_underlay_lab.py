@@ -20,7 +20,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -117,6 +116,12 @@ def test_the_routed_and_the_nat_node_join_with_tokens(ul):
     assert {n: nodes[n]["encap_ip"] for n in NODES} == {"hv1": MAIN, "hv2": ROUTED, "hv3": PUBLIC}
     assert all(nodes[n]["state"] == "up" for n in NODES)
     wait_in_sync(ul.api, NODES)
+    # A --public-ip that is no address is refused before the token is used.
+    token = ul.api.post("/v1/join-tokens", {"node": "hv3", "ttl": 600})["token"]
+    out = join(ul.hvs["hv3"], ul.dvn.listen_ip, PRIVATE, check=False, extra=(
+        "--api-url", ul.dvn.url, "--ca-hash", ul.ca_hash, "--token", token, "--public-ip", "198.51.100"))
+    assert out == "dvn join: --public-ip '198.51.100' is not an IP address\n", out
+    assert ul.api.get("/v1/join-tokens/%s" % token.split(".")[0])["usable"]
 
 
 def test_peers_tunnel_to_the_nat_nodes_public_address_and_it_sends_from_its_private_one(ul):
@@ -191,38 +196,48 @@ def _ike_sandbox(hv, root):
     return sandbox
 
 
-def test_ike_between_a_peer_and_the_nat_node_comes_up_through_the_nat_on_udp_4500(ul, tmp_path):
+# Who starts IKE: (node, its peer, what the initiator's strongSwan says of the
+# NAT, how it names the two ends: "its address[its IKE identity]").
+INITIATORS = {
+    "the NAT node": ("hv3", "hv1", "local host is behind NAT",
+                     "%s[%s]...%s[%s]" % (PRIVATE, PUBLIC, MAIN, MAIN)),
+    "its peer, through the NAT": ("hv1", "hv3", "remote host is behind NAT",
+                                  "%s[%s]...%s[%s]" % (MAIN, MAIN, PUBLIC, PUBLIC)),
+}
+
+
+@pytest.mark.parametrize("who", sorted(INITIATORS))
+def test_ike_between_a_peer_and_the_nat_node_comes_up_through_the_nat_on_udp_4500(ul, tmp_path, who):
     """A real strongSwan on hv1 and on hv3, configured by ovs-monitor-ipsec
-    from the tunnels dvn made: the NAT node starts IKE to its peer, both see
-    the NAT, move to UDP 4500, and authenticate with the pair's key, hv3 by
-    its public address (ipsec_leftid). The ESP SA after it cannot be made
-    here (this kernel has no ESP); on a kernel that has, the GENEVE of the
-    IPsec mesh then crosses the NAT as ESP in UDP 4500."""
+    from the tunnels dvn made: whichever end starts IKE, both see the NAT,
+    move to UDP 4500, and authenticate with the pair's key, hv3 by its
+    public address (ipsec_leftid; without it hv1 answers
+    AUTHENTICATION_FAILED). The ESP SA after it cannot be made here (this
+    kernel has no ESP); on a kernel that has, the GENEVE of the IPsec mesh
+    crosses the NAT as ESP in UDP 4500."""
+    initiator, responder, nat_seen, ends = INITIATORS[who]
     path = "/v1/ports/%s" % ul.ports["v3"]["id"]
     boxes = {}
     try:
         ul.api.call("PATCH", path, {"encrypt": True})
         wait_in_sync(ul.api, NODES)
-        conn = "%s-out-" % tunnel_port_name("hv1", "ipsec")    # hv3's connection to hv1
-        for name in ("hv1", "hv3"):
-            boxes[name] = _ike_sandbox(ul.hvs[name], str(tmp_path / name))
-        wait_until(lambda: re.search(r"%s\d+\{.*ROUTED" % conn, boxes["hv3"]("ipsec", "statusall")), timeout=30,
-                   what="strongSwan on hv3 to load the connection ovs-monitor-ipsec made")
-        peer = "%s-in-" % tunnel_port_name("hv3", "ipsec")
-        wait_until(lambda: re.search(r"%s\d+\{.*ROUTED" % peer, boxes["hv1"]("ipsec", "statusall")), timeout=30,
-                   what="strongSwan on hv1 to load its connection to hv3")
-        name = re.search(r"(%s\d+)\{" % conn, boxes["hv3"]("ipsec", "statusall")).group(1)
+        for node, peer in ((initiator, responder), (responder, initiator)):
+            boxes[node] = _ike_sandbox(ul.hvs[node], str(tmp_path / node))
+            wait_until(lambda: re.search(r"%s-in-\d+\{.*ROUTED" % tunnel_port_name(peer, "ipsec"),
+                                         boxes[node]("ipsec", "statusall")),
+                       timeout=30, what="strongSwan on %s to load the connections ovs-monitor-ipsec made" % node)
+        ifname = tunnel_port_name(responder, "ipsec")
+        conn = re.search(r"(%s-out-\d+)\{" % ifname, boxes[initiator]("ipsec", "statusall")).group(1)
         cap = Capture(ul.lab.ul, "hv1", "udp port 500 or udp port 4500", text=True)
         try:
-            up = boxes["hv3"]("timeout", "20", "ipsec", "up", name, timeout=40)
+            up = boxes[initiator]("timeout", "20", "ipsec", "up", conn, timeout=40)
         finally:
             wire = cap.stop().decode()
         # (strongSwan names the IKE_SA after either of the tunnel's two connections)
-        assert re.search(r"IKE_SA %s-(in|out)-\d+\[\d+\] established between %s\[%s\]\.\.\.%s\[%s\]"
-                         % (tunnel_port_name("hv1", "ipsec"), PRIVATE, PUBLIC, MAIN, MAIN), up), up[-3000:]
-        assert "local host is behind NAT" in up, up[-3000:]
-        assert "authentication of '%s' (myself) with pre-shared key" % PUBLIC in up, up[-3000:]
-        # On hv1's leg: IKE from the public address, then on 4500 both ways.
+        assert re.search(r"IKE_SA %s-(in|out)-\d+\[\d+\] established between %s"
+                         % (ifname, re.escape(ends)), up), up[-3000:]
+        assert nat_seen in up, up[-3000:]
+        # On hv1's leg: the NAT node only by its public address, and IKE on 4500 both ways.
         assert "%s.4500 > %s.4500" % (PUBLIC, MAIN) in wire and "%s.4500 > %s.4500" % (MAIN, PUBLIC) in wire, wire
         assert PRIVATE not in wire
     finally:

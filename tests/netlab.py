@@ -6,7 +6,9 @@ ovsdb-server and ovs-vswitchd (userspace ``netdev`` datapath), with state in
 underlay namespace, and ``br-phy`` carries each one's tunnel IP (the OVS
 userspace-tunnelling layout). VMs are namespaces whose ``eth0`` is a veth
 plugged into a hypervisor's br-int. The controller runs in this machine's own
-namespace and is reached over a veth into the underlay.
+namespace and is reached over a veth into the underlay. More underlay
+subnets (``segment``), routers between them and 1:1 NATs (nftables) make
+routed underlays and cloud-like nodes.
 
 No pytest here: the demo and benchmarks use it too.
 """
@@ -188,6 +190,8 @@ class Lab:
         them; each private host is seen outside as its public address, and
         everything sent to that address is forwarded to it. ``gateway``: its
         default route, on the outside."""
+        if shutil.which("nft") is None:
+            raise RuntimeError("nft is not installed (tools/setup.sh installs nftables)")
         ns = self._netns(name)
         self._leg(ns, "out", outside[0], outside[1])
         self._leg(ns, "in", inside[0], inside[1])

@@ -55,7 +55,7 @@ def ul(tmp_path_factory):
         lab.segment("br81")
         lab.segment("br82")
         lab.add_router("rtr", {"br0": ROUTER_MAIN + "/24", "br81": ROUTER_ROUTED + "/24"})
-        lab.add_nat("nat", ("br0", NAT_OUT + "/24"), ("br82", NAT_IN + "/24"), {PUBLIC: PRIVATE},
+        env.nat = lab.add_nat("nat", ("br0", NAT_OUT + "/24"), ("br82", NAT_IN + "/24"), {PUBLIC: PRIVATE},
                     gateway=ROUTER_MAIN)
         lab.host_route("192.168.81.0/24", ROUTER_MAIN)          # dvn reaches the routed subnet
         env.hvs = {"hv1": lab.add_hv("hv1", MAIN + "/24"),
@@ -246,3 +246,27 @@ def test_ike_between_a_peer_and_the_nat_node_comes_up_through_the_nat_on_udp_450
             os.kill(box.pid, signal.SIGTERM)
         ul.api.call("PATCH", path, {"encrypt": False})
         wait_in_sync(ul.api, NODES)
+
+
+def test_behind_a_nat_that_lets_in_only_answers_the_node_is_in_sync_and_reaches_nothing(ul):
+    """docs/join.md, "Behind a NAT with no way in": the NAT now drops what
+    comes from outside unless it answers something hv3 sent (conntrack's
+    original direction). GENEVE is one flow each way, so every peer's
+    tunnel packet is such a packet: hv3's VM gets nothing from other nodes,
+    while dvn still has hv3 up and in sync."""
+    def nft(script):
+        res = subprocess.run(["ip", "netns", "exec", ul.nat, "nft", "-f", "-"], input=script, text=True,
+                             capture_output=True)
+        assert res.returncode == 0, res.stderr
+    assert ul.vms["v3"].ping_ok("10.69.0.1")
+    nft("add table ip wall\n")
+    try:
+        nft("add chain ip wall gate { type filter hook forward priority filter; }\n"
+            "add rule ip wall gate iifname \"out\" ct direction original drop\n")
+        assert ul.vms["v1"].ping("10.69.0.3", count=3)[1] == 0
+        assert ul.vms["v3"].ping("10.69.0.1", count=3)[1] == 0
+        assert ul.api.get("/v1/nodes/hv3")["state"] == "up"
+        wait_in_sync(ul.api, NODES)
+    finally:
+        nft("delete table ip wall\n")
+    assert ul.vms["v3"].ping_ok("10.69.0.1")

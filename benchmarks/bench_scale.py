@@ -42,11 +42,16 @@ which is what dvn reacts to, and that happens inside the measured window.
    through the sanity VIP (member vm_b:80) answers vm_c and not vm_a (see
    benchmarks/workload.py for why).
 
+5. With --tls both, each P runs twice: plain TCP, then dvn with --tls and the
+   node joined with a token, so that the REST API, OpenFlow (every lane) and
+   the node's OVSDB session are TLS; the ratios of convergence and of dvn's
+   CPU in the bulk apply come last (issue 12: at most 1.2x).
+
 Every wait is bounded; the lab (namespaces, OVS, dvn, its store) is torn
 down on exit.
 
 Run as root: .venv/bin/python -m benchmarks.bench_scale [--ports 1000 3000] [--clients 4] [--port-type patch]
-The big one: .venv/bin/python -m benchmarks.bench_scale --ports 10000
+The big one: .venv/bin/python -m benchmarks.bench_scale --ports 10000 [--tls both]
 """
 
 import argparse
@@ -57,9 +62,12 @@ import math
 import os
 import queue
 import re
+import signal
+import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -70,7 +78,7 @@ from flows import lb
 from flows.flow import cookie_category
 from flows.pipeline import table_id
 from tests import scale
-from tests.dvnproc import add_joined_hv, dvn_lab
+from tests.dvnproc import ROOT, add_joined_hv, dvn_lab
 
 TAG, OCTET, API_PORT = "bscale", 76, 18680   # tests use 61-63, demo 70, other benchmarks 72-75
 HV_IP = "192.168.%d.11" % OCTET
@@ -171,14 +179,19 @@ class ApiError(Exception):
 class Api:
     """One keep-alive HTTP connection per thread."""
 
-    def __init__(self, port, token):
-        self.port, self.token = port, token
+    def __init__(self, dvn):
+        self.host, self.port, self.token = dvn.api_host, dvn.api_port, dvn.admin_token
+        self.tls = ssl.create_default_context(cafile=dvn.ca_file) if dvn.tls else None
         self.local = threading.local()
 
     def _conn(self):
         conn = getattr(self.local, "conn", None)
         if conn is None:
-            conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+            if self.tls:
+                conn = http.client.HTTPSConnection(self.host, self.port, timeout=300, context=self.tls)
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=300)
+            self.local.conn = conn
         return conn
 
     def _drop(self):
@@ -334,10 +347,10 @@ def buckets_of(hv, gid):
 
 # ---- one run ------------------------------------------------------------------------------
 class Run:
-    def __init__(self, args, p):
-        self.args, self.p = args, p
+    def __init__(self, args, p, tls=False):
+        self.args, self.p, self.tls = args, p, tls
         self.w = Workload(p, args.seed)
-        self.fig = {"ports": p, "counts": self.w.counts()}
+        self.fig = {"ports": p, "tls": tls, "counts": self.w.counts()}
 
     def pids(self):
         return {"dvn": self.dvn.proc.pid, "vswitchd": self.hv._pid("ovs-vswitchd"),
@@ -348,13 +361,13 @@ class Run:
         return {k: cpu_s(pid) for k, pid in self.pids().items() if pid}
 
     def say(self, text):
-        print("  [P=%d %6.1f s] %s" % (self.p, time.monotonic() - self.started, text), flush=True)
+        print("  [%s %6.1f s] %s" % (run_name(self.fig), time.monotonic() - self.started, text), flush=True)
 
     # -- setup (not timed) --
     def setup(self, lab, dvn):
         self.lab, self.dvn = lab, dvn
         self.log = LogWatch(dvn.log_path)
-        self.api = Api(dvn.api_port, dvn.admin_token)
+        self.api = Api(dvn)
         self.hv = hv = add_joined_hv(lab, dvn, "hv1", HV_IP, enable_dummy=True)
         self.wait_log_sync(0, 60, "the switch's first resync")
         t = time.monotonic()
@@ -651,6 +664,20 @@ class Run:
             statistics.median(rule_ms), statistics.median(member_ms)))
 
     # -- the closing check: a restarted dvn finds nothing to change --
+    def memory_sites(self):
+        """What dvn (started with DVN_TRACEMALLOC) still holds, by the line that allocated it."""
+        path = os.environ["DVN_TRACEMALLOC"]
+        if os.path.exists(path):
+            os.unlink(path)
+        os.kill(self.dvn.proc.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + 120
+        while not os.path.exists(path):
+            if time.monotonic() > deadline:
+                raise RuntimeError("dvn wrote no tracemalloc report")
+            time.sleep(0.2)
+        with open(path) as f:
+            self.fig["memory"] = json.load(f)
+
     def restart_check(self):
         self.quiet(120, "dvn idle before the restart check")
         flows, groups = self.hv.flow_count(), group_count(self.hv)
@@ -670,7 +697,7 @@ class Run:
 
     def run(self):
         self.started = time.monotonic()
-        with dvn_lab(TAG, OCTET, API_PORT) as (lab, dvn):
+        with dvn_lab(TAG, OCTET, API_PORT, extra=["--tls"] if self.tls else [], api_on_underlay=self.tls) as (lab, dvn):
             finished = False
             try:
                 self.setup(lab, dvn)
@@ -678,11 +705,13 @@ class Run:
                 if not self.fig.get("timed_out"):
                     self.sanity()
                     self.incremental()
+                    if self.args.tracemalloc:
+                        self.memory_sites()
                     if not self.args.no_restart_check:
                         self.restart_check()
                     finished = True
             except BaseException:
-                print("bench_scale P=%d failed; dvn's log: %s" % (self.p, dvn.log_path), file=sys.stderr)
+                print("bench_scale %s failed; dvn's log: %s" % (run_name(self.fig), dvn.log_path), file=sys.stderr)
                 self.log.poll()
                 for line in self.log.problems()[:10]:
                     print("  " + short(line, 300), file=sys.stderr)
@@ -697,7 +726,7 @@ class Run:
                     pass
                 self.fig["elapsed_s"] = time.monotonic() - self.started
                 if self.args.keep_log:
-                    dst = os.path.join(self.args.keep_log, "dvn-scale-%d.log" % self.p)
+                    dst = os.path.join(self.args.keep_log, "dvn-scale-%d%s.log" % (self.p, "-tls" if self.tls else ""))
                     os.makedirs(self.args.keep_log, exist_ok=True)
                     with open(dvn.log_path, "rb") as src, open(dst, "wb") as out:
                         out.write(src.read())
@@ -709,6 +738,23 @@ class Run:
 
 
 # ---- the report ---------------------------------------------------------------------------
+def run_name(f):
+    return "P=%d%s" % (f["ports"], " tls" if f["tls"] else "")
+
+
+def tls_ratios(figs):
+    """TLS on every channel against plain TCP, for each P run both ways."""
+    plain = {f["ports"]: f for f in figs if not f["tls"]}
+    for f in figs:
+        base = plain.get(f["ports"])
+        if not f["tls"] or base is None or f.get("timed_out") or base.get("timed_out"):
+            continue
+        print("TLS / plain at P=%d: full convergence %.2fx (%.1f / %.1f s), dvn CPU in the bulk apply %.2fx "
+              "(%.1f / %.1f s)" % (f["ports"], f["converged_log_s"] / base["converged_log_s"], f["converged_log_s"],
+                                   base["converged_log_s"], f["cpu_bulk"]["dvn"] / base["cpu_bulk"]["dvn"],
+                                   f["cpu_bulk"]["dvn"], base["cpu_bulk"]["dvn"]))
+
+
 def med(values):
     return statistics.median(values) if values else float("nan")
 
@@ -718,8 +764,8 @@ def report(figs, args):
         args.clients, args.port_type))
     for f in figs:
         c = f["counts"]
-        print("\nP=%d: %d networks, %d groups, %d rules, %d ports (%d group memberships), %d VIPs + 1 (sanity), "
-              "%d members" % (f["ports"], c["networks"], c["groups"], c["rules"], c["ports"], c["memberships"],
+        print("\n%s: %d networks, %d groups, %d rules, %d ports (%d group memberships), %d VIPs + 1 (sanity), "
+              "%d members" % (run_name(f), c["networks"], c["groups"], c["rules"], c["ports"], c["memberships"],
                               c["vips"], c["members"] + 1))
         print("  interfaces pre-plugged (untimed): %.1f s" % f["preplug_s"])
         for name, (n, secs, lat, wanted) in f.get("phases", {}).items():
@@ -757,6 +803,14 @@ def report(figs, args):
             print("  restart check: %s (dvn wants %d flows, switch has %d, %d changes; resync %.1f s: compile %.1f s, "
                   "read+diff %.1f s)" % ("ok" if r["ok"] else "MISMATCH", r["sync"]["flows"], r["switch_flows"],
                                          r["sync"]["changes"], r["s"], r["sync"]["compile"], r["sync"]["read"]))
+        if f.get("memory"):
+            mem = f["memory"]
+            print("  Python memory dvn still holds (tracemalloc, since its start): %.1f MiB, %.1f KiB/port; "
+                  "the largest sites:" % (mem["traced"] / 2**20, mem["traced"] / 1024 / f["bound"]))
+            for site in mem["top"][:15]:
+                print("    %8.1f KiB %7.2f KiB/port %8d blocks  %s" % (
+                    site["bytes"] / 1024, site["bytes"] / 1024 / f["bound"], site["blocks"],
+                    site["where"].replace(ROOT + "/", "")))
         if f.get("problems"):
             print("  dvn log: %d WARNING/ERROR/Traceback lines, the first:" % len(f["problems"]))
             for line in f["problems"][:5]:
@@ -782,7 +836,7 @@ def report(figs, args):
             ("node ovsdb-server CPU in the bulk apply (s)", lambda f: f.get("cpu_bulk", {}).get("node ovsdb"), "%.1f"),
             ("dvn CPU, whole run (s)", lambda f: f.get("cpu_total", {}).get("dvn"), "%.1f"),
             ("vswitchd CPU, whole run incl. pre-plug (s)", lambda f: f.get("cpu_total", {}).get("vswitchd"), "%.1f")]
-    print("\n%-58s" % "" + "".join("%12s" % ("P=%d" % f["ports"]) for f in figs))
+    print("\n%-58s" % "" + "".join("%12s" % run_name(f) for f in figs))
     for label, get, fmt in rows:
         cells = []
         for f in figs:
@@ -865,12 +919,21 @@ def main():
                          "every transaction makes vswitchd reconfigure all its ports)")
     ap.add_argument("--no-restart-check", action="store_true")
     ap.add_argument("--keep-log", metavar="DIR", help="copy dvn's log there after each run")
+    ap.add_argument("--tls", choices=("off", "on", "both"), default="off",
+                    help="dvn with --tls, the node joined with a token: TLS on the REST API, OpenFlow (every lane) "
+                         "and the node's OVSDB session; both: each P plain, then with TLS, and their ratios")
+    ap.add_argument("--tracemalloc", action="store_true",
+                    help="run dvn with tracemalloc (slower: not for timing) and print what it holds per port")
     args = ap.parse_args()
+    if args.tracemalloc:
+        os.environ["DVN_TRACEMALLOC"] = os.path.join(tempfile.mkdtemp(prefix="dvn-mem-"), "tracemalloc.json")
     figs = []
     for p in args.ports:
-        print("bench_scale: P=%d ports, %d API clients" % (p, args.clients), flush=True)
-        figs.append(Run(args, p).run())
+        for tls in {"off": [False], "on": [True], "both": [False, True]}[args.tls]:
+            print("bench_scale: P=%d ports, %d API clients%s" % (p, args.clients, ", TLS" if tls else ""), flush=True)
+            figs.append(Run(args, p, tls).run())
     report(figs, args)
+    tls_ratios(figs)
     return 0
 
 

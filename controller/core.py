@@ -22,6 +22,7 @@ import logging
 import eventlet
 
 from controller.health import Prober
+from controller.metrics import Metrics
 from controller.model import Model
 from controller.nodes import Nodes
 from controller.packetin import PacketIn
@@ -49,6 +50,8 @@ class Core(Model, Nodes, Switches, Scheduler, PacketIn, Stats):
         self.ca = ca                                   # controller.pki.Ca: IPsec by certificates, where both nodes have one
         self._loaded = False                           # the store's rows are in
         self.model_reloads = 0                         # times the model was read again after it missed a change
+        self.metrics = Metrics()                       # GET /metrics (controller/metrics.py)
+        self.metrics.watch(self)
         self._init_model()
         self._init_nodes()
         self._init_switches(lane_ports)

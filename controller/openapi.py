@@ -90,6 +90,10 @@ VIEWS = {
     "RevokedNode": _obj({"node": STRING, "revoked": _list(STRING)}),
     "RotatedKeys": _obj({"system_id": STRING, "rotated": INTEGER,
                          "versions": {"type": "object", "additionalProperties": INTEGER}}),
+    "AuditRecord": _obj({"seq": INTEGER, "time": dict(INTEGER, description="ms since the epoch"),
+                         "actor": dict(STRING, description="admin, tenant NAME, or (public): enrollments"),
+                         "tenant": STRING, "method": STRING, "path": STRING, "status": INTEGER,
+                         "detail": dict(STRING, description="the object's id, or the problem's title and field")}),
     "ImportResult": {"type": "object", "additionalProperties": False, "properties": {
         kind: {"type": "object", "additionalProperties": UUID, "description": "name -> id"} for kind in IMPORT_ITEMS}},
     "Problem": _obj({"type": STRING, "title": STRING, "status": INTEGER, "detail": STRING,
@@ -180,6 +184,13 @@ OPERATIONS = {
         "Create a tenant's networks, security groups, rules, ports and load balancers from one document, in one "
         "transaction (body up to 64 MiB)", "Import", 201, "ImportResult", [], (409, 422)),
     ("GET", "/v1/openapi.json"): ("This document", None, 200, {"type": "object"}, [], ()),
+    ("GET", "/v1/audit"): ("The audit log: every API write (who, what, when, result), newest last; an admin sees "
+                           "all, a tenant its own calls' (the newest 10,000 are kept)", None, 200, _list(ref("AuditRecord")),
+                           ["after", "limit"], ()),
+    ("GET", "/metrics"): ("The running controller's metrics in Prometheus' text format: switches, lanes and nodes "
+                          "in sync, flows and groups per switch, reconcile latency, bundle sizes, API requests, "
+                          "firewall events, load-balancer members' health, IPsec tunnels (admin)",
+                          None, 200, "text/plain", [], (403, 404)),
 }
 WHY = {400: "the body or a query parameter is not what this document describes (the problem names it)",
        401: "no token, or an unknown one", 403: "the caller may not do this",
@@ -253,6 +264,8 @@ def document(routes):
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(request)}}}
         if response is None:
             op["responses"][str(status)] = {"description": "done"}
+        elif response == "text/plain":
+            op["responses"][str(status)] = {"description": "ok", "content": {"text/plain": {"schema": STRING}}}
         else:
             op["responses"][str(status)] = {"description": "ok", "content": {
                 "application/json": {"schema": _ref(response)}}}

@@ -43,6 +43,7 @@ class PacketIn:
             LOG.warning("packet-in from node %s not understood: %s", switch.system_id, exc)
             return
         self.events.append(event)
+        self.metrics.firewall_events.labels(event["verdict"]).inc()
         LOG.info("firewall: %s", json.dumps(event, sort_keys=True))
 
     def packet_out(self, system_id, ofport, frame):

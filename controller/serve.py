@@ -26,6 +26,14 @@ from flows import fields
 LOG = logging.getLogger("dvn")
 
 DEFAULT_STATE_DIR = "/var/lib/dvn"
+# A switch's OpenFlow connections are probed with an echo every 5 s and
+# dropped after 3 unanswered: a switch that goes silent without closing its
+# connections (its host gone, or, in the lab, its vswitchd, which also carries
+# the node's underlay) is seen gone at most (3 + 1) * 5 s later. One that
+# closes them (a vswitchd killed on a host whose management traffic does not
+# go through it) is seen gone at once.
+ECHO_INTERVAL_S, ECHO_UNANSWERED = 5, 3
+PROBE_BOUND_S = (ECHO_UNANSWERED + 1) * ECHO_INTERVAL_S
 
 
 def _hostport(text, default_host):
@@ -138,7 +146,8 @@ def start(settings):
             api_sock = ctx.wrap_socket(api_sock, server_side=True, do_handshake_on_connect=False)
             protocol = _peer_cert_protocol()
         app = api_mod.make_app(nb, stats=core.rule_stats, events=core.events, lb_stats=core.lb_stats,
-                               switch_state=core.switch_state, plugged=core.plugged_addresses, ca=admit_ca)
+                               switch_state=core.switch_state, plugged=core.plugged_addresses, ca=admit_ca,
+                               metrics=core.metrics)
         dvn.api_address = (api_host, api_sock.getsockname()[1])
         dvn.api_thread = eventlet.spawn(eventlet.wsgi.server, api_sock, app, log=logging.getLogger("dvn.http"),
                                         log_output=False, protocol=protocol)
@@ -199,6 +208,7 @@ def serve(args):
     # os-ken logs every echo at DEBUG; keep its chatter at INFO unless asked.
     logging.getLogger("os_ken").setLevel(max(logging.INFO, LOG.getEffectiveLevel()))
 
+    _trace_memory(os.environ.get("DVN_TRACEMALLOC"))
     of_host, of_port = _hostport(args.openflow_listen, "0.0.0.0")
     if bool(args.tls_cert) != bool(args.tls_key):
         print("dvn serve: --tls-cert and --tls-key go together", file=sys.stderr)
@@ -218,8 +228,8 @@ def serve(args):
     cfg.CONF(args=[], project="os_ken")
     cfg.CONF.set_override("ofp_listen_host", of_host)
     cfg.CONF.set_override("ofp_tcp_listen_port", of_port)
-    cfg.CONF.set_override("echo_request_interval", 5)
-    cfg.CONF.set_override("maximum_unreplied_echo_requests", 3)
+    cfg.CONF.set_override("echo_request_interval", ECHO_INTERVAL_S)
+    cfg.CONF.set_override("maximum_unreplied_echo_requests", ECHO_UNANSWERED)
     if dvn.openflow_tls is not None:
         # os-ken then listens with TLS only, and requires a certificate of dvn's CA.
         key, cert, ca_cert = dvn.openflow_tls
@@ -277,6 +287,27 @@ def _deadline(seconds):
         logging.shutdown()
         os._exit(0)
     threading.Thread(target=expire, daemon=True).start()
+
+
+def _trace_memory(path):
+    """DVN_TRACEMALLOC=FILE (benchmarks): trace Python's allocations from
+    here on (several times slower, and more memory); SIGUSR2 writes what is
+    still allocated, by the line that allocated it, to FILE as JSON."""
+    if not path:
+        return
+    import json
+    import tracemalloc
+    tracemalloc.start()
+
+    def dump(*_):
+        snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+        stats = snapshot.statistics("lineno")
+        top = [{"where": "%s:%d" % (s.traceback[0].filename, s.traceback[0].lineno), "bytes": s.size,
+                "blocks": s.count} for s in stats[:60]]
+        with open(path + ".tmp", "w") as f:
+            json.dump({"traced": sum(s.size for s in stats), "top": top}, f)
+        os.replace(path + ".tmp", path)
+    signal.signal(signal.SIGUSR2, dump)
 
 
 def _dump_green_threads():

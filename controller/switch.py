@@ -270,9 +270,11 @@ class Switches:
             except SwitchError:
                 table.forget()
                 raise
+            sent_s = time.monotonic() - started
             LOG.info("switch of node %s: %d flow changes in %s (%d units, compile %.4f s, "
                      "bundle %.3f s)", switch.system_id, len(plan.change), over, len(changed),
-                     switch.last_compile_s, time.monotonic() - started)
+                     switch.last_compile_s, sent_s)
+            self.metrics.changed("change", len(plan.change), switch.last_compile_s + sent_s)
         table.commit(plan, changed)
 
     def _conflicts(self, switch):
@@ -343,6 +345,7 @@ class Switches:
         t2 = time.monotonic()
         table.commit(plan, changed)
         switch.state = State.IN_SYNC
+        self.metrics.changed("resync", len(plan.change), switch.last_compile_s + t2 - t0)
         LOG.info("switch of node %s in sync: %d flows, %d changed "
                  "(compile %.3f s, %s %.3f s, bundle %.3f s) in %s", switch.system_id,
                  table.flow_count(), len(plan.change), switch.last_compile_s,

@@ -11,13 +11,17 @@
 
 ``admission`` asks later, with the certificate, whether dvn has taken the
 node's session (GET /v1/enrollment). No exception but EnrollError leaves
-this module.
+this module; ``Unreachable``, one of them, says dvn's API did not answer
+at all, so a node that boots before dvn (``fetch_ca_waiting``) waits for it.
 """
 
+import errno
 import http.client
 import json
 import os
+import socket
 import ssl
+import time
 import urllib.parse
 
 from ovsdb.pki import ca_hash, new_key_and_request, write_private
@@ -27,6 +31,18 @@ KEY, CERT, CA = "node-key.pem", "node-cert.pem", "dvn-ca.pem"
 
 class EnrollError(Exception):
     pass
+
+
+class Unreachable(EnrollError):
+    """dvn's API did not answer (connection refused or reset, timed out, no
+    route): dvn may not be up yet, or the node's network not. Anything that
+    answered, even wrongly, is another EnrollError."""
+
+
+# OSErrors that say nobody answered, as opposed to an answer dvn refused
+# (EAI_AGAIN: no name server yet, as early in a cloud instance's boot).
+_UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.ENETDOWN,
+                       errno.EHOSTDOWN, socket.EAI_AGAIN}
 
 
 def default_dir():
@@ -49,7 +65,13 @@ def _call(url, context, method, path, body=None, timeout=30):
         raw = resp.read()
     except ssl.SSLCertVerificationError as exc:
         raise EnrollError("dvn at %s is not the dvn of the pinned CA: %s" % (url, exc.verify_message or exc))
-    except (OSError, http.client.HTTPException) as exc:
+    except (ConnectionError, TimeoutError) as exc:
+        raise Unreachable("cannot reach dvn's API at %s: %s" % (url, exc))
+    except OSError as exc:
+        if exc.errno in _UNREACHABLE_ERRNOS:
+            raise Unreachable("cannot reach dvn's API at %s: %s" % (url, exc))
+        raise EnrollError("cannot reach dvn's API at %s: %s" % (url, exc))
+    except http.client.HTTPException as exc:
         raise EnrollError("cannot reach dvn's API at %s: %s" % (url, exc))
     finally:
         conn.close()
@@ -86,6 +108,28 @@ def fetch_ca(url, pin, timeout=30):
     return got["certificate"]
 
 
+def fetch_ca_waiting(url, pin, wait, say, interval=0.5, timeout=30):
+    """fetch_ca, tried again while dvn's API is unreachable, for up to
+    ``wait`` seconds: a node that boots before dvn (or before its own
+    network is up) joins when dvn comes, instead of failing at once.
+    ``say`` is told once, with the reason, that it waits. Any answer ends
+    the wait: a CA that is not the pinned one is refused at once."""
+    deadline = time.monotonic() + max(wait, 0)
+    told = False
+    while True:
+        try:
+            return fetch_ca(url, pin, timeout=max(5.0, min(timeout, deadline - time.monotonic())))
+        except Unreachable as exc:
+            if time.monotonic() + interval >= deadline:
+                if told:
+                    raise Unreachable("%s (waited %.0f s)" % (exc, wait))
+                raise
+            if not told:
+                say("%s; waiting up to %.0f s for it" % (exc, wait))
+                told = True
+            time.sleep(interval)
+
+
 def enroll(url, ca_pem, token, name, directory, timeout=30):
     """Admission of node ``name`` with ``token``: its key made here, its
     certificate from dvn. Returns the (key, certificate, CA) paths."""
@@ -110,7 +154,10 @@ def admission(url, paths, timeout=10):
     key, cert, ca = paths
     with open(ca) as f:
         ctx = _verified(f.read(), (cert, key))
-    status, got = _call(url, ctx, "GET", "/v1/enrollment", timeout=timeout)
+    try:
+        status, got = _call(url, ctx, "GET", "/v1/enrollment", timeout=timeout)
+    except Unreachable as exc:     # (dvn restarting under the join: the caller asks again)
+        return False, str(exc)
     if status != 200:
         return False, "dvn does not admit this node (HTTP %d): %s" % (
             status, got.get("detail") if isinstance(got, dict) else "")

@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import socket
+import sys
 import time
 
 from ovsdbapp.backend.ovs_idl import connection
@@ -295,7 +296,10 @@ def _cmd_join(args):
             url = args.api_url or "https://%s:8080" % (
                 "[%s]" % args.controller if ":" in args.controller else args.controller)
             name = system_id_of(args.db, args.system_id)
-            ca_pem = token_enroll.fetch_ca(url, args.ca_hash)
+
+            def waiting(why):   # a node may boot before dvn: said once, on stderr (stdout keeps its one line)
+                print("dvn join: %s" % why, file=sys.stderr, flush=True)
+            ca_pem = token_enroll.fetch_ca_waiting(url, args.ca_hash, args.wait, waiting)
             tls = token_enroll.enroll(url, ca_pem, args.token, name, args.pki_dir or token_enroll.default_dir())
 
             def admitted():
@@ -353,7 +357,8 @@ def register(subparsers):
                         "/etc/openvswitch/dvn)")
     p.add_argument("--wait", type=float, default=30.0, metavar="S",
                    help="seconds to wait for the node's sessions to dvn to be up (and, with a token, for dvn "
-                        "to take the node); 0: wait only for ovs-vswitchd to apply the change, at most %d s "
+                        "to take the node; and before that, as long again, for dvn's API while it does not "
+                        "answer); 0: wait only for ovs-vswitchd to apply the change, at most %d s "
                         "(default 30)" % VSWITCHD_WAIT_S)
     p.add_argument("--ipsec-pki", metavar="DIR",
                    help="get a certificate from dvn's CA for the IPsec mesh; this node's key stays in DIR")

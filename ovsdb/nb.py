@@ -23,6 +23,9 @@ LOG = logging.getLogger(__name__)
 SCHEMA_NAME = "DVN_Northbound"
 YIELD_S = 0.05    # the longest the IDL parses an update before it lets the other green threads in
 SECONDS_PER_COMMAND = 0.005   # what a transaction may take beyond the timeout, per command (python-ovs)
+# Tables not replicated into dvn's memory: written and read with raw
+# operations (Northbound.raw), as the audit log, which only grows.
+UNREPLICATED = ("Audit",)
 
 
 def optional(value):
@@ -162,19 +165,46 @@ class _Operations(idl_transaction.Transaction):
             poller.block()
 
     @staticmethod
-    def _results(msg, ops):
-        """The created rows [(table, uuid)], each create's ``result`` set; RuntimeError naming a refusal."""
+    def _check(msg):
+        """RuntimeError naming a refusal of the store."""
         if msg.type != ovs.jsonrpc.Message.T_REPLY or not isinstance(msg.result, list):
             raise RuntimeError("the northbound store refused the transaction: %s" % (msg.error,))
         for result in msg.result:
             if isinstance(result, dict) and "error" in result:
                 raise RuntimeError("%s: %s" % (result["error"], result.get("details", "")))
+
+    @classmethod
+    def _results(cls, msg, ops):
+        """The created rows [(table, uuid)], each create's ``result`` set; RuntimeError naming a refusal."""
+        cls._check(msg)
         made = []
         for (cmd, op), result in zip(ops, msg.result):
             if op["op"] == "insert":
                 cmd.result = uuidlib.UUID(result["uuid"][1])
                 made.append((op["table"], cmd.result))
         return made
+
+
+class _Raw(_Operations):
+    """OVSDB operations as they are (on tables not replicated, UNREPLICATED):
+    the store's results, once it answered."""
+
+    def __init__(self, api, connection_, timeout, ops):
+        super().__init__(api, connection_, timeout, check_error=True)
+        self.ops = ops
+
+    def do_commit(self):
+        idl = self.api.idl
+        deadline = time.monotonic() + self.timeout
+        self.result = None
+        while not self._attempt(idl, [(self, op) for op in self.ops], deadline):
+            pass
+        return [self.result]
+
+    def _results(self, msg, ops):
+        self._check(msg)
+        self.result = msg.result
+        return []
 
 
 def _atom(base, value, names):
@@ -244,7 +274,9 @@ class Northbound:
     def start(self):
         fastjson.install()  # the store's updates are large: parse them at C speed
         helper = idlutils.get_schema_helper(self.remote, SCHEMA_NAME)
-        helper.register_all()
+        for table in helper.schema_json["tables"]:
+            if table not in UNREPLICATED:
+                helper.register_table(table)
         idl = _Idl(self.remote, helper, self._changed, self._recover)
         self.api = _Api(connection.Connection(idl, timeout=self.timeout))
         return self
@@ -328,6 +360,17 @@ class Northbound:
                 raise Conflict(text) from None
             raise NbError(text) from None
         return [cmd.result for cmd in commands]
+
+    def raw(self, ops):
+        """Run OVSDB operations (JSON, RFC 7047) in one transaction: their results."""
+        txn = _Raw(self.api, self.api.ovsdb_connection, self.timeout + SECONDS_PER_COMMAND * len(ops), ops)
+        try:
+            return txn.commit()[0]
+        except ovsdbapp_exceptions.TimeoutException:
+            raise Timeout("the northbound store did not confirm the transaction (%d operations) in %.0f s; "
+                          "it may still be applied" % (len(ops), txn.timeout)) from None
+        except RuntimeError as exc:
+            raise NbError(str(exc)) from None
 
     # ---- writers the controller needs ------------------------------------
     def _node(self, system_id):

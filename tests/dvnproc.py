@@ -256,8 +256,16 @@ def dvn_lab(tag, octet, api_port, state=None, extra=(), api_on_underlay=False):
 
 
 def add_joined_hv(lab, dvn, name, ip, enable_dummy=False):
-    """A hypervisor at ``ip`` on the underlay that has run `dvn join`."""
+    """A hypervisor at ``ip`` on the underlay that has run `dvn join`: with a
+    join token of its own when dvn runs with ``--tls`` (its API then on the
+    underlay), so that every channel is TLS."""
     hv = lab.add_hv(name, ip + "/24", enable_dummy=enable_dummy)
     lab.seed_neighbors()
-    join(hv, dvn.listen_ip, ip)
+    if dvn.tls:
+        token = dvn.client().post("/v1/join-tokens", {"node": name, "ttl": 600})["token"]
+        ca_hash = dvn.client().get("/v1/ca")["ca_hash"]
+        join(hv, dvn.listen_ip, ip, extra=["--api-url", dvn.url, "--pki-dir", os.path.join(hv.dir, "pki"),
+                                           "--token", token, "--ca-hash", ca_hash], wait=60)
+    else:
+        join(hv, dvn.listen_ip, ip)
     return hv

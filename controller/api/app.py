@@ -13,6 +13,7 @@ import webob
 
 from controller import validation as v
 from controller.api import schemas
+from controller.api.audit import WRITES, Audit, AuditLog, detail_of
 from controller.api.auth import authenticate, ensure_admin_token
 from controller.api.context import NOUNS, Context
 from controller.api.events import Events
@@ -53,10 +54,13 @@ def too_deep(value, limit):
     return False
 
 
-class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, TrustedNodes, Import):
-    def __init__(self, nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None, ca=None):
+class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, TrustedNodes, Import, Audit):
+    def __init__(self, nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None, ca=None,
+                 metrics=None):
         from controller import trust
         self.nb = nb
+        self.metrics = metrics  # the running controller's controller.metrics.Metrics, if any
+        self.audit = AuditLog(nb)
         self.ca = ca          # dvn's CA (controller.pki.Ca), which admits nodes; None: no admissions here
         self.trust = trust.Trust(nb, ca)
         self.stats = stats    # rule_stats(group id, rule id) of the running controller, if any
@@ -111,6 +115,8 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Trusted
             ("GET", r"/v1/enrollment", self.show_enrollment),
             ("POST", r"/v1/import", self.import_document),
             ("GET", r"/v1/openapi.json", self.openapi),
+            ("GET", r"/v1/audit", self.list_audit),
+            ("GET", r"/metrics", self.show_metrics),
         ]
         # No bearer token: the document, the CA's certificate, an enrollment (its
         # join token is in its body) and a node's own enrollment (its certificate).
@@ -128,7 +134,32 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Trusted
         except Exception:
             LOG.exception("API: unexpected error on %s %s", req.method, req.path)
             resp = self.problem(Problem(500, "Internal error", "an unexpected error; see the dvn log"))
+        if req.method in WRITES and "dvn.caller" in environ:
+            self._audit(req, resp)
+        if self.metrics is not None:
+            # By the route's pattern, not the path: ids must not make a metric per object.
+            route = environ.get("dvn.route", "(none)")
+            self.metrics.api_requests.labels(req.method, route, str(resp.status_code)).inc()
         return resp(environ, start_response)
+
+    def _audit(self, req, resp):
+        payload = None
+        if resp.content_type in ("application/json", "application/problem+json") and len(resp.body) < 4096:
+            try:
+                payload = json.loads(resp.body)
+            except ValueError:
+                pass
+        self.audit.record(req.environ["dvn.caller"], req.method, req.path_info, resp.status_code,
+                          detail_of(resp.status_code, payload))
+
+    def show_metrics(self, req, caller):
+        if not caller.admin:
+            raise Problem(403, "Forbidden", "metrics are visible to admins only")
+        if self.metrics is None:
+            raise Problem(404, "Not found", "no controller runs with this API: it has no metrics")
+        from controller.metrics import CONTENT_TYPE
+        return webob.Response(status=200, body=self.metrics.render(), content_type=CONTENT_TYPE.split(";")[0],
+                              charset="utf-8")
 
     @staticmethod
     def problem(p):
@@ -140,10 +171,11 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Trusted
 
     def dispatch(self, req):
         allowed = []
-        for method, rx, _pattern, handler in self._compiled:
+        for method, rx, pattern, handler in self._compiled:
             m = rx.match(req.path_info)
             if not m:
                 continue
+            req.environ["dvn.route"] = pattern
             if method != req.method:
                 allowed.append(method)
                 continue
@@ -151,6 +183,7 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Trusted
                 caller = authenticate(self.nb, req)
             else:
                 caller = None
+            req.environ["dvn.caller"] = caller   # (for the audit log)
             result = handler(req, caller, **m.groupdict())
             if isinstance(result, webob.Response):
                 return result
@@ -259,8 +292,8 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Trusted
         return 200, document(self.routes)
 
 
-def make_app(nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None, ca=None):
-    return Api(nb, stats, events, lb_stats, switch_state, plugged, ca)
+def make_app(nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None, ca=None, metrics=None):
+    return Api(nb, stats, events, lb_stats, switch_state, plugged, ca, metrics)
 
 
 def main(argv=None):

@@ -299,7 +299,8 @@ SCHEMAS["Enroll"] = {
 
 # ---- query parameters ---------------------------------------------------------------
 QUERY = {"name": NAME, "tenant": NAME, "network": UUID, "port": UUID, "rule": UUID,
-         "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}
+         "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+         "after": {"type": "integer", "minimum": 0, "maximum": 2 ** 53, "default": 0}}
 
 
 # ---- checking ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ SMALL = {
     "bench_rule_change": ["--ports", "40", "--groups", "4"],
     "bench_lb": ["--vips", "4", "--members", "2", "--nodes", "2", "--ports", "4", "--rounds", "1",
                  "--mbytes", "1", "--seconds", "1", "--timeout", "120"],
-    "bench_scale": ["--ports", "200", "--timeout", "300", "--quiet", "2"],
+    "bench_scale": ["--ports", "200", "--timeout", "300", "--quiet", "2", "--tls", "both", "--tracemalloc"],
 }
 
 

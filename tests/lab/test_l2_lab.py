@@ -12,6 +12,7 @@ import signal
 
 import pytest
 
+from controller.serve import PROBE_BOUND_S
 from flows import reconcile
 from flows.acl import SecuredPort, compile_port_security
 from tests.dvnproc import add_joined_hv, dvn_lab, resyncs, wait_in_sync, wait_resynced, wait_until
@@ -213,15 +214,45 @@ def test_controller_sigkill_loses_no_packet_and_rewrites_no_flow(l2):
     assert len(changed) >= 3 and set(changed) == {"0"}, changed
 
 
+def metrics(api):
+    """GET /metrics, parsed by prometheus_client: {(name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+    conn = api.connection(10)
+    try:
+        conn.request("GET", "/metrics", headers={"Authorization": "Bearer %s" % api.token})
+        resp = conn.getresponse()
+        body = resp.read().decode()
+    finally:
+        conn.close()
+    assert resp.status == 200 and resp.getheader("Content-Type").startswith("text/plain"), (resp.status, body)
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body) for s in family.samples}
+
+
 def test_vswitchd_restart_gets_its_flows_back(l2):
     hv = l2.hvs["hv2"]
     want = set(l2.flows("hv2"))
+    before = metrics(l2.api)
+    assert before[("dvn_switch_connected", (("node", "hv2"),))] == 1
+    assert before[("dvn_switch_flows", (("node", "hv2"),))] == len(want)
     before_restart = {"hv2": resyncs(l2.dvn, "hv2")}
     hv.kill_vswitchd(signal.SIGKILL)
+    # Its connections are not closed (the node's underlay goes through its
+    # vswitchd, br-phy): it is seen gone by dvn's echo probes.
+    wait_until(lambda: metrics(l2.api)[("dvn_switch_connected", (("node", "hv2"),))] == 0,
+               timeout=PROBE_BOUND_S + 5, what="/metrics to show hv2's switch disconnected")
+    assert metrics(l2.api)[("dvn_switch_connected", (("node", "hv1"),))] == 1
     hv.start_vswitchd()
     # (how fast: benchmarks/bench_policy.py)
     wait_resynced(l2.dvn, l2.api, ["hv2"], before_restart)
     assert set(l2.flows("hv2")) == want, "hv2's flows not all back once dvn said in sync"
+    after = metrics(l2.api)
+    assert after[("dvn_switch_connected", (("node", "hv2"),))] == 1
+    assert after[("dvn_node_in_sync", (("node", "hv2"),))] == 1
+    # The resync was measured, and so are the API calls (by route, not by id).
+    resync = ("dvn_reconcile_seconds_count", (("kind", "resync"),))
+    assert after[resync] > before[resync]
+    assert after[("dvn_api_requests_total", (("method", "GET"), ("route", "/v1/nodes/{id}"), ("status", "200")))] > 0
     # A restarted vswitchd has no GENEVE TLV map: dvn put it back before the flows that use it.
     assert "0xfff1   0x1       8  tun_metadata0" in hv.ofctl("dump-tlv-map", "br-int")
     assert l2.vms["a1"].ping_ok("10.0.0.2")

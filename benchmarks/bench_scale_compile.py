@@ -60,20 +60,20 @@ def topology(w):
                     {g: tuple(sorted(rules[g])) for g in gids}, lbs, net_lbs)
 
 
-def compile_node(topo):
-    """{unit: FlowSet} of a full sync of NODE, and the select groups."""
+def compile_node(topo, node=NODE):
+    """{unit: FlowSet} of a full sync of ``node``, and the select groups."""
     units = {}
-    base, networks = l2.plan_node(topo, NODE)
+    base, networks = l2.plan_node(topo, node)
     units["base"] = l2.compile_base(base)
     for net_id, view in networks.items():
         units[net_id] = l2.compile_network(view)
     groups = {}
     for lb_id in sorted(b for n in networks for b in topo.net_lbs.get(n, ())):
-        view = lb.plan_lb(topo, lb_id, NODE)
+        view = lb.plan_lb(topo, lb_id, node)
         if view is not None:
             units[("lb", lb_id)] = lb.compile_lb(view)
             groups.update(lb.compile_groups(view))
-    view = acl.plan_acl(topo, NODE)
+    view = acl.plan_acl(topo, node)
     units["acl"] = acl.compile_base(*acl.base_view(view.ports, tracked=bool(topo.lbs)))
     for sp in view.ports:
         units[("port", sp.port_id)] = acl.compile_port(sp)

@@ -22,6 +22,7 @@ from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_D
 from os_ken.ofproto import ofproto_v1_5
 
 from controller import options
+from controller.ofconn import end_connection
 
 LOG = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class DvnOpenFlow(app_manager.OSKenApp):
         if why is not None:
             LOG.warning("OpenFlow connection from %s refused: %s", datapath.address, why)
             datapath.dvn_refused = True
-            datapath.close()
+            end_connection(datapath)
             return
         self.core.switch_connected(datapath)
 

@@ -29,16 +29,17 @@ from controller.packetin import PacketIn
 from controller.scheduler import Scheduler
 from controller.stats import Stats
 from controller.switch import Switches
+from controller.trace import Tracing
 from flows import fields
 
 LOG = logging.getLogger(__name__)
 
 
-class Core(Model, Nodes, Switches, Scheduler, PacketIn, Stats):
+class Core(Model, Nodes, Switches, Scheduler, PacketIn, Stats, Tracing):
     """The running controller. Its parts, one concern a module: the model
     (controller/model.py), the nodes (nodes.py), the switches (switch.py),
     the scheduler (scheduler.py), packet-ins (packetin.py) and statistics
-    (stats.py). Each part sets up the state it owns (its ``_init_*``); the
+    (stats.py), and dvn trace (trace.py). Each part sets up the state it owns (its ``_init_*``); the
     parts read each other's through this object."""
 
     def __init__(self, nb, tunnel_options=None, log_rate=100, log_burst=100, identity_option=fields.IDENTITY,

@@ -146,6 +146,7 @@ class Model:
             self._nb_changed("Node", "create", row)
         for row in self.nb.rows("TunnelKey"):
             self._nb_changed("TunnelKey", "create", row)
+        self._revocations_changed()
         self.lb_dirty.update(str(r.uuid) for r in self.nb.rows("LoadBalancer"))
         self._refresh_lbs()
 
@@ -258,6 +259,9 @@ class Model:
             self.keys_asked.discard(row.nodes)
             self.mesh_dirty = True
             self._kick()
+        elif table == "NodeCertificate":
+            # A node revoked (or admitted again): its sessions, tunnels and mesh follow at once.
+            self._revocations_changed()
         elif table == "LoadBalancer":
             # Its members may arrive later in this same update: read it in the worker.
             self.lb_dirty.add(str(row.uuid))

@@ -4,7 +4,9 @@ A node is the authority on what is plugged into it: its session's view is
 taken in memory first (its switch may be resynced from it at once), then
 recorded in the store off the session's green thread. The mesh gives every
 node a tunnel to each peer; IPsec ones carry a pair's key, or both nodes'
-certificates. What dvn keeps about a session (whether it is registered,
+certificates. A revoked node (controller.trust.revoked_nodes) has
+neither sessions nor tunnels, and no peer keeps a key with it (see
+_revoke). What dvn keeps about a session (whether it is registered,
 known, being recorded, its wanted mesh) is dvn's own, in a NodeState, not
 attributes set on the session object.
 """
@@ -17,6 +19,8 @@ import time
 
 import eventlet
 
+from controller import trust
+from controller.ofconn import end_connection
 from controller.units import ACL, ALL, LB_UNIT
 from flows import l2
 
@@ -75,6 +79,7 @@ class Nodes:
         self.bindings_writing = False                  # the binding writer runs
         self._bindings_written = 0.0                   # when it last wrote (monotonic)
         self.bindings_in_write = set()                 # nodes whose bindings the writer is writing
+        self.revoked = set()                           # nodes whose every certificate is revoked (the store's)
 
     def node_state(self, session):
         """dvn's state of a session (a new session of a node starts afresh)."""
@@ -103,6 +108,10 @@ class Nodes:
         northbound store."""
         system_id = session.system_id
         if not system_id:
+            return
+        if system_id in self.revoked:
+            LOG.warning("OVSDB session from %s refused: node %s is revoked", _address(session), system_id)
+            session.close()
             return
         known = self.sessions.get(system_id)
         if known is not session:
@@ -139,7 +148,7 @@ class Nodes:
             # they know of them when they start.
             self._bindings_soon(system_id)
         for mesh, known in (("plain", self.tunnel_ofports), ("ipsec", self.secure_ofports)):
-            tunnels = {peer: o for peer, o in session.tunnels(mesh).items() if o}
+            tunnels = {peer: o for peer, o in session.tunnels(mesh).items() if o and peer not in self.revoked}
             if tunnels != known.get(system_id):
                 known[system_id] = tunnels
                 self.dirty.add((system_id, ALL))
@@ -284,9 +293,10 @@ class Nodes:
         keys and IPsec ports only where encryption is asked for."""
         secure = {node_pair(a, b) for a, b in l2.secure_pairs(self.topology())}
         for system_id, session in list(self.sessions.items()):
-            if not session.ready or session.datapath_id is None:
+            if not session.ready or session.datapath_id is None or system_id in self.revoked:
                 continue
-            peers = {peer: ip for peer, ip in self.nodes.items() if peer != system_id and ip}
+            peers = {peer: ip for peer, ip in self.nodes.items()
+                     if peer != system_id and ip and peer not in self.revoked}
             ipsec = {}
             for peer in peers:
                 pair = node_pair(system_id, peer)
@@ -368,8 +378,75 @@ class Nodes:
 
     def _create_key(self, pair):
         """A new pre-shared key for a node pair, in the store (never logged)."""
+        if self.revoked.intersection(pair.split("|")):   # (revoked since it was asked for)
+            self.keys_asked.discard(pair)
+            return
         try:
             self.nb.transact([self.nb.api.db_create("TunnelKey", nodes=pair, psk=secrets.token_hex(32), version=1)])
         except Exception as exc:  # another dvn made it first, or the store is away: asked again later
             LOG.warning("IPsec key of nodes %s not created: %s", pair, type(exc).__name__)
             self.keys_asked.discard(pair)
+
+    # ---- revocation ------------------------------------------------------------
+    def _revocations_changed(self):
+        """The store's record of node certificates changed (or was read): a
+        node that is revoked now is ended at once (_revoke); one admitted
+        again by a new token is a node like any other, whose pairs get new
+        keys (the revocation deleted the old ones, controller/api/trust.py)."""
+        revoked = trust.revoked_nodes(self.nb.rows("NodeCertificate"))
+        if revoked == self.revoked:
+            return
+        new, self.revoked = revoked - self.revoked, revoked
+        for system_id in sorted(new):
+            self._revoke(system_id)
+        self.mesh_dirty = True   # tunnels to revoked nodes go, to admitted ones come
+        self._kick()
+
+    def _revoke(self, system_id):
+        """End a revoked node's OVSDB session and OpenFlow connections (main
+        and lanes) now, and take its tunnels out of every other node's view:
+        their switches recompile without its ports (its VMs are unreachable)
+        and the mesh removes the tunnel ports to it. Its certificate (and,
+        in node_update, its name) is refused when it comes back."""
+        ended = []
+        session = self.sessions.get(system_id)
+        if session is not None:
+            session.close()
+            eventlet.spawn_n(self.node_closed, session)  # (not live; its state is written off the store's thread)
+            ended.append("OVSDB")
+        dpids = {dpid for dpid, node in self.dpid_node.items() if node == system_id}
+        switch = self.switches.get(system_id)
+        if switch is not None and switch.conn is not None:
+            dpids.add(switch.conn.dpid)
+            self._end_openflow(switch.conn.datapath)
+            ended.append("OpenFlow")
+        lanes = [dp for dpid in dpids for dp in list(self.lanes.get(dpid, {}))]
+        for datapath in lanes:
+            self._end_openflow(datapath)
+        if lanes:
+            ended.append("%d lane%s" % (len(lanes), "s" if len(lanes) > 1 else ""))
+        peers = set()
+        for known in (self.tunnel_ofports, self.secure_ofports):
+            known.pop(system_id, None)
+            for node, tunnels in list(known.items()):
+                if system_id in tunnels:
+                    known[node] = {p: o for p, o in tunnels.items() if p != system_id}
+                    self.dirty.add((node, ALL))
+                    peers.add(node)
+        self.keys_asked = {pair for pair in self.keys_asked if system_id not in pair.split("|")}
+        # (A node revoked while away, or found revoked when dvn starts, has nothing to end.)
+        LOG.log(logging.WARNING if ended or peers else logging.DEBUG,
+                "node %s revoked: %s; its tunnels leave %d peer%s", system_id,
+                "sessions ended (%s)" % ", ".join(ended) if ended else "no session was up",
+                len(peers), "" if len(peers) == 1 else "s")
+
+    def _end_openflow(self, datapath):
+        """Close one OpenFlow connection and forget it now (os-ken's own
+        notice of the close comes later and finds nothing left to do)."""
+        end_connection(datapath)
+        self.switch_disconnected(datapath)
+
+
+def _address(session):
+    address = getattr(session, "address", None)
+    return "%s:%s" % tuple(address[:2]) if isinstance(address, tuple) else str(address)

@@ -12,6 +12,7 @@ Everything here runs in green threads; nothing blocks the os-ken event loop.
 """
 
 import contextlib
+import functools
 import itertools
 import logging
 import struct
@@ -62,6 +63,28 @@ def install_tap():
 
     tapped.dvn_tap = True
     parsers[OFP_VERSION] = tapped
+
+
+def end_connection(datapath):
+    """End an os-ken switch connection from any green thread, without the
+    traceback os-ken's Datapath.close() leads to on a TLS connection: its
+    SSL socket's shutdown unwraps the socket under the green thread that
+    reads it, whose next read then fails (ValueError). Here the
+    connection's state goes to DEAD (os-ken's reader stops and tells the
+    apps) and the kernel socket is shut down both ways: the reader sees its
+    end, the switch a closed connection. os-ken's sender shuts the socket
+    down again as it stops: on an SSL socket, that too is the kernel's."""
+    import _socket
+    from os_ken.controller.handler import DEAD_DISPATCHER
+    datapath.set_state(DEAD_DISPATCHER)
+    sock = datapath.socket
+    raw = sock if isinstance(sock, _socket.socket) else sock.fd   # (eventlet's plain green socket holds one)
+    if raw is sock and hasattr(sock, "_sslobj"):
+        sock.shutdown = functools.partial(_socket.socket.shutdown, sock)
+    try:
+        _socket.socket.shutdown(raw, _socket.SHUT_RDWR)
+    except OSError:   # already gone
+        pass
 
 
 class _Waiter:

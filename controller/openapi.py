@@ -87,7 +87,7 @@ VIEWS = {
                                   "description": "the node's OVSDB session as dvn records it (null: never up)"}}),
     "NodeCertificate": _obj({"node": STRING, "serial": STRING, "fingerprint": STRING, "not_after": STRING,
                              "issued_at": STRING, "token": STRING, "revoked": BOOLEAN}),
-    "RevokedNode": _obj({"node": STRING, "revoked": _list(STRING)}),
+    "RevokedNode": _obj({"node": STRING, "revoked": _list(STRING), "keys_deleted": INTEGER}),
     "RotatedKeys": _obj({"system_id": STRING, "rotated": INTEGER,
                          "versions": {"type": "object", "additionalProperties": INTEGER}}),
     "AuditRecord": _obj({"seq": INTEGER, "time": dict(INTEGER, description="ms since the epoch"),
@@ -161,7 +161,8 @@ OPERATIONS = {
         "New pre-shared keys for the node's IPsec tunnels (admin; keys are never returned)", None, 200,
         "RotatedKeys", [], (403, 409)),
     ("POST", "/v1/nodes/{id}/revoke"): (
-        "Revoke a node: every certificate issued to it is refused from now on (admin)", None, 200, "RevokedNode",
+        "Revoke a node: every certificate issued to it is refused from now on, its sessions end, its tunnels go "
+        "and the pre-shared keys of its pairs are deleted (admin)", None, 200, "RevokedNode",
         [], (403,)),
     ("GET", "/v1/certificates"): ("The certificates dvn's CA issued to admitted nodes (admin)", None, 200,
                                   _list(ref("NodeCertificate")), [], (403,)),
@@ -184,6 +185,11 @@ OPERATIONS = {
         "Create a tenant's networks, security groups, rules, ports and load balancers from one document, in one "
         "transaction (body up to 64 MiB)", "Import", 201, "ImportResult", [], (409, 422)),
     ("GET", "/v1/openapi.json"): ("This document", None, 200, {"type": "object"}, [], ()),
+    ("POST", "/v1/trace"): ("Walk a packet over the flows dvn installed on its node and, through the tunnel, "
+                            "on the receiving node: its path in dvn's terms (firewall decisions by group and "
+                            "rule, the load-balancer member, the tunnel and identity), and where it was "
+                            "delivered or why it was dropped", "Trace", 200, {"type": "object"}, [],
+                            (404, 422, 503)),
     ("GET", "/v1/audit"): ("The audit log: every API write (who, what, when, result), newest last; an admin sees "
                            "all, a tenant its own calls' (the newest 10,000 are kept)", None, 200, _list(ref("AuditRecord")),
                            ["after", "limit"], ()),

@@ -56,7 +56,7 @@ class Settings:
     identity_option: fields.GeneveOption = fields.IDENTITY
     ipsec_auth: str = "psk"                  # "psk" or "ca"
     stop_nb: bool = False                    # stop the embedded store when dvn stops
-    tls: bool = False                        # the REST API and OpenFlow over TLS, certificates from dvn's CA
+    tls: bool = False                        # the REST API, OpenFlow and OVSDB over TLS, certificates from dvn's CA
     tls_cert: Optional[str] = None           # the REST API's certificate and key (default: one from dvn's CA)
     tls_key: Optional[str] = None
     tls_names: tuple = ()                    # more names and addresses for dvn's own certificate
@@ -80,9 +80,16 @@ class Dvn:
             self.api_thread.kill()
         self.listener.stop()
         self.nb.stop()
+        self.stop_store()
+
+    def stop_store(self, wait=True):
+        """Stop the embedded store (with ``stop_nb``, `dvn serve`'s default): it
+        holds nothing its file does not, and starts again on that file with dvn.
+        ``wait=False``: SIGTERM it and return (from the OS thread that ends a
+        dvn whose stopping took too long)."""
         if not self.settings.nb and self.settings.stop_nb:
             from ovsdb import nbserver
-            nbserver.stop(os.path.abspath(self.settings.state_dir))
+            nbserver.stop(os.path.abspath(self.settings.state_dir), timeout=5 if wait else 0)
 
 
 def start(settings):
@@ -125,14 +132,23 @@ def start(settings):
     core.start()
     install_tap()  # before any switch connects: dvn's replies bypass os-ken's parser
 
-    ovsdb_host, ovsdb_port = _hostport(settings.ovsdb_listen, "0.0.0.0")
-    listener = NodeListener(ovsdb_host, ovsdb_port, core.node_update, core.node_closed)
-    listener.start()
-    LOG.info("node OVSDB listener on %s:%d", ovsdb_host, ovsdb_port)
-    dvn = Dvn(settings, nb, core, listener)
+    trust = node_tls = None
     if tls is not None:
         from controller.trust import Trust
-        dvn.trust = Trust(nb, admit_ca)
+        trust = Trust(nb, admit_ca)
+        node_tls = node_tls_context(tls[0], tls[1], admit_ca.cert)
+
+    def admit(session):
+        """A node is who its certificate says, not what its database states."""
+        return trust.allowed(session.peer_cert or b"", session.claimed_id)[1]
+    ovsdb_host, ovsdb_port = _hostport(settings.ovsdb_listen, "0.0.0.0")
+    listener = NodeListener(ovsdb_host, ovsdb_port, core.node_update, core.node_closed, tls=node_tls,
+                            admit=admit if trust else None)
+    listener.start()
+    LOG.info("node OVSDB listener on %s:%d%s", ovsdb_host, ovsdb_port, " (TLS)" if node_tls else "")
+    dvn = Dvn(settings, nb, core, listener)
+    if tls is not None:
+        dvn.trust = trust
         dvn.openflow_tls = (tls[1], tls[0], admit_ca.cert)
         LOG.info("dvn's CA: %s (join with --ca-hash %s)", admit_ca.cert, admit_ca.hash())
 
@@ -147,7 +163,7 @@ def start(settings):
             protocol = _peer_cert_protocol()
         app = api_mod.make_app(nb, stats=core.rule_stats, events=core.events, lb_stats=core.lb_stats,
                                switch_state=core.switch_state, plugged=core.plugged_addresses, ca=admit_ca,
-                               metrics=core.metrics)
+                               metrics=core.metrics, tracer=core.trace_packet)
         dvn.api_address = (api_host, api_sock.getsockname()[1])
         dvn.api_thread = eventlet.spawn(eventlet.wsgi.server, api_sock, app, log=logging.getLogger("dvn.http"),
                                         log_output=False, protocol=protocol)
@@ -175,6 +191,19 @@ def api_tls_context(cert, key, ca_cert):
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
     ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.load_verify_locations(ca_cert)
+    return ctx
+
+
+def node_tls_context(cert, key, ca_cert):
+    """The node OVSDB listener's TLS: dvn's certificate, and the node must
+    present one of dvn's CA (whose name is checked once the node states it).
+    A green context: the handshake waits in the session's green thread."""
+    from eventlet.green import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(ca_cert)
     return ctx
 
@@ -216,7 +245,7 @@ def serve(args):
     dvn = start(Settings(state_dir=args.state_dir, nb=args.nb, api_listen=args.api_listen,
                          ovsdb_listen=args.ovsdb_listen, openflow_port=of_port,
                          openflow_lanes=args.openflow_lanes, log_rate=args.log_rate,
-                         identity_option=args.identity_option, ipsec_auth=args.ipsec_auth, stop_nb=args.stop_nb,
+                         identity_option=args.identity_option, ipsec_auth=args.ipsec_auth, stop_nb=not args.keep_nb,
                          tls=args.tls, tls_cert=args.tls_cert, tls_key=args.tls_key,
                          tls_names=tuple(args.tls_name or ()) + ((of_host,) if of_host not in ("0.0.0.0", "::")
                                                                  else ())))
@@ -246,19 +275,21 @@ def serve(args):
     LOG.info("OpenFlow listener on %s:%d%s", of_host, of_port, " (TLS)" if tls else "")
     api = "API %s://%s:%d/v1, " % (("https" if tls else "http",) + dvn.api_address) if dvn.api_address else ""
     ovsdb_host, ovsdb_port = _hostport(args.ovsdb_listen, "0.0.0.0")
-    print("dvn: serving (%sOpenFlow%s %s:%d, OVSDB %s:%d)" % (api, " over TLS" if tls else "", of_host, of_port,
-                                                              ovsdb_host, ovsdb_port), flush=True)
+    print("dvn: serving (%sOpenFlow%s %s:%d, OVSDB%s %s:%d)" % (api, " over TLS" if tls else "", of_host, of_port,
+                                                                " over TLS" if tls else "", ovsdb_host, ovsdb_port),
+          flush=True)
 
     done = eventlet.event.Event()
-    install_stop_signals(done)
+    install_stop_signals(done, on_deadline=lambda: dvn.stop_store(wait=False))
     done.wait()
     dvn.stop()
     return 0
 
 
-def install_stop_signals(done):
+def install_stop_signals(done, on_deadline=None):
     """SIGTERM and SIGINT send ``done`` (the main green thread waits on it);
-    SIGUSR1 logs every green thread's stack."""
+    SIGUSR1 logs every green thread's stack. ``on_deadline()`` runs before
+    the process ends when stopping takes too long."""
     def _stop(signum, _frame):
         LOG.info("signal %d: stopping (flows stay on the switches)", signum)
         if not done.ready():
@@ -266,7 +297,7 @@ def install_stop_signals(done):
             # A hub busy compiling may not come back to the main green thread
             # soon: an OS thread ends the process if stopping takes too long.
             # Nothing is lost (the store is on disk; switches keep their flows).
-            _deadline(STOP_GRACE_S)
+            _deadline(STOP_GRACE_S, on_deadline)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -276,7 +307,7 @@ def install_stop_signals(done):
 STOP_GRACE_S = 5
 
 
-def _deadline(seconds):
+def _deadline(seconds, last=None):
     import eventlet.patcher
     threading = eventlet.patcher.original("threading")
     time_ = eventlet.patcher.original("time")
@@ -284,6 +315,8 @@ def _deadline(seconds):
     def expire():
         time_.sleep(seconds)
         LOG.warning("not stopped within %d s: exiting now", seconds)
+        if last is not None:
+            last()
         logging.shutdown()
         os._exit(0)
     threading.Thread(target=expire, daemon=True).start()
@@ -361,17 +394,19 @@ def register(subparsers):
                         "certificates dvn's CA signs for nodes that joined with --ipsec-pki (pairs where "
                         "a node has none use a key)")
     p.add_argument("--tls", action="store_true",
-                   help="serve the REST API over HTTPS and OpenFlow over TLS, with certificates from dvn's CA "
-                        "(made in --state-dir); nodes join with a token (docs/join.md). The OVSDB listener "
-                        "stays plain TCP for now")
+                   help="serve the REST API over HTTPS, and OpenFlow and the node OVSDB listener over TLS only, "
+                        "with certificates from dvn's CA (made in --state-dir); nodes join with a token "
+                        "(docs/join.md)")
     p.add_argument("--tls-cert", metavar="PEM", help="the REST API's certificate (implies --tls; default: one "
                                                       "from dvn's CA for this host's names and --tls-name)")
     p.add_argument("--tls-key", metavar="PEM", help="the key of --tls-cert")
     p.add_argument("--tls-name", action="append", metavar="NAME",
                    help="one more host name or address for dvn's own certificate (repeat)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--stop-nb", action="store_true",
-                   help="stop the embedded northbound store on exit (default: leave it running)")
+    p.add_argument("--keep-nb", action="store_true",
+                   help="leave the embedded northbound store running when dvn exits (default: stop it; it is "
+                        "started again, on the same file, with dvn). A store given with --nb is never stopped")
+    p.add_argument("--stop-nb", action="store_true", help=argparse.SUPPRESS)   # the default now
     p.set_defaults(func=serve, monkey_patch=True)
     return p
 

@@ -114,6 +114,17 @@ def certificate_verdict(cert, ca_cert, records, now_ms, node=None):
     return record.node
 
 
+def revoked_nodes(records):
+    """The nodes that are revoked: every certificate issued to them (``records``,
+    NodeCertificate rows) is. A node with none is not (it never joined with a
+    token), and a token made for a revoked node admits it again: its new
+    certificate is not revoked."""
+    issued = {}
+    for record in records:
+        issued[record.node] = issued.get(record.node, True) and bool(record.revoked)
+    return {node for node, revoked in issued.items() if revoked}
+
+
 class Trust:
     """Whether a node's certificate is allowed, from the store's NodeCertificate
     rows and dvn's CA (``ca``: controller.pki.Ca, or None: nothing is allowed)."""

@@ -72,13 +72,19 @@ def _lookup(index, table, pkt):
     return best
 
 
-def walk(flowset, packet, max_depth=64, conntrack=None, start=None, groups=None, pick=None):
+def walk(flowset, packet, max_depth=64, conntrack=None, start=None, groups=None, pick=None, trace=None):
     """Outputs of ``packet`` (a dict of match fields, in_port required):
     a list of (ofport, tun_id at the output). ``conntrack(zone, packet)``
     gives the ct_state bits a ct() action finds (default: a new connection);
     commits are listed in ``packet["commits"]`` after the walk. ``groups``
     ({group id: Group}) are run with the bucket ``pick(group)`` chooses (the
-    first by default); a bucket's NAT to a destination is applied."""
+    first by default); a bucket's NAT to a destination is applied.
+
+    ``trace`` (a list) gets the walk's steps, in order: ("flow", table,
+    flow) for the flow that handled the packet in a table, ("miss", table)
+    where none did, ("group", group id, bucket) and ("output", ofport, the
+    packet's fields then)."""
+    note = trace.append if trace is not None else (lambda step: None)
     index = {}
     for flow in flowset:
         index.setdefault(flow.table, []).append(flow)
@@ -90,7 +96,9 @@ def walk(flowset, packet, max_depth=64, conntrack=None, start=None, groups=None,
             raise RecursionError("the walk does not end")
         flow = _lookup(index, table, pkt)
         if flow is None:
+            note(("miss", table))
             return
+        note(("flow", table, flow))
         if not apply(flow.actions, depth, flow.cookie):
             return
         if flow.metadata is not None:
@@ -100,19 +108,23 @@ def walk(flowset, packet, max_depth=64, conntrack=None, start=None, groups=None,
                 raise pipeline.PipelineViolation("goto backwards")
             run(flow.goto, depth + 1)
 
+    def out(port):
+        outputs.append((port, pkt.get("tun_id")))
+        note(("output", port, dict(pkt)))
+
     def apply(actions, depth, cookie):
         """Run ``actions``; False if the packet was recirculated (the rest is done)."""
         for action in actions:
             kind = action[0]
             if kind == "output":
                 if action[1] == IN_PORT:
-                    outputs.append((pkt["in_port"], pkt.get("tun_id")))
+                    out(pkt["in_port"])
                 elif action[1] != pkt["in_port"]:
-                    outputs.append((action[1], pkt.get("tun_id")))
+                    out(action[1])
             elif kind == "output_reg":
                 port = pkt.get(action[1], 0)
                 if port and port != pkt["in_port"]:
-                    outputs.append((port, pkt.get("tun_id")))
+                    out(port)
             elif kind == "move":
                 pkt[action[2]] = pkt.get(action[1], 0)
             elif kind == "group":
@@ -120,6 +132,7 @@ def walk(flowset, packet, max_depth=64, conntrack=None, start=None, groups=None,
                 if grp is None or not grp.buckets:
                     return False
                 bucket = pick(grp) if pick else grp.buckets[0]
+                note(("group", action[1], bucket))
                 return apply(bucket.actions, depth, cookie)
             elif kind == "set_field":
                 _, field, value, mask = action

@@ -8,7 +8,9 @@ fail_mode=secure the flows stay when dvn is away.
 
 With a join token (`--token T --ca-hash sha256:H`, ovsdb/enroll.py) the
 node first gets its certificate from dvn's CA, and its OpenFlow
-connections are `ssl:` targets with that certificate (`ovs-vsctl set-ssl`).
+connections and its OVSDB manager are `ssl:` targets with that certificate
+(`ovs-vsctl set-ssl`; the node's ovsdb-server takes it from the SSL table,
+as Debian's ovs-ctl starts it: ``--private-key=db:Open_vSwitch,SSL,private_key``...).
 Then `dvn join` waits, bounded, until ovs-vswitchd has applied the change,
 br-int's controller and the OVSDB manager are connected and (with a token)
 dvn has taken the node's session; else it says in one line what is missing.
@@ -106,17 +108,16 @@ def join(controller, encap_ip, system_id=None, db=None, datapath_type=None,
     """Configure this node to be managed by the dvn at ``controller``: br-int's
     controller on ``of_port``, and ``lanes`` more OpenFlow connections on the
     ports after it (dvn spreads large changes over them). ``tls``: (key,
-    certificate, CA) paths: the OpenFlow connections are ssl: targets with
-    them. The OVSDB manager stays tcp: (dvn's node listener is plain TCP).
-    ``public_ip``: behind a 1:1 NAT, the address peers tunnel to (the
-    node's own tunnel ports keep sending from ``encap_ip``); a join without
-    it drops one a former join gave."""
+    certificate, CA) paths: the OpenFlow connections and the OVSDB manager
+    are ssl: targets with them. ``public_ip``: behind a 1:1 NAT, the
+    address peers tunnel to (the node's own tunnel ports keep sending from
+    ``encap_ip``); a join without it drops one a former join gave."""
     _check_ip("--encap-ip", encap_ip)
     if public_ip:
         _check_ip("--public-ip", public_ip)
     api = _api(db or default_db())
     of_scheme = "ssl" if tls else "tcp"
-    of_target, db_target = _target(controller, of_port, of_scheme), _target(controller, db_port)
+    of_target, db_target = _target(controller, of_port, of_scheme), _target(controller, db_port, of_scheme)
     ovs = api.db_list("Open_vSwitch", columns=["_uuid", "external_ids", "manager_options"]).execute(check_error=True)[0]
     ext = {ENCAP_IP_KEY: encap_ip, "hostname": socket.gethostname()}
     if public_ip:

@@ -1,15 +1,27 @@
 """The nodes' Open_vSwitch databases, reached over connections the nodes open.
 
-A node that ran ``dvn join`` has ``ovs-vsctl set-manager tcp:DVN:6640``: its
-ovsdb-server dials dvn and keeps the connection up. Over each such connection
-dvn monitors the few tables it needs (the node's identity, br-int, its ports
-and interfaces) and writes the node's tunnel ports.
+A node that ran ``dvn join`` has ``ovs-vsctl set-manager tcp:DVN:6640``
+(``ssl:DVN:6640`` when it joined with a token): its ovsdb-server dials dvn
+and keeps the connection up. Over each such connection dvn monitors the few
+tables it needs (the node's identity, br-int, its ports and interfaces) and
+writes the node's tunnel ports.
 
-python-ovs's ``Idl`` only speaks on connections it opened itself (with a
-passive remote it accepts one peer and, measured here, never sends its
-monitor request), so this module speaks the small part of RFC 7047 it needs
-over an accepted socket: ``monitor``, ``update``, ``transact`` and ``echo``.
-It runs in green threads (eventlet) and never blocks the hub.
+With TLS (``dvn serve --tls``) the listener speaks TLS only and the node
+must present a certificate of dvn's CA. The session's view reaches dvn
+(``on_update``) only once ``admit(session)`` has accepted the certificate
+for the system-id the node's database states; a session it refuses is
+closed and nothing of it is taken.
+
+python-ovs's ``Idl`` on a passive remote (``ptcp:``) never gets the
+database: its listening socket is blocking, so after its first request it
+waits in accept() for another peer and never reads the answer
+(tests/repro/idl_passive.py shows it, and that a non-blocking listening
+socket cures it); its PassiveStream has no ``pssl:`` at all. os-ken's OVSDB
+manager avoids both by handing an accepted socket to ``ovs.stream.Stream``;
+until the sessions move onto that, this module speaks the small part of
+RFC 7047 it needs over an accepted socket: ``monitor``, ``update``,
+``transact`` and ``echo``. It runs in green threads (eventlet) and never
+blocks the hub.
 """
 
 import errno
@@ -107,15 +119,27 @@ class NodeSession:
     """One node's database, over a connection that node opened.
 
     ``on_update(session)`` is called (in this session's green thread) after the
-    first complete view and after every change; ``on_close(session)`` once.
+    first complete view and after every change; ``on_close(session)`` once,
+    unless the session was refused before dvn saw it.
+
+    ``tls``: an SSL context (green, server side, requiring a client
+    certificate): the handshake happens in ``run()``, and ``peer_cert`` is
+    then the node's certificate (DER). ``admit(session)``: None if the
+    certificate may be the node's that the session's database names
+    (``system_id``), else why not.
     """
 
-    def __init__(self, sock, address, on_update, on_close, idle_timeout=15.0):
+    def __init__(self, sock, address, on_update, on_close, idle_timeout=15.0, tls=None, admit=None):
         self.sock = sock
         self.address = address
         self.on_update = on_update
         self.on_close = on_close
         self.idle_timeout = idle_timeout
+        self.tls, self.admit = tls, admit
+        self.peer_cert = None     # the node's TLS certificate (DER)
+        self.admitted = None      # the system-id admit() accepted
+        self.refused = False
+        self.seen = False         # on_update has been called
         self.rows = {table: {} for table in MONITORED}
         self.ready = False
         self.closed = False
@@ -132,6 +156,12 @@ class NodeSession:
 
     @property
     def system_id(self):
+        """The node's name: once admitted, the one its certificate was accepted for."""
+        return self.admitted or self.claimed_id
+
+    @property
+    def claimed_id(self):
+        """The system-id the node's database states."""
         return (self._open_vswitch().get("external_ids") or {}).get("system-id")
 
     @property
@@ -326,6 +356,8 @@ class NodeSession:
     def run(self):
         """Read and dispatch until the connection ends."""
         try:
+            if self.tls is not None:
+                self._handshake()
             self.sock.settimeout(self.idle_timeout)
             self._next_id += 1
             self._monitor_id = self._next_id
@@ -333,12 +365,21 @@ class NodeSession:
                         "params": [DB, None, {t: {"columns": c} for t, c in MONITORED.items()}]})
             for msg in self._messages():
                 self._dispatch(msg)
-        except (OSError, socket.timeout, ValueError) as exc:
+        except (OSError, socket.timeout, ValueError, EOFError) as exc:   # (EOFError: closed by dvn meanwhile)
             if not self.closed:
                 LOG.info("node session %s ended: %s", self.address, exc)
         finally:
             self.close()
-            self.on_close(self)
+            if self.seen or not self.refused:
+                self.on_close(self)
+
+    def _handshake(self):
+        """TLS, in this session's green thread (the accept loop never waits for it)."""
+        why = OSError(errno.ETIMEDOUT, "no TLS handshake in %.0f s" % self.idle_timeout)
+        with eventlet.Timeout(self.idle_timeout, why):
+            self.sock = self.tls.wrap_socket(self.sock, server_side=True, do_handshake_on_connect=False)
+            self.sock.do_handshake()
+        self.peer_cert = self.sock.getpeercert(binary_form=True)
 
     def _messages(self):
         decoder = json.JSONDecoder()
@@ -404,20 +445,47 @@ class NodeSession:
                     store[uuid] = {col: _from_json(v) for col, v in new.items()}
 
     def _notify(self):
-        if not self.ready:
+        if not self.ready or not self._admitted():
             return
+        self.seen = True
         try:
             self.on_update(self)
         except Exception:  # a bug upstream must not kill the session
             LOG.exception("node session %s: update handler failed", self.address)
 
+    def _admitted(self):
+        """Whether dvn may see this session: always without ``admit``; else
+        once the node states a system-id that ``admit`` accepts its
+        certificate for, and as long as it keeps that one. A refused session
+        is closed (its reads end)."""
+        if self.admit is None:
+            return True
+        claimed = self.claimed_id
+        if claimed and claimed == self.admitted:
+            return True
+        if self.refused or not claimed:
+            return False   # (the node has not said who it is yet)
+        if self.admitted is not None:
+            why = "the node admitted as %s now says it is %s" % (self.admitted, claimed)
+        else:
+            why = self.admit(self)
+        if why is None:
+            self.admitted = claimed
+            return True
+        self.refused = True
+        LOG.warning("OVSDB connection from %s:%s refused: %s", self.address[0], self.address[1], why)
+        self.close()
+        return False
+
 
 class NodeListener:
-    """Accepts the OVSDB connections of nodes and runs a NodeSession for each."""
+    """Accepts the OVSDB connections of nodes and runs a NodeSession for each
+    (with ``tls``, over TLS only, each session checked by ``admit``: see NodeSession)."""
 
-    def __init__(self, host, port, on_update, on_close):
+    def __init__(self, host, port, on_update, on_close, tls=None, admit=None):
         self.host, self.port = host, port
         self.on_update, self.on_close = on_update, on_close
+        self.tls, self.admit = tls, admit
         self.server = None
 
     def start(self):
@@ -437,8 +505,8 @@ class NodeListener:
                 eventlet.sleep(0.1)
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            session = NodeSession(sock, address, self.on_update, self.on_close)
-            LOG.info("node OVSDB connection from %s:%s", *address[:2])
+            session = NodeSession(sock, address, self.on_update, self.on_close, tls=self.tls, admit=self.admit)
+            LOG.info("node OVSDB connection from %s:%s%s", address[0], address[1], " (TLS)" if self.tls else "")
             eventlet.spawn_n(session.run)
 
     def stop(self):

@@ -275,6 +275,9 @@ class Hypervisor:
         self.run("ovsdb-server", os.path.join(self.dir, "conf.db"), "-vconsole:off",
                  "--remote=punix:%s/db.sock" % self.dir,
                  "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
+                 # as Debian's ovs-ctl: an ssl: manager (dvn join --token) uses the SSL table's files
+                 "--private-key=db:Open_vSwitch,SSL,private_key", "--certificate=db:Open_vSwitch,SSL,certificate",
+                 "--bootstrap-ca-cert=db:Open_vSwitch,SSL,ca_cert",
                  "--pidfile", "--detach", "--no-chdir", "--log-file")
         self.run("ovs-vsctl", "--no-wait", "init")
         self.run("ovs-vsctl", "--no-wait", "set", "Open_vSwitch", ".",

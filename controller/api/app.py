@@ -23,6 +23,7 @@ from controller.api.networks import Networks
 from controller.api.nodes import Nodes
 from controller.api.ports import Ports
 from controller.api.security_groups import SecurityGroups, criteria_column
+from controller.api.trace import Traces
 from controller.api.trust import TrustedNodes
 from controller.validation import Problem, conflict, invalid
 from ovsdb.nb import Conflict, NbError, Timeout
@@ -54,13 +55,14 @@ def too_deep(value, limit):
     return False
 
 
-class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, TrustedNodes, Import, Audit):
+class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, TrustedNodes, Import, Audit, Traces):
     def __init__(self, nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None, ca=None,
-                 metrics=None):
+                 metrics=None, tracer=None):
         from controller import trust
         self.nb = nb
         self.metrics = metrics  # the running controller's controller.metrics.Metrics, if any
         self.audit = AuditLog(nb)
+        self.tracer = tracer    # the running controller's trace_packet(controller.trace.Request), if any
         self.ca = ca          # dvn's CA (controller.pki.Ca), which admits nodes; None: no admissions here
         self.trust = trust.Trust(nb, ca)
         self.stats = stats    # rule_stats(group id, rule id) of the running controller, if any
@@ -115,6 +117,7 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Trusted
             ("GET", r"/v1/enrollment", self.show_enrollment),
             ("POST", r"/v1/import", self.import_document),
             ("GET", r"/v1/openapi.json", self.openapi),
+            ("POST", r"/v1/trace", self.create_trace),
             ("GET", r"/v1/audit", self.list_audit),
             ("GET", r"/metrics", self.show_metrics),
         ]
@@ -292,8 +295,9 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Trusted
         return 200, document(self.routes)
 
 
-def make_app(nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None, ca=None, metrics=None):
-    return Api(nb, stats, events, lb_stats, switch_state, plugged, ca, metrics)
+def make_app(nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None, ca=None, metrics=None,
+             tracer=None):
+    return Api(nb, stats, events, lb_stats, switch_state, plugged, ca, metrics, tracer)
 
 
 def main(argv=None):

@@ -297,6 +297,21 @@ SCHEMAS["Enroll"] = {
         "csr": {"type": "string", "minLength": 1, "maxLength": 16384,
                 "description": "the node's certificate request (PEM), whose common name is the node's name"}}}
 
+SCHEMAS["Trace"] = {
+    "type": "object", "additionalProperties": False, "required": ["from_port", "dest"], "properties": {
+        "from_port": dict(UUID, description="the sending port"),
+        "dest": {"type": "string", "maxLength": 64,
+                 "description": "an IPv4 address in the port's network: another port's, or a VIP"},
+        "protocol": {"enum": ["icmp", "tcp", "udp"], "default": "icmp"},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535,
+                 "description": "the destination port (tcp, udp)"},
+        "established": {"type": "boolean", "default": False,
+                        "description": "a reply in a connection dest opened (walked first), not a new one"},
+        "member": dict(UUID, description="for a VIP: the member the switch's hash would pick (default: "
+                                         "the first bucket's)")},
+    "example": {"from_port": "7d1c2b9e-4d0a-4f43-9f8e-2c3b7a1d9e55", "dest": "10.0.0.5", "protocol": "tcp",
+                "port": 22}}
+
 # ---- query parameters ---------------------------------------------------------------
 QUERY = {"name": NAME, "tenant": NAME, "network": UUID, "port": UUID, "rule": UUID,
          "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},

@@ -172,16 +172,23 @@ class TrustedNodes:
                            key=lambda c: (c["node"], c["issued_at"], c["serial"]))
 
     def revoke_node(self, req, caller, id):
-        """Refuse every certificate of node ``id`` from now on (its sessions are ended by the node manager)."""
+        """Refuse every certificate of node ``id`` from now on, and delete the
+        pre-shared keys of its pairs in the same transaction: what the node
+        knows is worthless, and if a new token admits it again its pairs
+        get new keys. The node manager ends its sessions and tunnels when it
+        sees the change (controller/nodes.py, _revoke)."""
         self._admin(caller)
         with self.lock:
             rows = [r for r in self.nb.rows("NodeCertificate") if r.node == id]
             if not rows:
                 raise Problem(404, "Not found", "no certificate was issued to node %s" % id)
             todo = [r for r in rows if not r.revoked]
-            if todo:
-                self._transact([self.nb.api.db_set("NodeCertificate", r.uuid, ("revoked", True)) for r in todo],
-                               "id")
-        LOG.warning("node %s revoked: %d certificate(s) refused from now on", id, len(todo))
-        return 200, {"node": id, "revoked": [r.serial for r in rows]}
+            keys = self._node_keys(id)
+            commands = ([self.nb.api.db_set("NodeCertificate", r.uuid, ("revoked", True)) for r in todo]
+                        + [self.nb.api.db_destroy("TunnelKey", k.uuid) for k in keys])
+            if commands:
+                self._transact(commands, "id")
+        LOG.warning("node %s revoked: %d certificate(s) refused from now on, %d pair key(s) deleted", id, len(todo),
+                    len(keys))
+        return 200, {"node": id, "revoked": [r.serial for r in rows], "keys_deleted": len(keys)}
 

@@ -208,6 +208,24 @@ def test_revoking_a_node_refuses_all_its_certificates(admin, public):
     expect_problem(admin, "POST", "/v1/nodes/never-admitted/revoke", None, 404, None)
 
 
+def test_revoking_a_node_deletes_the_keys_of_its_pairs_and_no_others(server, admin, public):
+    from ovsdb.nb import Northbound
+    assert enroll(public, _token(admin, node="hv-k1"), "hv-k1")[0] == 201
+    nb = Northbound(server.remote).start()
+    try:
+        nb.transact([nb.api.db_create("TunnelKey", nodes=pair, psk="%064x" % i, version=1)
+                     for i, pair in enumerate(("hv-k1|hv-k2", "hv-k0|hv-k1", "hv-k2|hv-k3"))])
+        revoked = admin.post("/v1/nodes/hv-k1/revoke", None)
+        assert revoked["keys_deleted"] == 2
+        assert wait_until(lambda: sorted(k.nodes for k in nb.rows("TunnelKey")) == ["hv-k2|hv-k3"], timeout=10,
+                          what="the store's update")
+    finally:
+        nb.stop()
+    log = server.server_log().split("node hv-k1 revoked")[-1].splitlines()[0]
+    assert "2 pair key(s) deleted" in log and "%064x" % 0 not in server.server_log()
+    assert admin.post("/v1/nodes/hv-k1/revoke", None)["keys_deleted"] == 0
+
+
 def test_a_node_asks_for_its_enrollment_with_its_certificate_only(public):
     expect_problem(public, "GET", "/v1/enrollment", None, 401, None)
 

@@ -107,3 +107,19 @@ def test_trust_allowed_takes_pem_or_der_and_answers_why_not(ca):
     assert t.allowed(cert.public_bytes(serialization.Encoding.PEM).decode(), node="hv3") == ("hv3", None)
     assert t.allowed(b"junk")[0] is None
     assert trust.Trust(nb, None).allowed(cert) == (None, "the certificate is not from dvn's CA")
+
+
+def _cert(node, revoked):
+    return types.SimpleNamespace(node=node, revoked=revoked)
+
+
+@pytest.mark.parametrize("records,revoked", [
+    ([], set()),
+    ([_cert("hv1", False)], set()),
+    ([_cert("hv1", True)], {"hv1"}),
+    ([_cert("hv1", True), _cert("hv1", True), _cert("hv2", False)], {"hv1"}),
+    ([_cert("hv1", True), _cert("hv1", False)], set()),       # a new token admitted it again
+    ([_cert("hv1", False), _cert("hv1", True)], set()),       # (in any order)
+])
+def test_a_node_is_revoked_when_every_certificate_it_was_issued_is(records, revoked):
+    assert trust.revoked_nodes(records) == revoked

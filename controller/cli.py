@@ -39,8 +39,8 @@ def _monkey_patch_for_serve(argv):
     # `dvn serve` runs on eventlet: patch before anything else is imported.
     if _command_word(argv[1:]) == "serve":
         _quiet_libraries()
-        import eventlet
-        eventlet.monkey_patch()
+        from controller import hub
+        hub.patch()
 
 
 _monkey_patch_for_serve(sys.argv)

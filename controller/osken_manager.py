@@ -21,9 +21,9 @@ import sys
 
 
 def main(argv=None):
-    os.environ.setdefault("OSKEN_HUB_TYPE", "eventlet")
+    from controller import hub
+    hub.patch()
     import eventlet
-    eventlet.monkey_patch()
 
     import logging
 

@@ -412,8 +412,8 @@ def register(subparsers):
 
 
 if __name__ == "__main__":
-    import eventlet
-    eventlet.monkey_patch()
+    from controller import hub
+    hub.patch()
     import argparse
     parser = argparse.ArgumentParser(prog="dvn")
     sub = parser.add_subparsers()

@@ -118,7 +118,8 @@ class Nodes:
             if known is not None:
                 known.close()
             self.sessions[system_id] = session
-            LOG.info("node %s connected (encap %s)", system_id, session.encap_ip)
+            LOG.info("node %s connected (encap %s%s)", system_id, session.encap_ip,
+                     ", public %s" % session.public_ip if session.public_ip else "")
             self.mesh_dirty = True
         if session.datapath_id:
             self.dpid_node[session.datapath_id] = system_id
@@ -185,7 +186,7 @@ class Nodes:
         """Write the node to the store, and have its ports' bindings written
         (with other nodes', by the binding writer); False if the store refused."""
         system_id = session.system_id
-        encap_ip = session.encap_ip
+        encap_ip = session.tunnel_ip   # (what peers tunnel to: behind a NAT, the public address)
         state = self.node_state(session)
         if encap_ip and (self.nodes.get(system_id) != encap_ip or not state.registered):
             try:
@@ -305,6 +306,8 @@ class Nodes:
                     ipsec[peer] = {"remote_name": peer}     # both have dvn's certificates
                 elif pair in self.tunnel_keys:
                     ipsec[peer] = {"psk": self.tunnel_keys[pair]}
+                    if session.public_ip:   # behind a NAT: IKE names it by the address its peers know
+                        ipsec[peer]["ipsec_leftid"] = session.public_ip
                 elif pair not in self.keys_asked:
                     self.keys_asked.add(pair)
                     eventlet.spawn_n(self._create_key, pair)

@@ -27,7 +27,7 @@ from ovsdbapp.backend.ovs_idl import connection
 from ovsdbapp.backend.ovs_idl import transaction as idl_transaction
 from ovsdbapp.schema.open_vswitch import impl_idl
 
-from ovsdb.node import BRIDGE, ENCAP_IP_KEY, PEER_KEY
+from ovsdb.node import BRIDGE, ENCAP_IP_KEY, PEER_KEY, PUBLIC_IP_KEY
 
 OPENFLOW_PORT = 6653
 OVSDB_PORT = 6640
@@ -96,22 +96,32 @@ def _target(controller, port, scheme="tcp"):
     return "%s:%s:%d" % (scheme, host, port)
 
 
+def _check_ip(option, value):
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in value else socket.AF_INET, value)
+    except OSError:
+        raise JoinError("%s %r is not an IP address" % (option, value))
+
+
 def join(controller, encap_ip, system_id=None, db=None, datapath_type=None,
-         of_port=OPENFLOW_PORT, db_port=OVSDB_PORT, lanes=LANES, tls=None):
+         of_port=OPENFLOW_PORT, db_port=OVSDB_PORT, lanes=LANES, tls=None, public_ip=None):
     """Configure this node to be managed by the dvn at ``controller``: br-int's
     controller on ``of_port``, and ``lanes`` more OpenFlow connections on the
     ports after it (dvn spreads large changes over them). ``tls``: (key,
     certificate, CA) paths: the OpenFlow connections and the OVSDB manager
-    are ssl: targets with them."""
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in encap_ip else socket.AF_INET, encap_ip)
-    except OSError:
-        raise JoinError("--encap-ip %r is not an IP address" % encap_ip)
+    are ssl: targets with them. ``public_ip``: behind a 1:1 NAT, the
+    address peers tunnel to (the node's own tunnel ports keep sending from
+    ``encap_ip``); a join without it drops one a former join gave."""
+    _check_ip("--encap-ip", encap_ip)
+    if public_ip:
+        _check_ip("--public-ip", public_ip)
     api = _api(db or default_db())
     of_scheme = "ssl" if tls else "tcp"
     of_target, db_target = _target(controller, of_port, of_scheme), _target(controller, db_port, of_scheme)
     ovs = api.db_list("Open_vSwitch", columns=["_uuid", "external_ids", "manager_options"]).execute(check_error=True)[0]
     ext = {ENCAP_IP_KEY: encap_ip, "hostname": socket.gethostname()}
+    if public_ip:
+        ext[PUBLIC_IP_KEY] = public_ip
     if system_id:
         ext["system-id"] = system_id
     elif not ovs["external_ids"].get("system-id"):
@@ -119,6 +129,8 @@ def join(controller, encap_ip, system_id=None, db=None, datapath_type=None,
     managers = api.db_find("Manager", ("target", "=", db_target), columns=["_uuid"]).execute(check_error=True)
     with api.transaction(check_error=True) as txn:
         txn.add(api.db_set("Open_vSwitch", ovs["_uuid"], ("external_ids", ext)))
+        if not public_ip and PUBLIC_IP_KEY in ovs["external_ids"]:
+            txn.add(api.db_remove("Open_vSwitch", ovs["_uuid"], "external_ids", PUBLIC_IP_KEY))
         txn.add(api.add_br(BRIDGE, may_exist=True, datapath_type=datapath_type or default_datapath_type()))
         txn.add(api.db_set("Bridge", BRIDGE,
                            ("fail_mode", "secure"), ("protocols", PROTOCOLS),
@@ -266,7 +278,7 @@ def leave(controller=None, db=None, db_port=OVSDB_PORT):
         for mgr in managers:
             if controller is None or mgr["target"].endswith(":%s:%d" % (controller, db_port)):
                 txn.add(api.db_remove("Open_vSwitch", ovs["_uuid"], "manager_options", mgr["_uuid"]))
-        txn.add(api.db_remove("Open_vSwitch", ovs["_uuid"], "external_ids", ENCAP_IP_KEY))
+        txn.add(api.db_remove("Open_vSwitch", ovs["_uuid"], "external_ids", ENCAP_IP_KEY, PUBLIC_IP_KEY))
     api.ovsdb_connection.stop()
 
 
@@ -275,6 +287,9 @@ def _cmd_join(args):
     from ovsdb import enroll as token_enroll
     logging.getLogger().addHandler(logging.NullHandler())   # ovsdbapp's own logs are not for this terminal
     try:
+        _check_ip("--encap-ip", args.encap_ip)     # (before a token is used up)
+        if args.public_ip:
+            _check_ip("--public-ip", args.public_ip)
         tls = admitted = None
         if args.token or args.ca_hash:
             if not (args.token and args.ca_hash):
@@ -292,7 +307,7 @@ def _cmd_join(args):
                 return token_enroll.admission(url, tls)
         of_target, db_target = join(args.controller, args.encap_ip, args.system_id, args.db,
                                     args.datapath_type, args.openflow_port, args.ovsdb_port,
-                                    args.openflow_lanes, tls=tls)
+                                    args.openflow_lanes, tls=tls, public_ip=args.public_ip)
         if args.wait > 0:
             wait_joined(of_target, db_target, args.db, args.wait, admitted)
         else:   # as join always did: until ovs-vswitchd has applied it (br-int exists)
@@ -321,6 +336,9 @@ def register(subparsers):
     p = subparsers.add_parser("join", help="join this node to a dvn controller (run on the node)")
     p.add_argument("--controller", required=True, help="address of the dvn controller")
     p.add_argument("--encap-ip", required=True, help="this node's tunnel (underlay) IP")
+    p.add_argument("--public-ip", metavar="IP",
+                   help="behind a 1:1 NAT: the public address the NAT maps to --encap-ip; peers tunnel to it "
+                        "(docs/join.md)")
     p.add_argument("--system-id", help="this node's id (default: external_ids:system-id)")
     p.add_argument("--db", help="this node's OVSDB (default: unix:$OVS_RUNDIR/db.sock)")
     p.add_argument("--datapath-type", choices=["system", "netdev"],

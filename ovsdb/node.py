@@ -46,6 +46,7 @@ MESH_KEY = "dvn-mesh"      # external_ids of a tunnel port: "plain" or "ipsec"
 # so that the policy of one never covers the other (docs/encryption.md).
 PLAIN_GENEVE_PORT = 6082
 ENCAP_IP_KEY = "dvn-encap-ip"
+PUBLIC_IP_KEY = "dvn-public-ip"   # behind a 1:1 NAT: the address peers tunnel to (dvn join --public-ip)
 
 MONITORED = {
     "Open_vSwitch": ["external_ids", "bridges"],
@@ -170,6 +171,17 @@ class NodeSession:
     @property
     def encap_ip(self):
         return self.external_ids.get(ENCAP_IP_KEY)
+
+    @property
+    def public_ip(self):
+        return self.external_ids.get(PUBLIC_IP_KEY)
+
+    @property
+    def tunnel_ip(self):
+        """The address peers tunnel to: the public one of a node behind a 1:1
+        NAT, else its encap IP (its own tunnel ports send from the address
+        its route to the peer gives, the private one)."""
+        return self.public_ip or self.encap_ip
 
     @property
     def hostname(self):

@@ -6,7 +6,9 @@ ovsdb-server and ovs-vswitchd (userspace ``netdev`` datapath), with state in
 underlay namespace, and ``br-phy`` carries each one's tunnel IP (the OVS
 userspace-tunnelling layout). VMs are namespaces whose ``eth0`` is a veth
 plugged into a hypervisor's br-int. The controller runs in this machine's own
-namespace and is reached over a veth into the underlay.
+namespace and is reached over a veth into the underlay. More underlay
+subnets (``segment``), routers between them and 1:1 NATs (nftables) make
+routed underlays and cloud-like nodes.
 
 No pytest here: the demo and benchmarks use it too.
 """
@@ -157,10 +159,70 @@ class Lab:
         # without this the controller's TCP segments arrive with bad checksums.
         sh("ethtool", "-K", self.host_veth, "tx", "off")
 
-    def add_hv(self, name, tunnel_ip_cidr, mtu=1600, enable_dummy=False):
-        hv = Hypervisor(self, name, self._netns(name), tunnel_ip_cidr, mtu, enable_dummy)
+    def segment(self, bridge):
+        """Another underlay subnet: a bridge of its own in the underlay namespace
+        (``add_hv(..., segment=bridge)``), joined to the others only by a router."""
+        sh("ip", "-n", self.ul, "link", "add", bridge, "type", "bridge")
+        sh("ip", "-n", self.ul, "link", "set", bridge, "up")
+
+    def _leg(self, ns, name, bridge, cidr, mtu=1600):
+        """A veth from ``ns`` (its end ``name``, holding ``cidr``) onto an underlay bridge."""
+        outside = "%s-%s" % (ns.rsplit("-", 1)[1], name)
+        sh("ip", "link", "add", outside, "netns", self.ul, "mtu", str(mtu), "type", "veth",
+           "peer", "name", name, "netns", ns, "mtu", str(mtu))
+        sh("ip", "-n", self.ul, "link", "set", outside, "master", bridge, "up")
+        sh("ip", "-n", ns, "addr", "add", cidr, "dev", name)
+        sh("ip", "-n", ns, "link", "set", name, "up")
+
+    def add_router(self, name, legs):
+        """A router namespace with one leg per underlay bridge: {bridge: address/prefix}."""
+        ns = self._netns(name)
+        for i, (bridge, cidr) in enumerate(sorted(legs.items())):
+            self._leg(ns, "eth%d" % i, bridge, cidr)
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        return ns
+
+    def add_nat(self, name, outside, inside, mapping, gateway=None):
+        """A 1:1 NAT (the cloud pattern) between two underlay bridges, with
+        nftables: ``outside``/``inside`` are (bridge, address/prefix) of its
+        legs; ``mapping`` {public address: private address}. The public
+        addresses are the NAT's own on its outside leg, so it answers ARP for
+        them; each private host is seen outside as its public address, and
+        everything sent to that address is forwarded to it. ``gateway``: its
+        default route, on the outside."""
+        if shutil.which("nft") is None:
+            raise RuntimeError("nft is not installed (tools/setup.sh installs nftables)")
+        ns = self._netns(name)
+        self._leg(ns, "out", outside[0], outside[1])
+        self._leg(ns, "in", inside[0], inside[1])
+        prefix = outside[1].split("/")[1]
+        rules = ["table ip nat {",
+                 " chain pre { type nat hook prerouting priority dstnat; }",
+                 " chain post { type nat hook postrouting priority srcnat; }", "}"]
+        for public, private in sorted(mapping.items()):
+            sh("ip", "-n", ns, "addr", "add", "%s/%s" % (public, prefix), "dev", "out")
+            rules += ["add rule ip nat pre ip daddr %s dnat to %s" % (public, private),
+                      "add rule ip nat post ip saddr %s snat to %s" % (private, public)]
+        if gateway:
+            sh("ip", "-n", ns, "route", "add", "default", "via", gateway, "dev", "out")
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input="\n".join(rules) + "\n",
+                       text=True, check=True, capture_output=True)
+        return ns
+
+    def host_route(self, prefix, via):
+        """A route in this machine's namespace (where dvn runs) over the underlay
+        uplink; it goes with the uplink."""
+        sh("ip", "route", "add", prefix, "via", via, "dev", self.host_veth)
+
+    def add_hv(self, name, tunnel_ip_cidr, mtu=1600, enable_dummy=False, segment="br0", gateway=None):
+        """A hypervisor on the underlay bridge ``segment``; with ``gateway``,
+        its default route goes through that router (on br-phy)."""
+        hv = Hypervisor(self, name, self._netns(name), tunnel_ip_cidr, mtu, enable_dummy, segment)
         self.hvs[name] = hv
         hv.start()
+        if gateway:
+            hv.add_route("default", gateway)
         return hv
 
     def seed_neighbors(self):
@@ -185,8 +247,8 @@ class Lab:
 
 
 class Hypervisor:
-    def __init__(self, lab, name, ns, tunnel_ip_cidr, mtu, enable_dummy=False):
-        self.lab, self.name, self.ns = lab, name, ns
+    def __init__(self, lab, name, ns, tunnel_ip_cidr, mtu, enable_dummy=False, segment="br0"):
+        self.lab, self.name, self.ns, self.segment = lab, name, ns, segment
         self.cidr, self.ip = tunnel_ip_cidr, tunnel_ip_cidr.split("/")[0]
         self.mtu = mtu
         self.enable_dummy = enable_dummy   # vswitchd also knows the ``dummy`` interface type
@@ -225,7 +287,7 @@ class Hypervisor:
         ul = self.lab.ul
         sh("ip", "link", "add", self.name, "netns", ul, "mtu", str(self.mtu), "type", "veth",
            "peer", "name", "eth0", "netns", self.ns, "mtu", str(self.mtu))
-        sh("ip", "-n", ul, "link", "set", self.name, "master", "br0", "up")
+        sh("ip", "-n", ul, "link", "set", self.name, "master", self.segment, "up")
         sh("ip", "-n", self.ns, "link", "set", "eth0", "up")
         # The kernel also sees every underlay frame on eth0: strict rp_filter drops its copies.
         self.run("sysctl", "-qw", "net.ipv4.conf.eth0.rp_filter=1")
@@ -234,6 +296,11 @@ class Hypervisor:
                    "other_config:hwaddr=%s" % self.mac, "--", "add-port", "br-phy", "eth0")
         sh("ip", "-n", self.ns, "link", "set", "br-phy", "mtu", str(self.mtu), "up")
         sh("ip", "-n", self.ns, "addr", "add", self.cidr, "dev", "br-phy")
+
+    def add_route(self, prefix, via):
+        """A route of this node's namespace through a router on br-phy: the
+        kernel's, which ovs-vswitchd's tunnel routing (ovs/route/show) copies."""
+        sh("ip", "-n", self.ns, "route", "add", prefix, "via", via, "dev", "br-phy")
 
     def start_vswitchd(self):
         self.run("ovs-vswitchd", self.db, "-vconsole:off", "--pidfile", "--detach", "--no-chdir",

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     openvswitch-switch openvswitch-vtep openvswitch-ipsec   # OVS 3.1: the switches, the VTEP emulator, IPsec monitor
     iproute2 ethtool iputils-ping curl socat tcpdump openssl procps
+    nftables                                                # the lab's 1:1 NAT (tests/lab/test_underlay_lab.py)
+    libstrongswan-standard-plugins                          # AES-GCM, the IKE cipher ovs-monitor-ipsec asks for
     cloud-init   # only for `cloud-init schema`, which checks docs/cloud-init offline; no service starts
     python3 python3-venv python3-dev gcc
 )

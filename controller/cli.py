@@ -328,7 +328,7 @@ PORT_FIELDS = PORT_ROW + ["port_security", "encrypt", "allowed_address_pairs"]
 NODE_COLS = ["system_id", "hostname", "encap_ip", "state"]
 SG_COLS = ["id", "name", "tenant", "description", "criteria", "encrypt", "encrypt_with"]
 RULE_COLS = ["id", "direction", "ethertype", "protocol", "port_range_min", "port_range_max", "icmp_type",
-             "icmp_code", "remote_ip_prefix", "remote_group_id", "action", "priority", "log"]
+             "icmp_code", "remote_ip_prefix", "remote_group_id", "action", "priority", "log", "alert"]
 EVENT_COLS = ["time", "node", "port", "rule", "verdict", "direction", "src", "dst", "protocol", "dst_port"]
 LB_COLS = ["id", "name", "tenant", "network", "vip_address", "protocol", "protocol_port", "members"]
 MEMBER_COLS = ["id", "name", "address", "protocol_port", "weight", "admin_state_up", "operating_status"]
@@ -543,6 +543,8 @@ def cmd_rule(args):
         body["port_range_max"] = _int(hi or lo, "--ports")
     if args.log:
         body["log"] = True
+    if args.alert:
+        body["alert"] = True
     return _print(args, _rules_for_people(args, [request(args, "POST", path, body)])[0], RULE_COLS)
 
 
@@ -671,6 +673,18 @@ def cmd_events(args):
 
 IMPORT_KINDS = ("networks", "security_groups", "ports", "load_balancers")
 AUDIT_COLS = ["seq", "time", "actor", "method", "path", "status", "detail"]
+WEBHOOK_COLS = ["id", "tenant", "url"]
+
+
+def cmd_webhook(args):
+    """The tenant's alert webhook (rules with --alert POST their alerts there)."""
+    if args.action == "set":
+        return _print(args, request(args, "POST", "/v1/alert-webhooks", _optional({"url": args.hook_url},
+                                                                                   tenant=args.tenant)), WEBHOOK_COLS)
+    if args.action == "list":
+        return _print(args, request(args, "GET", "/v1/alert-webhooks"), WEBHOOK_COLS)
+    request(args, "DELETE", "/v1/alert-webhooks/%s" % urllib.parse.quote(args.id, safe=""))
+    return 0
 
 
 def cmd_audit(args):
@@ -1063,6 +1077,8 @@ def parser(full=False, only=None):
     verdict.add_argument("--deny", dest="verdict", action="store_const", const="deny")
     c.add_argument("--priority", type=int, help="0 to 1000: the highest matching rule decides")
     c.add_argument("--log", action="store_true", help="log the packets it matches (`dvn events`)")
+    c.add_argument("--alert", action="store_true",
+                   help="alert the tenant's webhook (`dvn webhook set`) once a minute per connection it matches")
     rsub.add("list", help="a group's rules").add_argument("group", help="security group name or id")
     for action, what in (("delete", "remove a rule"), ("stats", "a rule's hit counters")):
         r = rsub.add(action, help=what)
@@ -1133,6 +1149,15 @@ def parser(full=False, only=None):
                     help="a reply in a connection DEST opened, not a new connection")
     tr.add_argument("--member", help="for a VIP: the member the switch's hash would pick (id)")
     tr.set_defaults(func=cmd_trace)
+
+    wh = sub.add_parser("webhook", parents=[common], help="the tenant's alert webhook (rules with --alert)")
+    wsub = _Commands(wh.add_subparsers(dest="action", required=True), common)
+    c = wsub.add("set", help="POST the tenant's alerts to URL (one webhook a tenant)")
+    c.add_argument("hook_url", metavar="URL", help="http:// or https://")   # (--url is dvn's)
+    c.add_argument("--tenant", help="its tenant (admin; a tenant's token says its own)")
+    wsub.add("list", help="list alert webhooks")
+    _ref(wsub.add("delete", help="remove an alert webhook"), "id", "its id")
+    wh.set_defaults(func=cmd_webhook)
 
     au = cmds.add("audit", help="the audit log: every API write, newest last")
     au.add_argument("--after", type=int, help="only the records after this seq")

@@ -35,7 +35,8 @@ def _rule(row):
                     icmp_type=_opt(row.icmp_type), icmp_code=_opt(row.icmp_code),
                     remote_cidr=_opt(row.remote_ip_prefix),
                     remote_group=str(remote.uuid) if remote is not None else None,
-                    action=row.action, priority=row.priority, log=_opt(row.log) is True)
+                    action=row.action, priority=row.priority, log=_opt(row.log) is True,
+                    alert=_opt(row.alert) is True)
 
 
 CSR_KEY, CERT_KEY, CA_KEY, CERT_FOR_KEY = "dvn-csr", "dvn-cert", "dvn-ca", "dvn-cert-for"

@@ -41,7 +41,8 @@ VIEWS = {
                   "port_range_min": _nullable(INTEGER), "port_range_max": _nullable(INTEGER),
                   "icmp_type": _nullable(INTEGER), "icmp_code": _nullable(INTEGER),
                   "remote_ip_prefix": _nullable(STRING), "remote_group_id": _nullable(STRING),
-                  "action": {"enum": ["allow", "deny"]}, "priority": INTEGER, "log": BOOLEAN}),
+                  "action": {"enum": ["allow", "deny"]}, "priority": INTEGER, "log": BOOLEAN,
+                  "alert": BOOLEAN}),
     "SecurityGroup": _obj({"id": UUID, "name": NAME, "tenant": STRING, "description": STRING,
                            "criteria": {"type": ["object", "null"]}, "encrypt": BOOLEAN,
                            "encrypt_with": _list(UUID), "rules": _list(ref("Rule"))}),
@@ -90,6 +91,7 @@ VIEWS = {
     "RevokedNode": _obj({"node": STRING, "revoked": _list(STRING), "keys_deleted": INTEGER}),
     "RotatedKeys": _obj({"system_id": STRING, "rotated": INTEGER,
                          "versions": {"type": "object", "additionalProperties": INTEGER}}),
+    "AlertWebhook": _obj({"id": UUID, "tenant": STRING, "url": STRING}),
     "AuditRecord": _obj({"seq": INTEGER, "time": dict(INTEGER, description="ms since the epoch"),
                          "actor": dict(STRING, description="admin, tenant NAME, or (public): enrollments"),
                          "tenant": STRING, "method": STRING, "path": STRING, "status": INTEGER,
@@ -185,6 +187,12 @@ OPERATIONS = {
         "Create a tenant's networks, security groups, rules, ports and load balancers from one document, in one "
         "transaction (body up to 64 MiB)", "Import", 201, "ImportResult", [], (409, 422)),
     ("GET", "/v1/openapi.json"): ("This document", None, 200, {"type": "object"}, [], ()),
+    ("GET", "/v1/alert-webhooks"): ("List alert webhooks (a tenant: its own)", None, 200,
+                                    _list(ref("AlertWebhook")), [], ()),
+    ("POST", "/v1/alert-webhooks"): ("Set the tenant's alert webhook: its rules with `alert` POST their "
+                                     "events there, once per connection (5-tuple) a minute", "AlertWebhookCreate",
+                                     201, "AlertWebhook", [], (409, 422)),
+    ("DELETE", "/v1/alert-webhooks/{id}"): ("Remove an alert webhook", None, 204, None, [], ()),
     ("POST", "/v1/trace"): ("Walk a packet over the flows dvn installed on its node and, through the tunnel, "
                             "on the receiving node: its path in dvn's terms (firewall decisions by group and "
                             "rule, the load-balancer member, the tunnel and identity), and where it was "

@@ -7,6 +7,7 @@ import logging
 import time
 
 from controller import packets
+from controller.alerts import Alerts
 from flows import lb, ofwire
 from flows.flow import LB, category_of, cookie_owner, output
 
@@ -18,6 +19,10 @@ class PacketIn:
 
     def _init_packet_in(self):
         self.events = collections.deque(maxlen=10000)  # firewall log events, newest last
+        self.alerts = Alerts(self._webhook_of)         # rules with alert: to their tenant's webhook
+
+    def _webhook_of(self, tenant):
+        return next((r.url for r in self.nb.rows("AlertWebhook") if r.tenant == tenant), None)
 
     def _packet_in(self, switch, buf):
         """A logged rule's packet (rate-limited by the switch's meter): an event;
@@ -42,6 +47,11 @@ class PacketIn:
         except Exception as exc:  # a malformed packet-in must not hurt the switch's thread
             LOG.warning("packet-in from node %s not understood: %s", switch.system_id, exc)
             return
+        if rule is not None and rule.alert:
+            event["alert"] = True
+            group = self.nb.get("SecurityGroup", gid)
+            if group is not None:
+                self.alerts.event(event, group.tenant)
         self.events.append(event)
         self.metrics.firewall_events.labels(event["verdict"]).inc()
         LOG.info("firewall: %s", json.dumps(event, sort_keys=True))

@@ -94,7 +94,7 @@ def rule(body):
         raise unprocessable("port_range_max", "port_range_max is below port_range_min")
     prefix = body.get("remote_ip_prefix")
     opt = lambda value: [] if value is None else [int(value)]  # noqa: E731
-    return {"log": [body.get("log", False)],
+    return {"log": [body.get("log", False)], "alert": [body.get("alert", False)],
             "direction": body["direction"], "ethertype": body.get("ethertype", "IPv4"),
             "protocol": opt(_protocol(body.get("protocol", "any"))),
             "port_range_min": opt(pmin), "port_range_max": opt(pmax), "icmp_type": opt(body.get("icmp_type")),

@@ -54,6 +54,7 @@ class Rule(NamedTuple):
     action: str = "allow"
     priority: int = 100
     log: bool = False
+    alert: bool = False             # its packets (as logged ones) raise alerts to the tenant's webhook
 
 
 class SecuredPort(NamedTuple):
@@ -294,7 +295,7 @@ def _compile_group(group, addrs, idents):
         prio = RULE_BASE + 2 * rule.priority + (1 if rule.action == "deny" else 0)
         zone = reg
         mark = rule_mark(group.group_id, rule.id)
-        log = (clone(meter(LOG_METER), controller()),) if rule.log else ()
+        log = (clone(meter(LOG_METER), controller()),) if rule.log or rule.alert else ()
         if rule.action == "deny":
             verdict = {"actions": log}
         elif rule.direction == "egress":

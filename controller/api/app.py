@@ -24,6 +24,7 @@ from controller.api.nodes import Nodes
 from controller.api.ports import Ports
 from controller.api.security_groups import SecurityGroups, criteria_column
 from controller.api.trace import Traces
+from controller.api.webhooks import Webhooks
 from controller.api.trust import TrustedNodes
 from controller.validation import Problem, conflict, invalid
 from ovsdb.nb import Conflict, NbError, Timeout
@@ -55,7 +56,7 @@ def too_deep(value, limit):
     return False
 
 
-class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, TrustedNodes, Import, Audit, Traces):
+class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, TrustedNodes, Import, Audit, Traces, Webhooks):
     def __init__(self, nb, stats=None, events=None, lb_stats=None, switch_state=None, plugged=None, ca=None,
                  metrics=None, tracer=None):
         from controller import trust
@@ -118,6 +119,9 @@ class Api(Networks, Ports, SecurityGroups, Events, LoadBalancers, Nodes, Trusted
             ("POST", r"/v1/import", self.import_document),
             ("GET", r"/v1/openapi.json", self.openapi),
             ("POST", r"/v1/trace", self.create_trace),
+            ("GET", r"/v1/alert-webhooks", self.list_webhooks),
+            ("POST", r"/v1/alert-webhooks", self.create_webhook),
+            ("DELETE", r"/v1/alert-webhooks/{id}", self.delete_webhook),
             ("GET", r"/v1/audit", self.list_audit),
             ("GET", r"/metrics", self.show_metrics),
         ]

@@ -188,7 +188,9 @@ SCHEMAS["RuleCreate"] = {
                              "description": "a network of the rule's ethertype"},
         "remote_group_id": null_or(UUID),
         "action": {"enum": ["allow", "deny"]},
-        "priority": {"type": "integer", "minimum": 0, "maximum": 1000}, "log": {"type": "boolean"}},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 1000}, "log": {"type": "boolean"},
+        "alert": {"type": "boolean", "description": "its packets raise an alert to the tenant's webhook, once "
+                                                    "per connection (5-tuple) a minute (logged too)"}},
     "example": {"direction": "ingress", "protocol": "tcp", "port_range_min": 80, "port_range_max": 80,
                 "remote_ip_prefix": "0.0.0.0/0"}}
 
@@ -296,6 +298,13 @@ SCHEMAS["Enroll"] = {
                          "a join token: 6 and 16 characters of a-z and 0-9, joined by a dot"),
         "csr": {"type": "string", "minLength": 1, "maxLength": 16384,
                 "description": "the node's certificate request (PEM), whose common name is the node's name"}}}
+
+SCHEMAS["AlertWebhookCreate"] = {
+    "type": "object", "additionalProperties": False, "required": ["url"], "properties": {
+        "url": strings(r"^https?://[^\s]+$", "where the tenant's alerts are POSTed (http or https)",
+                       maxLength=2048),
+        "tenant": NAME},
+    "example": {"url": "https://alerts.example.com/dvn"}}
 
 SCHEMAS["Trace"] = {
     "type": "object", "additionalProperties": False, "required": ["from_port", "dest"], "properties": {

@@ -23,7 +23,8 @@ def rule_view(row, group_id):
             "icmp_type": opt(row.icmp_type), "icmp_code": opt(row.icmp_code),
             "remote_ip_prefix": opt(row.remote_ip_prefix),
             "remote_group_id": str(remote.uuid) if remote is not None else None,
-            "action": row.action, "priority": row.priority, "log": opt(row.log) is True}
+            "action": row.action, "priority": row.priority, "log": opt(row.log) is True,
+            "alert": opt(row.alert) is True}
 
 
 def group_view(row):

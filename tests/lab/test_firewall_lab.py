@@ -343,6 +343,61 @@ def test_logged_deny_rule_events_are_rate_limited_and_the_api_answers_during_a_f
     assert api.get("/v1/events?port=%s&limit=5" % fw.ports["cl1"]["id"]) == []
 
 
+class WebhookReceiver:
+    """An HTTP server on this machine's loopback that keeps what is POSTed to it."""
+
+    def __init__(self):
+        import http.server
+        import json
+        import threading
+        calls = self.calls = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                calls.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/alerts" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def test_an_alert_rule_under_a_flood_of_one_connection_calls_the_webhook_once(fw):
+    api, receiver = fw.api, WebhookReceiver()
+    hook = api.post("/v1/alert-webhooks", {"tenant": "acme", "url": receiver.url})
+    rule = api.post("/v1/security-groups/%s/rules" % fw.web["id"],
+                    {"direction": "ingress", "protocol": "udp", "port_range_min": 9998, "port_range_max": 9998,
+                     "action": "deny", "priority": 300, "alert": True})
+    try:
+        wait_in_sync(api, HVS)
+        # x1 floods web1:9998 from one socket (one 5-tuple) for 2 s, over 10,000 packets a second.
+        flood = ("import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); n=0; end=time.time()+2\n"
+                 "while time.time() < end:\n s.sendto(b'x', ('10.0.0.1', 9998)); n += 1\nprint(n)")
+        out = fw.vms["x1"].exec("python3", "-c", flood, timeout=60)
+        sent = int(out.split()[-1])
+        assert sent >= 20000, "the flood was below 10,000 packets a second: %d in 2 s" % sent
+        packet_ins_taken(fw)     # every alert packet that reached dvn is an event by now
+        events = api.get("/v1/events?rule=%s&limit=1000" % rule["id"])
+        assert len(events) >= 10 and all(e.get("alert") for e in events)
+        wait_until(lambda: receiver.calls, what="the webhook's call")
+        packet_ins_taken(fw)     # (and any second call would have been made by now)
+        assert len(receiver.calls) == 1, receiver.calls
+        call = receiver.calls[0]
+        assert call["alert"] is True and call["tenant"] == "acme" and call["rule"] == rule["id"]
+        assert (call["src"], call["dst"], call["protocol"], call["dst_port"]) == ("10.0.0.4", "10.0.0.1", 17, 9998)
+        assert receiver.url not in fw.dvn.log()     # (a webhook's URL may carry the receiver's credentials)
+    finally:
+        api.delete("/v1/security-groups/%s/rules/%s" % (fw.web["id"], rule["id"]))
+        api.delete("/v1/alert-webhooks/%s" % hook["id"])
+        receiver.close()
+
+
 ARP_SPOOF = """
 import socket, struct
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)

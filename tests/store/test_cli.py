@@ -340,6 +340,23 @@ def test_the_audit_log_trace_and_metrics(dvn, admin_dvn, net):
     dvn.ok("port", "delete", port["id"])
 
 
+def test_an_alert_rule_and_the_tenants_webhook(dvn, admin_dvn):
+    group = dvn.json("security-group", "create", "alerted")
+    rule = dvn.json("rule", "add", "alerted", "ingress", "--protocol", "udp", "--ports", "9999", "--deny", "--alert")
+    assert rule["alert"] is True and rule["log"] is False and rule["action"] == "deny"
+    hook = dvn.json("webhook", "set", "http://127.0.0.1:9/alerts")
+    assert hook["tenant"] == "clit" and hook["url"] == "http://127.0.0.1:9/alerts"
+    dvn("webhook", "set", "http://127.0.0.1:9/other")
+    assert dvn.rc != 0 and "409 Conflict" in dvn.err and "(field: tenant)" in dvn.err
+    dvn("webhook", "set", "ftp://example.com/x")
+    assert dvn.rc != 0 and "(field: url)" in dvn.err
+    assert [w["id"] for w in dvn.json("webhook", "list")] == [hook["id"]]
+    assert hook["id"] in [w["id"] for w in admin_dvn.json("webhook", "list")]
+    dvn.ok("webhook", "delete", hook["id"])
+    assert dvn.json("webhook", "list") == []
+    dvn.ok("security-group", "delete", group["id"])
+
+
 def test_an_api_problem_is_one_line_with_its_title_detail_and_field(dvn, net):
     line = dvn.fails("network", "create", "bad", "--cidr", "10.9.0.1/24")
     assert line.startswith("dvn: 400 ") and "(field: cidrs[0])" in line

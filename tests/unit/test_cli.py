@@ -182,6 +182,8 @@ BODIES = {
     "LoadBalancerUpdate": ("lb update", {"name": "--new-name", "session_persistence": "--affinity",
                                          "health_monitor": "--monitor"}),
     "JoinTokenCreate": ("token create", {}),
+    "AlertWebhookCreate": ("webhook set", {"url": None}),
+    "Trace": ("trace", {"from_port": None, "dest": None, "protocol": None, "port": None}),
     "Import": ("import", {"tenant": "--tenant", "networks": None, "security_groups": None, "ports": None,
                           "load_balancers": None}),
 }

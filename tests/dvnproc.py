@@ -255,11 +255,12 @@ def dvn_lab(tag, octet, api_port, state=None, extra=(), api_on_underlay=False):
             shutil.rmtree(state, ignore_errors=True)
 
 
-def token_join(dvn, hv, ip, token, ca_hash=None, wait=30, check=True):
+def token_join(dvn, hv, ip, token, ca_hash=None, wait=30, check=True, extra=()):
     """`dvn join` with a join token (None: without one) and the pin of dvn's
-    CA (default: the right one), its key and certificate in ``hv``'s pki/."""
+    CA (default: the right one), its key and certificate in ``hv``'s pki/
+    (``extra``: more options)."""
     ca_hash = ca_hash or dvn.client().get("/v1/ca")["ca_hash"]
-    extra = ["--api-url", dvn.url, "--pki-dir", os.path.join(hv.dir, "pki"), "--ca-hash", ca_hash]
+    extra = ["--api-url", dvn.url, "--pki-dir", os.path.join(hv.dir, "pki"), "--ca-hash", ca_hash] + list(extra)
     if token is not None:
         extra += ["--token", token]
     return join(hv, dvn.listen_ip, ip, extra=extra, wait=wait, check=check)

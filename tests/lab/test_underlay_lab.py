@@ -24,7 +24,7 @@ import subprocess
 import pytest
 
 from ovsdb.node import PLAIN_GENEVE_PORT, tunnel_port_name
-from tests.dvnproc import dvn_lab, join, wait_in_sync, wait_until
+from tests.dvnproc import dvn_lab, token_join, wait_in_sync, wait_until
 from tests.lab.test_firewall_lab import Capture, geneve_packets
 
 pytestmark = pytest.mark.lab
@@ -65,9 +65,7 @@ def ul(tmp_path_factory):
         env.joined = {}
         for name, ip, extra in (("hv1", MAIN, ()), ("hv2", ROUTED, ()), ("hv3", PRIVATE, ("--public-ip", PUBLIC))):
             token = env.api.post("/v1/join-tokens", {"node": name, "ttl": 600})["token"]
-            env.joined[name] = join(env.hvs[name], dvn.listen_ip, ip, wait=60, extra=(
-                "--api-url", dvn.url, "--pki-dir", os.path.join(env.hvs[name].dir, "pki"),
-                "--ca-hash", env.ca_hash, "--token", token) + extra)
+            env.joined[name] = token_join(dvn, env.hvs[name], ip, token, wait=60, extra=extra)
         net = env.api.post("/v1/networks", {"name": "far", "tenant": "acme", "cidrs": ["10.69.0.0/24"]})
         env.ports, env.vms = {}, {}
         for i, hv in enumerate(NODES, start=1):
@@ -118,8 +116,7 @@ def test_the_routed_and_the_nat_node_join_with_tokens(ul):
     wait_in_sync(ul.api, NODES)
     # A --public-ip that is no address is refused before the token is used.
     token = ul.api.post("/v1/join-tokens", {"node": "hv3", "ttl": 600})["token"]
-    out = join(ul.hvs["hv3"], ul.dvn.listen_ip, PRIVATE, check=False, extra=(
-        "--api-url", ul.dvn.url, "--ca-hash", ul.ca_hash, "--token", token, "--public-ip", "198.51.100"))
+    out = token_join(ul.dvn, ul.hvs["hv3"], PRIVATE, token, check=False, extra=("--public-ip", "198.51.100"))
     assert out == "dvn join: --public-ip '198.51.100' is not an IP address\n", out
     assert ul.api.get("/v1/join-tokens/%s" % token.split(".")[0])["usable"]
 

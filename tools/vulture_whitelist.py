@@ -45,3 +45,7 @@ _.tcp6
 _.create_transaction
 _.pre_commit
 _.expected_ifaces
+
+# http.server calls a handler's do_POST and log_message (tests/lab/test_firewall_lab.py: the webhook receiver).
+_.do_POST
+_.log_message

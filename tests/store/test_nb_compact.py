@@ -47,3 +47,15 @@ def test_a_column_with_many_values_is_not_shared(nb, monkeypatch):
     rows = [nb.get("Port", i) for i in ids]
     assert [r.node for r in rows] == [["hv0"], ["hv1"], ["hv2"], ["hv3"]]
     assert nb.idl._shared[("Port", "node")] is None
+
+
+def test_the_parse_overrides_are_python_ovs_own(nb):
+    """_Idl's __row_update and __add_default stand in for python-ovs's
+    private methods by their mangled names: were python-ovs to rename them,
+    they would silently not be used (and this fails)."""
+    import ovs.db.idl
+    assert hasattr(ovs.db.idl.Idl, "_Idl__row_update") and hasattr(ovs.db.idl.Idl, "_Idl__add_default")
+    net = _net(nb)
+    _port(nb, net, "a", "02:00:00:00:00:01")
+    assert nb.idl._defaults and "Port" in nb.idl._missing
+    assert nb.get("Port", _port(nb, net, "b", "02:00:00:00:00:02")).port_security == []

@@ -108,7 +108,7 @@ def _normalized(field, value, mask):
 
 def match(**fields):
     """A match: ``match(in_port=5, eth_dst=("01:00:00:00:00:00", "01:00:00:00:00:00"))``."""
-    items, last, ordered = [], -1, True
+    items, last, ordered, cache = [], -1, True, _ITEMS
     for field, spec in fields.items():
         rank = _ORDER.get(field)
         if rank is None:
@@ -116,10 +116,9 @@ def match(**fields):
         if rank < last:
             ordered = False
         last = rank
-        if spec.__class__ is tuple:
-            items.append(_item(field, *spec))
-        else:
-            items.append(_item(field, spec, None))
+        key = (field,) + spec if spec.__class__ is tuple else (field, spec, None)
+        item = cache.get(key)   # (_item's lookup, inline: a call per item cost more than the lookup)
+        items.append(item if item is not None else _item(*key))
     if not ordered:   # (the compilers mostly name fields in their order already)
         items.sort(key=_rank)
     return tuple(items)

@@ -332,9 +332,9 @@ def _compile_group(group, addrs, idents):
         cid = conj_id(group.group_id, rule.id)
         clauses = [members] + others
         for clause, values in enumerate(clauses, start=1):
+            actions = (conjunction(cid, clause, len(clauses)),)   # (one for the clause's flows, not one each)
             for value in values:
-                flows.append(make_flow(table, prio, match(**base, **value), GROUP, owner,
-                                       actions=(conjunction(cid, clause, len(clauses)),)))
+                flows.append(make_flow(table, prio, match(**base, **value), GROUP, owner, actions=actions))
         flows.append(make_flow(table, prio, match(conj_id=cid, eth_type=rule.ethertype), GROUP, owner,
                                **verdict))
     return tuple(flows)

@@ -84,7 +84,11 @@ def fail_closed(flows):
 
 
 def names_group(actions):
-    return any(a[0] == "group" or (a[0] == "clone" and names_group(a[1])) for a in actions)
+    for a in actions:   # (a loop, not any() of a generator: asked of every flow of a change)
+        kind = a[0]
+        if kind == "group" or (kind == "clone" and names_group(a[1])):
+            return True
+    return False
 
 
 def may_go_early(flow):

@@ -20,6 +20,7 @@ is what the reply meets.
 """
 
 import ipaddress
+from collections.abc import Mapping
 from typing import NamedTuple, Optional
 
 from flows import fields, lb, pipeline
@@ -282,6 +283,23 @@ def _describe(pkt, req):
     return text + (" (a reply)" if req.established else " (new)")
 
 
+class _PerSwitch(Mapping):
+    """{system id: what ``get(switch)`` gives}, made when asked: a walk needs
+    the flows of two switches, not of every one."""
+
+    def __init__(self, switches, get):
+        self.switches, self.get_ = switches, get
+
+    def __getitem__(self, node):
+        return self.get_(self.switches[node])
+
+    def __iter__(self):
+        return iter(self.switches)
+
+    def __len__(self):
+        return len(self.switches)
+
+
 class Tracing:
     """dvn trace over the running controller (a part of Core)."""
 
@@ -289,12 +307,12 @@ class Tracing:
         """trace(req) over what dvn installed on the switches now; TraceError naming the field at fault."""
         tunnels = {node: {"plain": s.tunnels("plain"), "ipsec": s.tunnels("ipsec")}
                    for node, s in list(self.sessions.items())}
-        switches = list(self.switches.items())
+        switches = dict(self.switches)
         names = {str(row.uuid): row.name for row in self.nb.rows("SecurityGroup")}
         fleet = Fleet(ports=self.ports, networks=self.networks, port_node=self.port_node,
                       ofports=self.local_ofports, tunnels=tunnels,
-                      flows={node: list(s.table.installed.values()) for node, s in switches},
-                      groups={node: dict(s.table.groups) for node, s in switches},
+                      flows=_PerSwitch(switches, lambda s: list(s.table.installed.values())),
+                      groups=_PerSwitch(switches, lambda s: dict(s.table.groups)),
                       lbs=self.lbs, owners=self.owners, rule_index=self.rule_index, lb_owner=self.lb_owner,
                       group_names=names)
         return trace(fleet, req)

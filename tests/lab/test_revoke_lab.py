@@ -40,7 +40,6 @@ def rev(tmp_path_factory):
     with dvn_lab(TAG, OCTET, API_PORT, state, extra=["--tls"], api_on_underlay=True) as (lab, dvn):
         env = Env()
         env.lab, env.dvn, env.api, env.state = lab, dvn, dvn.client(), state
-        env.ca_hash = env.api.get("/v1/ca")["ca_hash"]
         env.hvs = {n: lab.add_hv(n, ip + "/24") for n, ip in HVS.items()}
         lab.seed_neighbors()
         for name, ip in HVS.items():

@@ -44,7 +44,6 @@ def trust(tmp_path_factory):
     with dvn_lab(TAG, OCTET, API_PORT, state, extra=["--tls"], api_on_underlay=True) as (lab, dvn):
         env = Env()
         env.lab, env.dvn, env.api = lab, dvn, dvn.client()
-        env.ca_hash = env.api.get("/v1/ca")["ca_hash"]
         env.hv1 = lab.add_hv("hv1", HV1 + "/24")
         env.hv2 = lab.add_hv("hv2", HV2 + "/24")
         env.hv3 = lab.add_hv("hv3", HV3 + "/24")

@@ -25,6 +25,7 @@ import pytest
 
 from ovsdb.node import PLAIN_GENEVE_PORT, tunnel_port_name
 from tests.dvnproc import dvn_lab, token_join, wait_in_sync, wait_until
+from tests.lab.test_encryption_lab import IPSEC_PORT, MONITOR, tunnel_ports
 from tests.lab.test_firewall_lab import Capture, geneve_packets
 
 pytestmark = pytest.mark.lab
@@ -33,8 +34,6 @@ TAG, OCTET, API_PORT = "route", 69, 18089
 MAIN, ROUTED, PRIVATE, PUBLIC = "192.168.69.11", "192.168.81.12", "192.168.82.13", "192.168.69.13"
 ROUTER_MAIN, ROUTER_ROUTED, NAT_OUT, NAT_IN = "192.168.69.254", "192.168.81.1", "192.168.69.250", "192.168.82.1"
 NODES = ("hv1", "hv2", "hv3")
-IPSEC_PORT = 6081
-MONITOR = "/usr/share/openvswitch/scripts/ovs-monitor-ipsec"
 
 
 class Env:
@@ -51,7 +50,6 @@ def ul(tmp_path_factory):
     with dvn_lab(TAG, OCTET, API_PORT, state, extra=["--tls"], api_on_underlay=True) as (lab, dvn):
         env = Env()
         env.lab, env.dvn, env.api = lab, dvn, dvn.client()
-        env.ca_hash = env.api.get("/v1/ca")["ca_hash"]
         lab.segment("br81")
         lab.segment("br82")
         lab.add_router("rtr", {"br0": ROUTER_MAIN + "/24", "br81": ROUTER_ROUTED + "/24"})
@@ -77,15 +75,6 @@ def ul(tmp_path_factory):
             wait_until(lambda: env.api.get("/v1/ports/%s" % port["id"])["node"], what="%s bound" % name)
         wait_in_sync(env.api, NODES)
         yield env
-
-
-def tunnel_ports(hv):
-    """{name: options} of the GENEVE ports on hv's br-int."""
-    out = {}
-    for name in hv.vsctl("--bare", "--columns=name", "find", "Interface", "type=geneve").split():
-        options = hv.vsctl("get", "Interface", name, "options")
-        out[name] = dict(re.findall(r'(\w+)="?([^",}]+)"?', options))
-    return out
 
 
 def crossing(env, leg, sender, dst_ip):
